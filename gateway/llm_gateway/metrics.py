@@ -1,0 +1,111 @@
+"""The gateway's Prometheus metrics: names are a contract with monitoring/ (rules, dashboards).
+
+Label cardinality is bounded: `model` is a model the upstream lists in /api/tags or
+`other`; `key` is a key *name* from the config (never a key, never a digest) or `-`;
+`endpoint` is one of the contract's route names.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+# Cache hits answer in about a millisecond; long generations stream for minutes.
+LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+)  # fmt: skip
+FIRST_TOKEN_BUCKETS = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0,
+)  # fmt: skip
+OVERHEAD_BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+)  # fmt: skip
+TOKENS_PER_SECOND_BUCKETS = (1, 2, 5, 10, 20, 30, 50, 75, 100, 150, 200, 300, 500, 1000)
+
+OTHER_MODEL = "other"
+NO_KEY = "-"
+
+
+class GatewayMetrics:
+    """All gateway metrics on one registry (a fresh one per app, so tests never collide)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        r = registry
+        self.requests = Counter(
+            "llm_requests", "Requests answered, by model, endpoint and HTTP status.",
+            ["model", "endpoint", "status"], registry=r,
+        )  # fmt: skip
+        self.request_duration = Histogram(
+            "llm_request_duration_seconds",
+            "Time from request to last byte sent, by cache result (HIT, MISS, ...).",
+            ["model", "endpoint", "cache"], buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.cache_hits = Counter(
+            "llm_cache_hits", "Requests answered from the cache.", ["model", "endpoint"], registry=r
+        )
+        self.cache_misses = Counter(
+            "llm_cache_misses", "Cacheable requests not found in the cache.",
+            ["model", "endpoint"], registry=r,
+        )  # fmt: skip
+        self.tokens_generated = Counter(
+            "llm_tokens_generated", "Tokens generated upstream (eval_count of final chunks).",
+            ["model"], registry=r,
+        )  # fmt: skip
+        self.prompt_tokens = Counter(
+            "llm_prompt_tokens", "Prompt tokens evaluated upstream (prompt_eval_count).",
+            ["model"], registry=r,
+        )  # fmt: skip
+        self.time_to_first_token = Histogram(
+            "llm_time_to_first_token_seconds",
+            "Time from request to the first body byte sent to the client.",
+            ["model", "endpoint"], buckets=FIRST_TOKEN_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.tokens_per_second = Histogram(
+            "llm_generation_tokens_per_second",
+            "Generation speed reported by Ollama (eval_count / eval_duration).",
+            ["model"], buckets=TOKENS_PER_SECOND_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.upstream_duration = Histogram(
+            "llm_upstream_duration_seconds", "Time spent waiting on Ollama, request to last byte.",
+            ["endpoint"], buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.overhead = Histogram(
+            "llm_gateway_overhead_seconds",
+            "Time the gateway added: total duration minus upstream time.",
+            ["endpoint"], buckets=OVERHEAD_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.in_flight = Gauge(
+            "llm_in_flight_requests", "Requests being answered right now.",
+            registry=r, multiprocess_mode="livesum",
+        )  # fmt: skip
+        self.upstream_errors = Counter(
+            "llm_upstream_errors",
+            "Failed upstream calls by reason (connect, timeout, status, stream, cancelled).",
+            ["reason"], registry=r,
+        )  # fmt: skip
+        self.upstream_up = Gauge(
+            "llm_upstream_up", "1 when the last probe of the upstream (/api/tags) succeeded.",
+            registry=r, multiprocess_mode="max",
+        )  # fmt: skip
+        self.redis_errors = Counter(
+            "llm_redis_errors", "Failed or timed-out Redis calls, by operation.",
+            ["operation"], registry=r,
+        )  # fmt: skip
+        self.coalesced = Counter(
+            "llm_coalesced_requests", "Requests that shared another request's upstream call.",
+            ["model", "endpoint"], registry=r,
+        )  # fmt: skip
+        self.stale_served = Counter(
+            "llm_stale_served", "Expired cache entries served because the upstream failed.",
+            ["model", "endpoint"], registry=r,
+        )  # fmt: skip
+        self.rate_limited = Counter(
+            "llm_rate_limited", "Requests refused with 429, by key name and limit.",
+            ["key", "limit"], registry=r,
+        )  # fmt: skip
+        self.auth_failures = Counter(
+            "llm_auth_failures", "Requests refused with 401/403, by reason and key name.",
+            ["reason", "key"], registry=r,
+        )  # fmt: skip
+        self.build = Info("llm_gateway_build", "Gateway version.", registry=r)

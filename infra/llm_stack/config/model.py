@@ -1,0 +1,249 @@
+"""The typed stack configuration: one object, validated before any resource exists.
+
+Every section maps to one `llm-stack:<section>` key of a `Pulumi.<stack>.yaml` file
+(camelCase there, snake_case here). Unknown keys are errors, so a typo never turns
+silently into a default. Secrets are not part of this model: they stay Pulumi
+secrets (see `secrets.py`) and never pass through plain Python strings in the
+program.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+# repo[:port]/path:tag or ...@sha256:<64 hex>; the tag must not be `latest`.
+_IMAGE_RE = re.compile(
+    r"^(?P<repo>[a-z0-9]+(?:[._/-][a-z0-9]+)*(?::[0-9]+)?(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*)"
+    r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?"
+    r"(?:@(?P<digest>sha256:[0-9a-f]{64}))?$"
+)
+_DURATION_RE = re.compile(r"^(?:-1|0|[0-9]+(?:ms|s|m|h))$")
+_MODEL_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._/-]*(?::[a-zA-Z0-9._-]+)?$")
+
+
+def _pinned_image(value: str) -> str:
+    match = _IMAGE_RE.match(value)
+    if match is None:
+        raise ValueError(f"{value!r} is not an image reference like 'repo/name:1.2.3'")
+    tag, digest = match.group("tag"), match.group("digest")
+    if tag is None and digest is None:
+        raise ValueError(f"{value!r} is not pinned: give an exact tag (repo:1.2.3) or a digest")
+    if tag == "latest":
+        raise ValueError(f"{value!r} uses 'latest': pin an exact tag (repo:1.2.3) or a digest")
+    return value
+
+
+def _duration(value: str) -> str:
+    if not _DURATION_RE.match(value):
+        raise ValueError(f"{value!r} is not a duration like '5m', '30s', '1h', '0' or '-1'")
+    return value
+
+
+def _model_name(value: str) -> str:
+    if not _MODEL_RE.match(value):
+        raise ValueError(f"{value!r} is not an Ollama model name like 'llama3.2:1b'")
+    return value
+
+
+PinnedImage = Annotated[str, AfterValidator(_pinned_image)]
+Duration = Annotated[str, AfterValidator(_duration)]
+ModelName = Annotated[str, AfterValidator(_model_name)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+
+class OllamaConfig(_Section):
+    """The Ollama pool: N instances, each on its own GPU (or all CPU-only)."""
+
+    image: PinnedImage = "ollama/ollama:0.32.15"
+    instances: int = Field(1, ge=1, le=16)
+    # GPU device ids or UUIDs, one per instance; empty means CPU-only.
+    gpus: list[str] = Field(default_factory=list)
+    models: list[ModelName] = Field(min_length=1)
+    keep_alive: Duration = "5m"
+    num_parallel: int = Field(1, ge=1, le=64)
+    max_queue: int = Field(512, ge=1)
+    max_loaded_models: int = Field(1, ge=1, le=16)
+    memory_mb: int | None = Field(None, ge=512)
+    # Seconds a model load may take before the healthcheck gives up on the instance.
+    start_period_seconds: int = Field(120, ge=0)
+
+    @model_validator(mode="after")
+    def _gpus_match_instances(self) -> OllamaConfig:
+        if not self.gpus:
+            return self
+        if len(set(self.gpus)) != len(self.gpus):
+            dupes = sorted({g for g in self.gpus if self.gpus.count(g) > 1})
+            raise ValueError(f"gpus: duplicate GPU ids {dupes}; each instance needs its own GPU")
+        if len(self.gpus) != self.instances:
+            raise ValueError(
+                f"gpus: {len(self.gpus)} GPU ids for {self.instances} instances; "
+                "give exactly one GPU id per instance, or none for CPU-only"
+            )
+        return self
+
+    @property
+    def uses_gpus(self) -> bool:
+        return bool(self.gpus)
+
+
+class TimeoutsConfig(_Section):
+    """Upstream timeouts of the gateway, each bounding a different phase."""
+
+    connect_seconds: float = Field(5.0, gt=0)
+    # Generous: a cold model load takes tens of seconds before the first token.
+    first_byte_seconds: float = Field(120.0, gt=0)
+    idle_seconds: float = Field(60.0, gt=0)
+    total_seconds: float = Field(900.0, gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TimeoutsConfig:
+        if self.total_seconds < self.first_byte_seconds:
+            raise ValueError("timeouts: totalSeconds must be >= firstByteSeconds")
+        return self
+
+
+class GatewayConfig(_Section):
+    replicas: int = Field(1, ge=1, le=16)
+    workers: int = Field(1, ge=1, le=64)
+    port: Port = 8000
+    cache_mode: Literal["deterministic", "all", "off"] = "deterministic"
+    cache_ttl_seconds: int = Field(3600, ge=1)
+    cache_stale_seconds: int = Field(86400, ge=0)
+    # Defaults for keys that do not set their own limits.
+    requests_per_minute: int = Field(600, ge=1)
+    max_concurrent_per_key: int = Field(16, ge=1)
+    limits_fail_closed: bool = False
+    timeouts: TimeoutsConfig = Field(default_factory=TimeoutsConfig)
+    shutdown_grace_seconds: float = Field(30.0, ge=0)
+    log_prompts: bool = False
+    memory_mb: int | None = Field(None, ge=64)
+
+
+class EdgeConfig(_Section):
+    """The TLS edge: the only published entry to the stack."""
+
+    hostname: str = "localhost"
+    bind_address: str = "127.0.0.1"
+    https_port: Port = 443
+    http_port: Port = 80
+    # self-signed: generated and kept in state; provided: tlsCert + secret tlsKey.
+    tls: Literal["self-signed", "provided"] = "self-signed"
+    rate_limit_per_second: int = Field(10, ge=1)
+    rate_limit_burst: int = Field(20, ge=0)
+    max_body_mb: int = Field(10, ge=1, le=1024)
+    # Slow generations stream for minutes: never below 120 s.
+    read_timeout_seconds: int = Field(300, ge=120)
+    hsts_max_age_seconds: int = Field(31536000, ge=0)
+
+    @model_validator(mode="after")
+    def _valid_bind(self) -> EdgeConfig:
+        try:
+            ipaddress.ip_address(self.bind_address)
+        except ValueError as exc:
+            raise ValueError(f"bindAddress: {self.bind_address!r} is not an IP address") from exc
+        if self.https_port == self.http_port:
+            raise ValueError("httpsPort and httpPort must differ")
+        return self
+
+
+class BalancerConfig(_Section):
+    """The internal nginx least_conn balancer in front of the Ollama instances."""
+
+    port: Port = 8080
+    status_port: Port = 8081
+    max_fails: int = Field(2, ge=0)
+    fail_timeout_seconds: int = Field(10, ge=1)
+    keepalive_connections: int = Field(32, ge=1)
+    read_timeout_seconds: int = Field(600, ge=120)
+    connect_timeout_seconds: int = Field(5, ge=1)
+
+
+class RedisConfig(_Section):
+    image: PinnedImage = "redis:7.4.2-alpine"
+    maxmemory_mb: int = Field(512, ge=16)
+    eviction_policy: Literal["allkeys-lru", "allkeys-lfu", "volatile-lru", "volatile-lfu"] = (
+        "allkeys-lru"
+    )
+    appendonly: bool = True
+
+
+class GrafanaConfig(_Section):
+    enabled: bool = True
+    image: PinnedImage = "grafana/grafana:11.6.0"
+    bind_address: str = "127.0.0.1"
+    port: Port = 3000
+
+
+class AlertsConfig(_Section):
+    """Thresholds of the Prometheus alert rules."""
+
+    error_ratio: float = Field(0.05, gt=0, lt=1)
+    p95_latency_seconds: float = Field(30.0, gt=0)
+    # Alert when the hit ratio falls below this fraction of its value a day earlier.
+    cache_hit_ratio_drop: float = Field(0.5, gt=0, lt=1)
+    for_minutes: int = Field(5, ge=1)
+
+
+class MonitoringConfig(_Section):
+    prometheus_image: PinnedImage = "prom/prometheus:v3.5.0"
+    retention: str = Field("15d", pattern=r"^[0-9]+(?:ms|s|m|h|d|w|y)$")
+    scrape_interval_seconds: int = Field(15, ge=1, le=300)
+    nginx_exporter_image: PinnedImage = "nginx/nginx-prometheus-exporter:1.4.2"
+    gpu_exporter_image: PinnedImage = "nvcr.io/nvidia/k8s/dcgm-exporter:4.2.3-4.1.3-ubuntu22.04"
+    grafana: GrafanaConfig = Field(default_factory=GrafanaConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+
+
+class NetworkConfig(_Section):
+    # Fixed so that nginx can allow exactly the internal network on internal ports.
+    internal_subnet: str = "172.28.0.0/24"
+
+    @model_validator(mode="after")
+    def _valid_subnet(self) -> NetworkConfig:
+        try:
+            net = ipaddress.ip_network(self.internal_subnet)
+        except ValueError as exc:
+            raise ValueError(f"internalSubnet: {self.internal_subnet!r} is not a CIDR") from exc
+        if not net.is_private:
+            raise ValueError(f"internalSubnet: {self.internal_subnet!r} must be a private range")
+        return self
+
+
+class StackConfig(_Section):
+    """Everything a stack file says, checked as a whole."""
+
+    environment: Literal["dev", "prod", "test"] = "dev"
+    # Prefix of every container, network and volume name (the loader defaults it to
+    # llm-<stack>, so two stacks on one Docker host never collide).
+    name_prefix: str = Field("llm", pattern=r"^[a-z][a-z0-9-]{0,30}$")
+    ollama: OllamaConfig
+    gateway: GatewayConfig = Field(default_factory=GatewayConfig)
+    edge: EdgeConfig = Field(default_factory=EdgeConfig)
+    balancer: BalancerConfig = Field(default_factory=BalancerConfig)
+    redis: RedisConfig = Field(default_factory=RedisConfig)
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
+    network: NetworkConfig = Field(default_factory=NetworkConfig)
+
+    @model_validator(mode="after")
+    def _prod_rules(self) -> StackConfig:
+        if self.environment == "prod" and self.edge.tls != "provided":
+            raise ValueError("edge.tls: prod serves a provided certificate, not 'self-signed'")
+        if self.balancer.port == self.balancer.status_port:
+            raise ValueError("balancer.port and balancer.statusPort must differ")
+        return self
+
+    @property
+    def max_body_bytes(self) -> int:
+        """One body cap for the whole path: the edge refuses first, the gateway agrees."""
+        return self.edge.max_body_mb * 1024 * 1024

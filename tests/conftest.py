@@ -1,0 +1,5 @@
+"""Shared fixtures: real servers on loopback, started and stopped by the tests."""
+
+pytest_plugins = [
+    "tests.support.redis_server",
+]
