@@ -193,6 +193,9 @@ class AlertsConfig(_Section):
     # Alert when the hit ratio falls below this fraction of its value a day earlier.
     cache_hit_ratio_drop: float = Field(0.5, gt=0, lt=1)
     for_minutes: int = Field(5, ge=1)
+    # Ratio alerts (errors, latency, cache) stay quiet below this many requests in their
+    # window: one failure out of three requests is noise, not an incident.
+    min_requests: int = Field(10, ge=1)
 
 
 class MonitoringConfig(_Section):
