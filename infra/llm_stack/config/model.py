@@ -133,6 +133,8 @@ class GatewayConfig(_Section):
 class EdgeConfig(_Section):
     """The TLS edge: the only published entry to the stack."""
 
+    # The one nginx container: TLS edge and the internal least_conn balancer.
+    image: PinnedImage = "nginx:1.27.5-alpine"
     hostname: str = "localhost"
     bind_address: str = "127.0.0.1"
     https_port: Port = 443
