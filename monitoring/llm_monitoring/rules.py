@@ -1,0 +1,243 @@
+"""Prometheus alert rules, thresholds from `config.monitoring.alerts`.
+
+Written for the person paged at 2 AM: the summary says what broke, the description
+what users see and where to look first. Ratio alerts are guarded by a traffic floor
+(`alerts.minRequests`): a ratio over three requests is noise, not an incident.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from llm_stack.config.model import StackConfig
+
+from llm_monitoring import promql, yamltext
+from llm_monitoring.dashboards import overview_title
+from llm_monitoring.jobs import BY_STACK, GATEWAY_JOB, NGINX_JOB, selector
+
+GROUP_NAME = "llm-stack"
+
+
+@dataclass(frozen=True)
+class Alert:
+    name: str
+    expr: str
+    severity: str
+    summary: str
+    description: str
+
+    def rule(self, for_minutes: int) -> dict[str, Any]:
+        return {
+            "alert": self.name,
+            "expr": self.expr,
+            "for": f"{for_minutes}m",
+            "labels": {"severity": self.severity},
+            "annotations": {"summary": self.summary, "description": self.description},
+        }
+
+
+def _gateway_alerts(config: StackConfig) -> list[Alert]:
+    prefix = config.name_prefix
+    replicas = config.gateway.replicas
+    up = f"up{selector(GATEWAY_JOB)}"
+    look = (
+        f"Look: `docker ps -a --filter name={prefix}-gateway` (restarts, exit code), "
+        "`docker logs <container>`; /health answers without touching Redis or Ollama, "
+        "so a failing scrape means the process itself is down, stuck or unreachable."
+    )
+    alerts = [
+        Alert(
+            "LLMGatewayDown",
+            # `absent` catches a scrape config that lost the gateway job altogether.
+            f"{promql.sum_by(BY_STACK, up)} == 0\nor\nabsent({up})",
+            "critical",
+            f"No gateway replica of {prefix} is up: the LLM API is down",
+            "Prometheus cannot scrape any of the "
+            f"{replicas} gateway replica(s). Every client request through the edge fails "
+            f"(nginx answers 502). {look}",
+        )
+    ]
+    if replicas > 1:
+        alerts.append(
+            Alert(
+                "LLMGatewayReplicaDown",
+                f"{up} == 0",
+                "warning",
+                "Gateway replica {{ $labels.instance }} is down",
+                "Prometheus cannot scrape the gateway at {{ $labels.instance }}. The edge "
+                f"sends traffic to the other {replicas - 1} replica(s), so users see at "
+                f"most a blip, but capacity is reduced. {look}",
+            )
+        )
+    return alerts
+
+
+def _upstream_alerts(config: StackConfig) -> list[Alert]:
+    prefix = config.name_prefix
+    health = f"llm_upstream_up{selector(GATEWAY_JOB)}"
+    return [
+        Alert(
+            "LLMUpstreamDown",
+            # max over replicas: one replica that still reaches Ollama means it is up.
+            f"max by ({BY_STACK}) ({health}) == 0",
+            "critical",
+            "No Ollama instance is reachable: uncached LLM requests fail",
+            "Every gateway replica's probe of the upstream (/api/tags through the "
+            "balancer) fails, so no Ollama instance answers. Clients get 502/503/504 "
+            "except for answers still in the cache. Look: `docker ps -a --filter "
+            f"name={prefix}-ollama` (health, restarts, OOM kills), the balancer's error "
+            f"log, and 'Upstream errors by reason' on the '{overview_title(config)}' "
+            "dashboard (connect = instances down, timeout = overloaded or loading a model).",
+        ),
+        Alert(
+            "LLMUpstreamHealthUnknown",
+            f"absent({health})\nand on ()\n{promql.sum_by('', f'up{selector(GATEWAY_JOB)}')} > 0",
+            "warning",
+            "Gateways are up but report no upstream health (llm_upstream_up missing)",
+            "The gateway's /metrics has no llm_upstream_up series, so LLMUpstreamDown "
+            "cannot fire. A gateway build without the upstream probe, or a renamed "
+            "metric: check the gateway version (llm_gateway_build_info) and its /metrics.",
+        ),
+    ]
+
+
+def _traffic_floor(config: StackConfig, metric: str, *matchers: str) -> str:
+    window = promql.alert_window(config)
+    requests = promql.gateway_increase(metric, window, BY_STACK, *matchers)
+    return f"and on ({BY_STACK})\n{requests} >= {config.monitoring.alerts.min_requests}"
+
+
+def _quality_alerts(config: StackConfig) -> list[Alert]:
+    alerts_cfg = config.monitoring.alerts
+    window = promql.alert_window(config)
+    floor = alerts_cfg.min_requests
+    error_ratio = promql.error_ratio(window, BY_STACK)
+    p95 = promql.histogram_quantile(
+        0.95, "llm_request_duration_seconds", window, BY_STACK, promql.NOT_FROM_CACHE
+    )
+    title = overview_title(config)
+    return [
+        Alert(
+            "LLMHighErrorRatio",
+            f"(\n{error_ratio}\n) > {alerts_cfg.error_ratio}\n"
+            + _traffic_floor(config, "llm_requests_total"),
+            "critical",
+            "{{ $value | humanizePercentage }} of LLM requests fail with 5xx",
+            f"More than {alerts_cfg.error_ratio:.0%} of requests answered 5xx over "
+            f"{window} (at least {floor} requests). Look at 'Errors by reason' on the "
+            f"'{title}' dashboard: llm_upstream_errors_total by reason tells connect "
+            "(Ollama or the balancer down), timeout (overloaded, a model loading, the "
+            "queue full) and status (Ollama itself answered 5xx) apart.",
+        ),
+        Alert(
+            "LLMHighLatencyP95",
+            # Cache hits answer in a millisecond: counting them would let a rising hit
+            # ratio hide slow generations, and a falling one fake a slowdown.
+            f"{p95} > {alerts_cfg.p95_latency_seconds:g}\n"
+            + _traffic_floor(config, "llm_request_duration_seconds_count", promql.NOT_FROM_CACHE),
+            "warning",
+            "p95 latency of model-served requests is {{ $value | humanizeDuration }}",
+            "The 95th percentile of request duration (request to last byte, cache hits "
+            f"and stale serves excluded) exceeds {alerts_cfg.p95_latency_seconds:g}s over "
+            f"{window}. Long streamed generations count in full, so check 'Time to first "
+            f"token' and 'Tokens/s' on the '{title}' dashboard: a slow first token means "
+            "queueing or model loads (too few instances, numParallel, keepAlive), slow "
+            "tokens/s means the GPUs are saturated or a model fell back to CPU.",
+        ),
+    ]
+
+
+def _cache_alerts(config: StackConfig) -> list[Alert]:
+    if config.gateway.cache_mode == "off":
+        return []  # nothing is cached, so there is no hit ratio to watch
+    alerts_cfg = config.monitoring.alerts
+    window = promql.alert_window(config)
+    now = promql.cache_hit_ratio(window, BY_STACK)
+    day_ago = promql.cache_hit_ratio(window, BY_STACK, offset="1d")
+    floor = alerts_cfg.min_requests
+    traffic_now = promql.cacheable_requests(window, BY_STACK)
+    traffic_day_ago = promql.cacheable_requests(window, BY_STACK, offset="1d")
+    return [
+        Alert(
+            "LLMCacheHitRatioCollapse",
+            f"(\n{now}\n)\n< {alerts_cfg.cache_hit_ratio_drop:g} * (\n{day_ago}\n)\n"
+            # Both windows need real cacheable traffic, or one request decides the ratio.
+            f"and on ({BY_STACK})\n{traffic_now} >= {floor}\n"
+            f"and on ({BY_STACK})\n{traffic_day_ago} >= {floor}",
+            "warning",
+            "Cache hit ratio fell to {{ $value | humanizePercentage }}",
+            f"The hit ratio over {window} is below {alerts_cfg.cache_hit_ratio_drop:.0%} of "
+            "its value at the same time a day earlier: more requests reach Ollama. Look: "
+            "Redis errors (LLMRedisUnreachable, 'Redis errors' panel), Redis memory and "
+            f"evictions (`docker exec {config.name_prefix}-redis redis-cli info stats`), "
+            "a gateway deploy that changed the cache key or mode, or clients that stopped "
+            "sending deterministic requests (temperature 0 / fixed seed).",
+        )
+    ]
+
+
+def _redis_alerts(config: StackConfig) -> list[Alert]:
+    fail_closed = config.gateway.limits_fail_closed
+    errors = promql.gateway_rate("llm_redis_errors_total", promql.short_window(config), BY_STACK)
+    effect = (
+        "rate limits fail closed (limitsFailClosed), so requests are being refused"
+        if fail_closed
+        else "requests still succeed, but uncached (all go to Ollama) and rate limits "
+        "are not enforced (limitsFailClosed is off)"
+    )
+    return [
+        Alert(
+            "LLMRedisUnreachable",
+            f"{errors} > 0",
+            "critical" if fail_closed else "warning",
+            'Gateway cannot use Redis ({{ $value | printf "%.2f" }} errors/s)',
+            f"Redis calls of the gateway keep failing or timing out: {effect}. Look: "
+            f"`docker ps -a --filter name={config.name_prefix}-redis`, its logs (OOM, "
+            "maxmemory, AOF rewrite stalls), and 'Redis errors' by operation on the "
+            f"'{overview_title(config)}' dashboard.",
+        )
+    ]
+
+
+def _nginx_alerts(config: StackConfig) -> list[Alert]:
+    prefix = config.name_prefix
+    return [
+        Alert(
+            "LLMNginxDown",
+            f"nginx_up{selector(NGINX_JOB)} == 0",
+            "critical",
+            "nginx (read by exporter {{ $labels.instance }}) is down",
+            "nginx-prometheus-exporter cannot read nginx's stub_status: nginx is down or "
+            "wedged, and with it the path into the stack. Look: `docker ps -a --filter "
+            f"name={prefix}-` for the nginx containers and `docker logs` of each.",
+        ),
+        Alert(
+            "LLMNginxExporterDown",
+            f"up{selector(NGINX_JOB)} == 0",
+            "warning",
+            "nginx exporter {{ $labels.instance }} is down: nginx is unobserved",
+            "Prometheus cannot scrape nginx-prometheus-exporter, so LLMNginxDown cannot "
+            f"fire. Look: `docker ps -a --filter name={prefix}-` for the exporter container.",
+        ),
+    ]
+
+
+def alert_rules(config: StackConfig) -> list[dict[str, Any]]:
+    """Every alerting rule of the stack, as Prometheus rule dicts."""
+    alerts = [
+        *_gateway_alerts(config),
+        *_upstream_alerts(config),
+        *_quality_alerts(config),
+        *_cache_alerts(config),
+        *_redis_alerts(config),
+        *_nginx_alerts(config),
+    ]
+    for_minutes = config.monitoring.alerts.for_minutes
+    return [alert.rule(for_minutes) for alert in alerts]
+
+
+def render_alert_rules(config: StackConfig) -> str:
+    """The text of the alert rule file (one group, evaluated at the global interval)."""
+    doc = {"groups": [{"name": GROUP_NAME, "rules": alert_rules(config)}]}
+    return yamltext.dump(doc)
