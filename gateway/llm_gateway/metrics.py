@@ -7,7 +7,7 @@ Label cardinality is bounded: `model` is a model the upstream lists in /api/tags
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 # Cache hits answer in about a millisecond; long generations stream for minutes.
 LATENCY_BUCKETS = (
@@ -108,4 +108,8 @@ class GatewayMetrics:
             "llm_auth_failures", "Requests refused with 401/403, by reason and key name.",
             ["reason", "key"], registry=r,
         )  # fmt: skip
-        self.build = Info("llm_gateway_build", "Gateway version.", registry=r)
+        # A gauge rather than an Info: Info does not work in multiprocess mode.
+        self.build = Gauge(
+            "llm_gateway_build_info", "Gateway version (always 1).", ["version"],
+            registry=r, multiprocess_mode="max",
+        )  # fmt: skip

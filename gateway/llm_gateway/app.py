@@ -1,0 +1,97 @@
+"""The ASGI application: ops routes (FastAPI) and proxy routes (raw ASGI), composed here."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+from starlette.routing import Route
+
+from llm_gateway import __version__
+from llm_gateway.errors import error_response, is_openai_path
+from llm_gateway.keys import KeyRing
+from llm_gateway.observe import AccessLog
+from llm_gateway.openapi import install_proxy_schema
+from llm_gateway.ops import router as ops_router
+from llm_gateway.proxy import ProxyEndpoint
+from llm_gateway.routes import PROXY_ROUTES
+from llm_gateway.services import Services
+from llm_gateway.settings import Settings
+
+log = logging.getLogger("llm_gateway")
+
+
+class AuthConfigError(RuntimeError):
+    """The gateway would run without keys and nobody said that is intended."""
+
+
+def keyring_for(settings: Settings) -> KeyRing | None:
+    """The keys to enforce, or None when auth is (explicitly) disabled."""
+    if settings.auth_disabled:
+        return None
+    if not settings.has_keys:
+        raise AuthConfigError(
+            "no API keys configured: set GATEWAY_API_KEYS (sha256 digests) or "
+            "GATEWAY_API_KEYS_FILE; mint a key with `llm-gateway keys new --name NAME`. "
+            "To run without authentication, set GATEWAY_AUTH_DISABLED=true explicitly."
+        )
+    keyring = KeyRing.from_settings(settings)
+    if len(keyring) == 0:
+        raise AuthConfigError("the configured API key sources hold no keys")
+    return keyring
+
+
+def create_app(settings: Settings | None = None, access_log: AccessLog | None = None) -> FastAPI:
+    settings = settings or Settings()
+    keyring = keyring_for(settings)
+    services = Services.build(settings, keyring, access_log or AccessLog(settings.access_log))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await services.start()
+        try:
+            yield
+        finally:
+            await services.stop()
+
+    app = FastAPI(
+        title="llm-gateway",
+        version=__version__,
+        summary="Ollama behind auth, per-key limits, a Redis cache and metrics.",
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    app.include_router(ops_router)
+    for route in PROXY_ROUTES:
+        app.router.routes.append(
+            Route(route.path, ProxyEndpoint(route, services.proxy), methods=list(route.methods))
+        )
+    install_proxy_schema(app)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        message = {404: f"no such endpoint: {request.url.path}", 405: "method not allowed"}.get(
+            exc.status_code, str(exc.detail)
+        )
+        return error_response(
+            exc.status_code, message, openai=is_openai_path(request.url.path),
+            headers=dict(exc.headers or {}),
+        )  # fmt: skip
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        return error_response(400, "invalid request", openai=is_openai_path(request.url.path))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(500, "internal error", openai=is_openai_path(request.url.path))
+
+    return app

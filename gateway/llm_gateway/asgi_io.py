@@ -1,0 +1,123 @@
+"""Raw ASGI plumbing for the proxy routes: bounded body reads, replies, disconnects.
+
+The proxy routes speak ASGI directly instead of going through Starlette's
+Request/StreamingResponse: the body limit is enforced while reading (an oversized
+body is refused before it is read whole), and a client that goes away is noticed
+even while we wait for a slow first token (uvicorn silently drops writes to a
+closed connection, so waiting for a failed write would never notice).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from llm_gateway.errors import GatewayError
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Any]
+Send = Callable[[Message], Any]
+
+
+def header_map(scope: Scope) -> dict[str, str]:
+    """Request headers, lower-case names; the last of repeated headers wins."""
+    return {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
+
+
+async def read_body(receive: Receive, headers: dict[str, str], limit: int) -> bytes:
+    declared = headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise GatewayError(400, "invalid Content-Length")
+        if int(declared) > limit:
+            raise GatewayError(413, f"request body too large (limit {limit} bytes)")
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        chunk = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > limit:
+                raise GatewayError(413, f"request body too large (limit {limit} bytes)")
+            parts.append(chunk)
+        if not message.get("more_body", False):
+            return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+class ClientGone(Exception):
+    """The client closed the connection; nothing more to send."""
+
+
+@dataclass(slots=True)
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: bytes = b""
+    content_type: str = "application/json; charset=utf-8"
+    # When set, the body is streamed chunk by chunk (no Content-Length).
+    stream: AsyncIterator[bytes] | None = None
+    on_first_byte: Callable[[], None] | None = field(default=None, repr=False)
+
+    def _raw_headers(self) -> list[tuple[bytes, bytes]]:
+        raw = [(b"content-type", self.content_type.encode("latin-1"))]
+        if self.stream is None:
+            raw.append((b"content-length", str(len(self.body)).encode()))
+        raw.extend(
+            (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in self.headers.items()
+        )
+        return raw
+
+    async def send_to(self, send: Send) -> None:
+        await send(
+            {"type": "http.response.start", "status": self.status, "headers": self._raw_headers()}
+        )
+        if self.stream is None:
+            if self.on_first_byte is not None:
+                self.on_first_byte()
+            await send({"type": "http.response.body", "body": self.body, "more_body": False})
+            return
+        first = True
+        async for chunk in self.stream:
+            if first and self.on_first_byte is not None:
+                self.on_first_byte()
+            first = False
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+@contextlib.asynccontextmanager
+async def cancel_on_disconnect(receive: Receive) -> AsyncIterator[asyncio.Event]:
+    """Cancel the current task when the client disconnects; the event says whether it did.
+
+    Only use after the request body has been read completely: from then on the
+    only message `receive` can deliver is `http.disconnect`.
+    """
+    task = asyncio.current_task()
+    assert task is not None
+    gone = asyncio.Event()
+
+    async def watch() -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                gone.set()
+                task.cancel()
+                return
+
+    watcher = asyncio.get_running_loop().create_task(watch())
+    try:
+        yield gone
+    except asyncio.CancelledError:
+        if not gone.is_set():
+            raise
+        # The client left: swallow our own cancellation, nobody is listening.
+        task.uncancel()
+    finally:
+        watcher.cancel()

@@ -1,0 +1,89 @@
+"""The models the upstream serves and their digests, refreshed from /api/tags.
+
+The digest is part of every cache key, so a re-pulled model (new digest) never
+serves entries of its previous version. It also bounds metric labels: a model the
+upstream does not list is counted as `other`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+import orjson
+
+from llm_gateway.keys import normalize_model
+from llm_gateway.metrics import OTHER_MODEL, GatewayMetrics
+from llm_gateway.upstream import Upstream, UpstreamFailure
+
+log = logging.getLogger("llm_gateway.catalog")
+
+
+class ModelCatalog:
+    def __init__(self, upstream: Upstream, metrics: GatewayMetrics, refresh_seconds: float):
+        self._upstream = upstream
+        self._metrics = metrics
+        self._refresh_seconds = refresh_seconds
+        self._digests: dict[str, str] = {}
+        self._last_refresh = 0.0
+        self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+
+    def digest(self, model: str) -> str | None:
+        return self._digests.get(normalize_model(model))
+
+    def label(self, model: str | None) -> str:
+        if not model:
+            return OTHER_MODEL
+        name = normalize_model(model)
+        if name in self._digests:
+            return name.removesuffix(":latest")
+        return OTHER_MODEL
+
+    async def refresh(self) -> bool:
+        try:
+            response = await self._upstream.open("GET", "/api/tags", None, {})
+            try:
+                body = await response.read()
+            finally:
+                await response.aclose()
+            if response.status != 200:
+                raise UpstreamFailure("status", response.status, f"/api/tags: {response.status}")
+            models = orjson.loads(body).get("models") or []
+            digests = {
+                normalize_model(str(m.get("model") or m.get("name"))): str(m.get("digest", ""))
+                for m in models
+                if isinstance(m, dict) and (m.get("model") or m.get("name"))
+            }
+        except (UpstreamFailure, orjson.JSONDecodeError, AttributeError) as exc:
+            self._metrics.upstream_up.set(0)
+            log.warning("cannot read the upstream's models: %s", exc)
+            return False
+        self._digests = digests
+        self._last_refresh = time.monotonic()
+        self._metrics.upstream_up.set(1)
+        return True
+
+    async def refresh_if_stale(self, min_age: float = 1.0) -> None:
+        """Refresh now (at most once per `min_age`), for a model not seen yet."""
+        if time.monotonic() - self._last_refresh < min_age or self._lock.locked():
+            return
+        async with self._lock:
+            await self.refresh()
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._refresh_seconds)
+            await self.refresh()
+
+    async def start(self) -> None:
+        await self.refresh()
+        self._task = asyncio.create_task(self._loop(), name="model-catalog")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

@@ -1,0 +1,121 @@
+"""`llm-gateway`: serve (default) or mint keys (`llm-gateway keys new --name team-a`)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+from llm_gateway.keys import KeyFileError, digest_of, mint_key
+
+log = logging.getLogger("llm_gateway")
+
+_BANNER = "=" * 72
+
+
+def _settings_error(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "settings"
+        lines.append(f"  GATEWAY_{field.upper()}: {err['msg'].removeprefix('Value error, ')}")
+    return "invalid gateway settings:\n" + "\n".join(lines)
+
+
+def serve() -> int:
+    import uvicorn
+
+    from llm_gateway.app import AuthConfigError, create_app, keyring_for
+    from llm_gateway.settings import Settings
+
+    try:
+        settings = Settings()
+        keyring_for(settings)  # fail before binding the port, with a clear message
+    except ValidationError as exc:
+        print(_settings_error(exc), file=sys.stderr)
+        return 2
+    except (AuthConfigError, KeyFileError) as exc:
+        print(f"llm-gateway: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if settings.auth_disabled:
+        log.warning(
+            "\n%s\nAUTHENTICATION IS DISABLED (GATEWAY_AUTH_DISABLED=true): anyone who can\n"
+            "reach this gateway can use every model. Never expose it like this.\n%s",
+            _BANNER,
+            _BANNER,
+        )
+    common = {
+        "host": settings.host,
+        "port": settings.port,
+        "loop": "uvloop",
+        "http": "httptools",
+        "access_log": False,
+        "log_level": settings.log_level,
+        "timeout_graceful_shutdown": int(settings.shutdown_grace_seconds) or None,
+        "server_header": False,
+    }
+    if settings.workers == 1:
+        uvicorn.run(create_app(settings), **common)  # type: ignore[arg-type]
+        return 0
+    # Several worker processes share metrics through files (prometheus-client
+    # multiprocess mode); the directory must exist and be empty before they start.
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="llm-gw-")
+    shutil.rmtree(directory, ignore_errors=True)
+    os.makedirs(directory, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    uvicorn.run(
+        "llm_gateway.app:create_app", factory=True, workers=settings.workers,
+        **common,  # type: ignore[arg-type]
+    )  # fmt: skip
+    return 0
+
+
+def keys_new(name: str) -> int:
+    key = mint_key()
+    digest = digest_of(key)
+    print(f"API key for {name!r} (shown once; store it in your secret manager):\n\n  {key}\n")
+    print(f"Its SHA-256 digest (what the gateway stores): {digest}\n")
+    print("Add it to the stack config:")
+    print(f"  pulumi config set --secret --path 'apiKeys.{name}.digest' {digest}")
+    print("or to a gateway keys file (GATEWAY_API_KEYS_FILE):")
+    print(f"  keys:\n    {name}:\n      digest: {digest}")
+    return 0
+
+
+def keys_digest() -> int:
+    key = sys.stdin.readline().strip()
+    if not key:
+        print("llm-gateway: give the key on standard input", file=sys.stderr)
+        return 2
+    print(digest_of(key))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="llm-gateway", description=__doc__)
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("serve", help="run the gateway (the default); settings from GATEWAY_*")
+    keys = commands.add_parser("keys", help="API keys").add_subparsers(dest="keys_command")
+    new = keys.add_parser("new", help="mint a key and print the digest to configure")
+    new.add_argument("--name", required=True, help="the key's name (in logs and metrics)")
+    keys.add_parser("digest", help="print the SHA-256 digest of a key read from stdin")
+    args = parser.parse_args(argv)
+    if args.command == "keys":
+        if args.keys_command == "new":
+            return keys_new(args.name)
+        if args.keys_command == "digest":
+            return keys_digest()
+        parser.parse_args(["keys", "--help"])
+    return serve()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

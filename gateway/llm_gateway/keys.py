@@ -1,0 +1,182 @@
+"""API keys: only SHA-256 digests are kept; a request's key is found by one dict lookup.
+
+Keys come from `GATEWAY_API_KEYS` (digests, default limits) and from
+`GATEWAY_API_KEYS_FILE` (YAML or JSON) that names each key and may give it allowed
+models, its own limits and an expiry:
+
+    keys:
+      team-a:
+        digest: 9f86d0...        # sha256 hex of the key
+        models: [llama3.2, "qwen2.5:*"]
+        requestsPerMinute: 60
+        maxConcurrent: 4
+        expires: 2027-01-01T00:00:00Z
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.alias_generators import to_camel
+
+from llm_gateway.settings import Settings
+
+KEY_PREFIX = "llmsk-"
+# Longer than any key we mint, short enough that hashing junk costs nothing.
+MAX_KEY_LENGTH = 256
+
+
+def digest_of(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def mint_key() -> str:
+    """A new key: 256 bits from the OS's CSPRNG, URL-safe."""
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def normalize_model(name: str) -> str:
+    """`llama3.2` and `llama3.2:latest` are one model to Ollama."""
+    return name if ":" in name else f"{name}:latest"
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    name: str
+    digest: str
+    requests_per_minute: int
+    max_concurrent: int
+    models: tuple[str, ...] | None = None
+    expires: datetime | None = None
+
+    def allows(self, model: str) -> bool:
+        if self.models is None:
+            return True
+        wanted = normalize_model(model)
+        return any(fnmatch.fnmatchcase(wanted, pattern) for pattern in self.models)
+
+    def expired(self, now: datetime) -> bool:
+        return self.expires is not None and now >= self.expires
+
+
+class _KeyEntry(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    digest: str = Field(pattern=r"^[0-9a-fA-F]{64}$")
+    models: list[str] | None = None
+    requests_per_minute: int | None = Field(None, ge=1)
+    max_concurrent: int | None = Field(None, ge=1)
+    expires: datetime | None = None
+
+    @field_validator("expires")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+class _KeysFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    keys: dict[str, _KeyEntry]
+
+    @field_validator("keys")
+    @classmethod
+    def _names(cls, value: dict[str, _KeyEntry]) -> dict[str, _KeyEntry]:
+        for name in value:
+            if not name or len(name) > 64 or not all(c.isalnum() or c in "-_." for c in name):
+                raise ValueError(f"key name {name!r}: use letters, digits, '-', '_', '.'")
+        return value
+
+
+class KeyFileError(ValueError):
+    pass
+
+
+def _read_keys_file(path: Path) -> _KeysFile:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise KeyFileError(f"GATEWAY_API_KEYS_FILE {path}: cannot read: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise KeyFileError(f"GATEWAY_API_KEYS_FILE {path}: not YAML/JSON: {exc}") from None
+    try:
+        return _KeysFile.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise KeyFileError(f"GATEWAY_API_KEYS_FILE {path}: {problems}") from None
+
+
+class KeyRing:
+    """The accepted keys, by digest."""
+
+    def __init__(self, keys: Mapping[str, ApiKey]) -> None:
+        self._by_digest = dict(keys)
+
+    def __len__(self) -> int:
+        return len(self._by_digest)
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(k.name for k in self._by_digest.values())
+
+    def lookup(self, presented: str) -> ApiKey | None:
+        return self._by_digest.get(digest_of(presented))
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> KeyRing:
+        keys: dict[str, ApiKey] = {}
+        for digest in settings.api_keys:
+            keys[digest] = ApiKey(
+                name=f"key-{digest[:8]}",
+                digest=digest,
+                requests_per_minute=settings.requests_per_minute,
+                max_concurrent=settings.max_concurrent_per_key,
+            )
+        if settings.api_keys_file is not None:
+            for name, entry in _read_keys_file(settings.api_keys_file).keys.items():
+                digest = entry.digest.lower()
+                keys[digest] = ApiKey(
+                    name=name,
+                    digest=digest,
+                    requests_per_minute=entry.requests_per_minute or settings.requests_per_minute,
+                    max_concurrent=entry.max_concurrent or settings.max_concurrent_per_key,
+                    models=(
+                        None
+                        if entry.models is None
+                        else tuple(normalize_model(m) for m in entry.models)
+                    ),
+                    expires=entry.expires,
+                )
+        return cls(keys)
+
+
+def presented_key(authorization: str | None, x_api_key: str | None) -> str | None:
+    """The key a request carries (`Authorization: Bearer` or `X-API-Key`), if any."""
+    if authorization:
+        scheme, _, value = authorization.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+    if x_api_key and x_api_key.strip():
+        return x_api_key.strip()
+    return None
+
+
+def plausible_key(key: str) -> bool:
+    """Cheap shape check so junk and header-injection attempts never reach hashing or logs."""
+    return 0 < len(key) <= MAX_KEY_LENGTH and key.isascii() and key.isprintable()
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)

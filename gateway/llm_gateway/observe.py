@@ -1,0 +1,111 @@
+"""What one request did, recorded once at its end: metrics and one JSON log line."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass
+from typing import IO
+
+import orjson
+
+from llm_gateway.metrics import NO_KEY, OTHER_MODEL, GatewayMetrics
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def request_id_from(header: str | None) -> str:
+    """The client's X-Request-ID when it is safe to echo and log, else a new one."""
+    if header and _REQUEST_ID.match(header):
+        return header
+    return os.urandom(16).hex()
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    request_id: str
+    method: str
+    path: str
+    endpoint: str
+    started: float
+    model: str = OTHER_MODEL
+    key: str = NO_KEY
+    cache: str = "-"
+    status: int = 0
+    first_byte_at: float = 0.0
+    upstream_seconds: float = 0.0
+    prompt_tokens: int = 0
+    generated_tokens: int = 0
+    prompt_text: str | None = None
+
+    def mark_first_byte(self) -> None:
+        if not self.first_byte_at:
+            self.first_byte_at = time.perf_counter()
+
+
+class AccessLog:
+    """One JSON line per request on a stream (stdout by default)."""
+
+    def __init__(self, enabled: bool, stream: IO[bytes] | None = None) -> None:
+        self.enabled = enabled
+        self._stream = stream if stream is not None else sys.stdout.buffer
+
+    def write(self, line: dict[str, object]) -> None:
+        if not self.enabled:
+            return
+        self._stream.write(orjson.dumps(line) + b"\n")
+        self._stream.flush()
+
+
+class Recorder:
+    def __init__(self, metrics: GatewayMetrics, access_log: AccessLog) -> None:
+        self.metrics = metrics
+        self.access_log = access_log
+
+    def start(self, request_id: str, method: str, path: str, endpoint: str) -> RequestRecord:
+        self.metrics.in_flight.inc()
+        return RequestRecord(request_id, method, path, endpoint, time.perf_counter())
+
+    def finish(self, record: RequestRecord) -> None:
+        m = self.metrics
+        m.in_flight.dec()
+        duration = time.perf_counter() - record.started
+        endpoint, model, cache = record.endpoint, record.model, record.cache
+        m.requests.labels(model, endpoint, str(record.status)).inc()
+        m.request_duration.labels(model, endpoint, cache).observe(duration)
+        if cache == "HIT":
+            m.cache_hits.labels(model, endpoint).inc()
+        elif cache == "MISS":
+            m.cache_misses.labels(model, endpoint).inc()
+        elif cache == "COALESCED":
+            m.coalesced.labels(model, endpoint).inc()
+        elif cache == "STALE":
+            m.stale_served.labels(model, endpoint).inc()
+        ttft = record.first_byte_at - record.started if record.first_byte_at else None
+        if ttft is not None and record.status == 200:
+            m.time_to_first_token.labels(model, endpoint).observe(ttft)
+        if record.upstream_seconds:
+            m.upstream_duration.labels(endpoint).observe(record.upstream_seconds)
+            m.overhead.labels(endpoint).observe(max(0.0, duration - record.upstream_seconds))
+        if self.access_log.enabled:
+            line: dict[str, object] = {
+                "ts": time.time(),
+                "request_id": record.request_id,
+                "key": record.key,
+                "method": record.method,
+                "path": record.path,
+                "endpoint": endpoint,
+                "model": model,
+                "status": record.status,
+                "cache": cache,
+                "duration_ms": round(duration * 1000, 3),
+                "ttft_ms": round(ttft * 1000, 3) if ttft is not None else None,
+                "upstream_ms": round(record.upstream_seconds * 1000, 3),
+                "prompt_tokens": record.prompt_tokens,
+                "tokens": record.generated_tokens,
+            }
+            if record.prompt_text is not None:
+                line["prompt"] = record.prompt_text
+            self.access_log.write(line)

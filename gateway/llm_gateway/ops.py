@@ -1,0 +1,68 @@
+"""Operational endpoints: /health (liveness), /ready (Redis and upstream), /metrics.
+
+/metrics and /ready carry no key check: they are for the internal network only.
+The nginx edge answers 404 for them, and the gateway publishes no port, so only
+Prometheus and the container healthcheck ever reach them (see README, "Security").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from fastapi import APIRouter, Request
+from fastapi.responses import ORJSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from llm_gateway.services import Services
+from llm_gateway.upstream import UpstreamFailure
+
+router = APIRouter(tags=["operations"])
+
+
+def _services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+@router.get("/health", summary="Liveness: the process answers (checks nothing else)")
+async def health() -> ORJSONResponse:
+    return ORJSONResponse({"status": "ok"})
+
+
+@router.get("/ready", summary="Readiness: Redis and the upstream (503 when Ollama is unreachable)")
+async def ready(request: Request) -> ORJSONResponse:
+    services = _services(request)
+    redis_ok = await services.guard.ping()
+    upstream = "ok"
+    try:
+        async with asyncio.timeout(2.0):
+            response = await services.upstream.open("GET", "/api/version", None, {})
+            await response.read()
+            await response.aclose()
+        if response.status != 200:
+            upstream = f"status {response.status}"
+    except (UpstreamFailure, TimeoutError) as exc:
+        upstream = str(exc) or "timed out"
+    ok = upstream == "ok"
+    return ORJSONResponse(
+        {
+            "status": "ready" if ok else "not ready",
+            "upstream": upstream,
+            # Redis is a helper: without it requests are served uncached (X-Cache: BYPASS).
+            "redis": "ok" if redis_ok else "unavailable",
+        },
+        status_code=200 if ok else 503,
+    )
+
+
+@router.get("/metrics", summary="Prometheus metrics (text exposition format)")
+async def metrics(request: Request) -> Response:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        payload = generate_latest(registry)
+    else:
+        payload = generate_latest(_services(request).metrics.registry)
+    return Response(payload, media_type=CONTENT_TYPE_LATEST)

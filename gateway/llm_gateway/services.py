@@ -1,0 +1,69 @@
+"""The long-lived parts of one gateway process, built once per app from its settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry
+
+from llm_gateway import __version__
+from llm_gateway.admission import Admitter
+from llm_gateway.cache.store import CacheStore
+from llm_gateway.catalog import ModelCatalog
+from llm_gateway.flight import FlightRegistry
+from llm_gateway.keys import KeyRing
+from llm_gateway.metrics import GatewayMetrics
+from llm_gateway.observe import AccessLog, Recorder
+from llm_gateway.proxy import Proxy
+from llm_gateway.redis_guard import RedisGuard, redis_client
+from llm_gateway.settings import Settings
+from llm_gateway.upstream import Upstream
+
+
+@dataclass
+class Services:
+    settings: Settings
+    metrics: GatewayMetrics
+    upstream: Upstream
+    guard: RedisGuard
+    catalog: ModelCatalog
+    flights: FlightRegistry
+    proxy: Proxy
+
+    @classmethod
+    def build(cls, settings: Settings, keyring: KeyRing | None, access_log: AccessLog) -> Services:
+        metrics = GatewayMetrics(CollectorRegistry())
+        metrics.build.labels(__version__).set(1)
+        upstream = Upstream(settings)
+        guard = RedisGuard(
+            redis_client(settings.redis_url, settings.redis_timeout_seconds),
+            settings.redis_timeout_seconds,
+            settings.redis_retry_after_seconds,
+            metrics,
+        )
+        # A lease outlives the longest request, so a crashed replica's slots expire.
+        admitter = Admitter(guard, lease_seconds=settings.total_timeout_seconds + 60)
+        store = CacheStore(guard, settings.cache_ttl_seconds, settings.cache_stale_seconds)
+        catalog = ModelCatalog(upstream, metrics, settings.model_refresh_seconds)
+        flights = FlightRegistry()
+        proxy = Proxy(
+            settings=settings,
+            keyring=keyring,
+            upstream=upstream,
+            admitter=admitter,
+            store=store,
+            catalog=catalog,
+            flights=flights,
+            recorder=Recorder(metrics, access_log),
+            metrics=metrics,
+        )
+        return cls(settings, metrics, upstream, guard, catalog, flights, proxy)
+
+    async def start(self) -> None:
+        await self.catalog.start()
+
+    async def stop(self) -> None:
+        await self.catalog.stop()
+        await self.flights.cancel_all()
+        await self.upstream.aclose()
+        await self.guard.client.aclose()

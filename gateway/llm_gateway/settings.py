@@ -1,0 +1,107 @@
+"""The gateway's settings: environment variables prefixed `GATEWAY_`, read once at start."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    workers: int = Field(1, ge=1, le=64)
+    upstream_url: str = "http://127.0.0.1:11434"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+
+    # SHA-256 hex digests of accepted keys; the plain keys are never stored.
+    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    api_keys_file: Path | None = None
+    auth_disabled: bool = False
+
+    cache_mode: Literal["deterministic", "all", "off"] = "deterministic"
+    cache_ttl_seconds: int = Field(3600, ge=1)
+    # Expired entries are kept this much longer, to be served if the upstream fails.
+    cache_stale_seconds: int = Field(86400, ge=0)
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+
+    # Defaults for keys that do not set their own limits.
+    requests_per_minute: int = Field(600, ge=1)
+    max_concurrent_per_key: int = Field(16, ge=1)
+    limits_fail_closed: bool = False
+
+    connect_timeout_seconds: float = Field(5.0, gt=0)
+    first_byte_timeout_seconds: float = Field(120.0, gt=0)
+    idle_timeout_seconds: float = Field(60.0, gt=0)
+    total_timeout_seconds: float = Field(900.0, gt=0)
+    # Redis is a helper: a slow Redis must never hold a request for long.
+    redis_timeout_seconds: float = Field(0.25, gt=0)
+    # After a Redis failure, skip Redis for this long before trying again.
+    redis_retry_after_seconds: float = Field(1.0, ge=0)
+    upstream_max_connections: int = Field(256, ge=1)
+
+    # How often /api/tags is read to learn model digests (a re-pull changes the key).
+    model_refresh_seconds: float = Field(10.0, gt=0)
+    shutdown_grace_seconds: float = Field(30.0, ge=0)
+    access_log: bool = True
+    log_prompts: bool = False
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip().lower() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("api_keys")
+    @classmethod
+    def _digests_only(cls, value: list[str]) -> list[str]:
+        for digest in value:
+            if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+                raise ValueError(
+                    "GATEWAY_API_KEYS holds SHA-256 hex digests of keys (64 hex characters), "
+                    "not the keys themselves; mint one with `llm-gateway keys new --name NAME`"
+                )
+        return value
+
+    @field_validator("upstream_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("GATEWAY_UPSTREAM_URL must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("GATEWAY_REDIS_URL must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            if not value or any(c.isspace() for c in value):
+                raise ValueError(f"GATEWAY_HOST {value!r} is not an address") from None
+        return value
+
+    @model_validator(mode="after")
+    def _ordered_timeouts(self) -> Settings:
+        if self.total_timeout_seconds < self.first_byte_timeout_seconds:
+            raise ValueError(
+                "GATEWAY_TOTAL_TIMEOUT_SECONDS must be >= GATEWAY_FIRST_BYTE_TIMEOUT_SECONDS"
+            )
+        return self
+
+    @property
+    def has_keys(self) -> bool:
+        return bool(self.api_keys) or self.api_keys_file is not None
