@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+from llm_gateway.cache.completeness import Usage
 from llm_gateway.cache.entry import Form
 from llm_gateway.upstream import UpstreamFailure
 
@@ -31,6 +32,7 @@ class Flight:
         self.failure: UpstreamFailure | None = None
         self.followers = 0
         self.upstream_seconds = 0.0
+        self.usage: Usage | None = None
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._on_landed: list[Callable[[], None]] = []

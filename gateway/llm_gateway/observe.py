@@ -7,6 +7,7 @@ import re
 import sys
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import IO
 
 import orjson
@@ -91,7 +92,7 @@ class Recorder:
             m.overhead.labels(endpoint).observe(max(0.0, duration - record.upstream_seconds))
         if self.access_log.enabled:
             line: dict[str, object] = {
-                "ts": time.time(),
+                "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
                 "request_id": record.request_id,
                 "key": record.key,
                 "method": record.method,

@@ -360,6 +360,9 @@ class Proxy:
         finally:
             flight.leave()
             record.upstream_seconds = flight.upstream_seconds
+            if flight.usage is not None:
+                record.prompt_tokens = flight.usage.prompt_tokens
+                record.generated_tokens = flight.usage.generated_tokens
             await self._release(limits, admission)
 
     def _replay(
@@ -418,7 +421,7 @@ class Proxy:
                 metrics.upstream_errors.labels("status").inc()
             complete = is_complete(kind, wanted.form, response.status, content)
             if complete:
-                usage = usage_of(kind, wanted.form, content)
+                usage = flight.usage = usage_of(kind, wanted.form, content)
                 if usage is not None:
                     metrics.tokens_generated.labels(model_label).inc(usage.generated_tokens)
                     metrics.prompt_tokens.labels(model_label).inc(usage.prompt_tokens)
