@@ -1,0 +1,381 @@
+"""Benchmark: llm_gateway against the emulator direct, a bare nginx hop, and the reference gateway.
+
+Run from the repository root: `uv run python -m bench.run [--seconds 5] [--rounds 3]`.
+Everything starts on loopback (redis-server, emulators, nginx, both gateways) and is
+stopped at the end. Load comes from wrk (latency percentiles, throughput) and, for
+time to first byte, from a raw-socket client in this process. Prints a table; the
+numbers are the median of the rounds with the min-max spread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from llm_gateway.keys import digest_of, mint_key
+
+from tests.support.ports import free_port
+from tests.support.processes import ManagedProcess
+from tests.support.redis_server import RedisServer
+
+ROOT = Path(__file__).resolve().parent.parent
+BODY = '{"model":"llama3.2","prompt":"benchmark","stream":false,"options":{"temperature":0}}'
+
+HIT_LUA = f"""
+wrk.method = "POST"
+wrk.body = '{BODY}'
+wrk.headers["Content-Type"] = "application/json"
+"""
+
+# Each request unique (a cacheable miss), each wrk thread its own counter space.
+MISS_LUA = """
+local counter = 0
+local id = 0
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("id", threads)
+end
+function init(args)
+  id = tonumber(wrk.thread:get("id")) or 0
+  math.randomseed(os.time() * 1000 + id)
+  prefix = tostring(math.random(1, 1000000000))
+end
+function request()
+  counter = counter + 1
+  local body = string.format(
+    '{"model":"llama3.2","prompt":"miss %s %d %d","stream":false,"options":{"temperature":0}}',
+    prefix, id, counter)
+  return wrk.format("POST", nil, {["Content-Type"] = "application/json"}, body)
+end
+"""
+
+NGINX_CONF = """
+worker_processes 1;
+daemon off;
+pid {run}/nginx.pid;
+error_log {run}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  client_body_temp_path {run}/body;
+  proxy_temp_path {run}/proxy;
+  fastcgi_temp_path {run}/fastcgi;
+  uwsgi_temp_path {run}/uwsgi;
+  scgi_temp_path {run}/scgi;
+  upstream emulator {{ server 127.0.0.1:{upstream}; keepalive 64; }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass http://emulator;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+    }}
+  }}
+}}
+"""
+
+
+@dataclass
+class WrkResult:
+    p50_ms: float
+    p99_ms: float
+    rps: float
+    errors: int
+    wrk_cpu_seconds: float
+
+
+@dataclass
+class Series:
+    values: list[float] = field(default_factory=list)
+
+    def add(self, value: float) -> None:
+        self.values.append(value)
+
+    def text(self, digits: int = 2) -> str:
+        if not self.values:
+            return "-"
+        med = statistics.median(self.values)
+        if len(self.values) == 1:
+            return f"{med:.{digits}f}"
+        return f"{med:.{digits}f} ({min(self.values):.{digits}f}-{max(self.values):.{digits}f})"
+
+
+def _ms(text: str) -> float:
+    match = re.match(r"([\d.]+)(us|ms|s)", text)
+    if match is None:
+        raise ValueError(text)
+    value, unit = float(match.group(1)), match.group(2)
+    return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+
+def wrk(
+    url: str, script: Path, connections: int, seconds: int, headers: dict[str, str]
+) -> WrkResult:
+    threads = 1 if connections == 1 else 2
+    argv = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--latency",
+        "-s",
+        str(script),
+    ]
+    for name, value in headers.items():
+        argv += ["-H", f"{name}: {value}"]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out = subprocess.run([*argv, url], capture_output=True, text=True, check=True).stdout
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    p50 = re.search(r"50%\s+(\S+)", out)
+    p99 = re.search(r"99%\s+(\S+)", out)
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    errors = sum(
+        int(n)
+        for n in re.findall(
+            r"(?:Non-2xx or 3xx responses|Socket errors:.*?timeout)\s*:?\s*(\d+)", out
+        )
+    )
+    if p50 is None or p99 is None or rps is None:
+        raise RuntimeError(f"cannot read wrk output:\n{out}")
+    return WrkResult(_ms(p50.group(1)), _ms(p99.group(1)), float(rps.group(1)), errors, cpu)
+
+
+async def ttfb(url: str, headers: dict[str, str], count: int) -> list[float]:
+    """Time to first body byte of `count` sequential streaming misses, in ms."""
+    times = []
+    host, port = "127.0.0.1", int(url.rsplit(":", 1)[1].split("/")[0])
+    for i in range(count):
+        stamp = f"{os.getpid()} {i + int(time.time() * 1000)}"
+        body = (
+            '{"model":"llama3.2","prompt":"ttfb ' + stamp + '","options":{"temperature":0}}'
+        ).encode()
+        extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        request = (
+            f"POST /api/generate HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n{extra}Connection: close\r\n\r\n"
+        ).encode() + body
+        reader, writer = await asyncio.open_connection(host, port)
+        started = time.perf_counter()
+        writer.write(request)
+        await writer.drain()
+        head = await reader.readuntil(b"\r\n\r\n")
+        chunked = b"chunked" in head.lower()
+        if chunked:
+            await reader.readline()  # chunk size line: the first body byte follows it
+        await reader.readexactly(1)
+        times.append((time.perf_counter() - started) * 1000)
+        await reader.read()
+        writer.close()
+    return times
+
+
+def rss_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    match = re.search(r"VmRSS:\s+(\d+) kB", status)
+    return int(match.group(1)) / 1024 if match else 0.0
+
+
+class Stack:
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.procs: list[ManagedProcess] = []
+        self.redis = RedisServer(workdir).start()
+        self.key = mint_key()
+
+    def start(
+        self, name: str, argv: list[str], port: int, env: dict[str, str] | None = None
+    ) -> ManagedProcess:
+        proc = ManagedProcess(argv, port, self.workdir / f"{name}.log", env=env, cwd=ROOT).start()
+        self.procs.append(proc)
+        return proc
+
+    def emulator(self, name: str, first_token_delay: float) -> str:
+        port = free_port()
+        self.start(name, [sys.executable, "-m", "llm_stack.emulator", "--host", "127.0.0.1",
+                          "--port", str(port), "--tokens", "8",
+                          "--first-token-delay", str(first_token_delay)], port)  # fmt: skip
+        return f"http://127.0.0.1:{port}"
+
+    def nginx(self, upstream: str) -> str:
+        port = free_port()
+        run = self.workdir / "nginx"
+        run.mkdir()
+        conf = run / "nginx.conf"
+        conf.write_text(NGINX_CONF.format(run=run, port=port, upstream=upstream.rsplit(":", 1)[1]))
+        self.start("nginx", ["nginx", "-c", str(conf), "-p", str(run)], port)
+        return f"http://127.0.0.1:{port}"
+
+    def gateway(self, name: str, upstream: str) -> tuple[str, ManagedProcess]:
+        port = free_port()
+        env = {
+            "GATEWAY_PORT": str(port),
+            "GATEWAY_UPSTREAM_URL": upstream,
+            "GATEWAY_REDIS_URL": self.redis.url,
+            "GATEWAY_API_KEYS": digest_of(self.key),
+            "GATEWAY_REQUESTS_PER_MINUTE": "100000000",
+            "GATEWAY_MAX_CONCURRENT_PER_KEY": "10000",
+            "GATEWAY_LOG_LEVEL": "warning",
+        }
+        proc = self.start(name, [sys.executable, "-m", "llm_gateway"], port, env)
+        return f"http://127.0.0.1:{port}", proc
+
+    def reference(self, name: str, upstream: str) -> str:
+        port = free_port()
+        env = {"REF_UPSTREAM_URL": upstream, "REF_REDIS_URL": self.redis.url}
+        self.start(name, [sys.executable, "-m", "uvicorn", "bench.reference_gateway:app",
+                          "--host", "127.0.0.1", "--port", str(port), "--loop", "uvloop",
+                          "--http", "httptools", "--no-access-log", "--log-level", "warning"],
+                   port, env)  # fmt: skip
+        return f"http://127.0.0.1:{port}"
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            proc.stop()
+        self.redis.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=int, default=5, help="duration of each wrk run")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--ttfb-requests", type=int, default=40)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None or shutil.which("nginx") is None:
+        raise SystemExit("bench needs wrk and nginx (apt-get install wrk nginx)")
+
+    workdir = Path(tempfile.mkdtemp(prefix="llm-bench-"))
+    stack = Stack(workdir)
+    try:
+        fast = stack.emulator("emulator", 0.0)
+        slow = stack.emulator("emulator-slow", 0.05)
+        targets = {
+            "direct": (fast, {}),
+            "nginx": (stack.nginx(fast), {}),
+            "reference": (stack.reference("reference", fast), {}),
+            "llm_gateway": (
+                stack.gateway("gateway", fast)[0],
+                {"Authorization": f"Bearer {stack.key}"},
+            ),
+        }
+        slow_targets = {
+            "direct": (slow, {}),
+            "reference": (stack.reference("reference-slow", slow), {}),
+            "llm_gateway": (
+                stack.gateway("gateway-slow", slow)[0],
+                {"Authorization": f"Bearer {stack.key}"},
+            ),
+        }
+        gateway_pid = next(
+            p.proc.pid for p in stack.procs if p.log_path.name == "gateway.log" and p.proc
+        )
+        hit_lua, miss_lua = workdir / "hit.lua", workdir / "miss.lua"
+        hit_lua.write_text(HIT_LUA)
+        miss_lua.write_text(MISS_LUA)
+        for url, headers in targets.values():  # prime the caches for the hit runs
+            for _ in range(2):
+                httpx.post(f"{url}/api/generate", content=BODY, headers=headers, timeout=10)
+
+        rows: dict[str, dict[str, Series]] = {}
+        wrk_cpu = Series()
+        wall = 0.0
+
+        def series(target: str, metric: str) -> Series:
+            return rows.setdefault(target, {}).setdefault(metric, Series())
+
+        for round_number in range(args.rounds):
+            print(f"round {round_number + 1}/{args.rounds} ...", file=sys.stderr)
+            for name, (url, headers) in targets.items():
+                hit1 = wrk(f"{url}/api/generate", hit_lua, 1, args.seconds, headers)
+                hit32 = wrk(f"{url}/api/generate", hit_lua, 32, args.seconds, headers)
+                miss1 = wrk(f"{url}/api/generate", miss_lua, 1, args.seconds, headers)
+                miss16 = wrk(f"{url}/api/generate", miss_lua, 16, args.seconds, headers)
+                for result in (hit1, hit32, miss1, miss16):
+                    wrk_cpu.add(result.wrk_cpu_seconds)
+                    wall += args.seconds
+                    if result.errors:
+                        print(f"  {name}: {result.errors} non-2xx/timeouts", file=sys.stderr)
+                series(name, "hit_p50").add(hit1.p50_ms)
+                series(name, "hit_p99").add(hit1.p99_ms)
+                series(name, "hit_rps32").add(hit32.rps)
+                series(name, "miss_p50").add(miss1.p50_ms)
+                series(name, "miss_p99").add(miss1.p99_ms)
+                series(name, "miss_rps16").add(miss16.rps)
+            for name, (url, headers) in slow_targets.items():
+                times = asyncio.run(ttfb(url, headers, args.ttfb_requests))
+                series(name, "ttfb_p50").add(statistics.median(times))
+        direct = rows["direct"]
+        for name in ("nginx", "reference", "llm_gateway"):
+            for metric in ("miss_p50", "miss_p99"):
+                overhead = [
+                    v - d
+                    for v, d in zip(rows[name][metric].values, direct[metric].values, strict=True)
+                ]
+                rows[name][f"{metric}_overhead"] = Series(overhead)
+            if (name in slow_targets or name == "nginx") and "ttfb_p50" in rows[name]:
+                rows[name]["ttfb_overhead"] = Series(
+                    [
+                        v - d
+                        for v, d in zip(
+                            rows[name]["ttfb_p50"].values,
+                            direct["ttfb_p50"].values,
+                            strict=True,
+                        )
+                    ]
+                )
+        report(rows, rss_mb(gateway_pid), wrk_cpu, wall, args)
+    finally:
+        stack.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def report(
+    rows: dict[str, dict[str, Series]],
+    rss: float,
+    wrk_cpu: Series,
+    wall: float,
+    args: argparse.Namespace,
+) -> None:
+    metrics = [
+        ("hit_p50", "hit p50 ms (c=1)", 3),
+        ("hit_p99", "hit p99 ms (c=1)", 3),
+        ("hit_rps32", "hits/s (c=32)", 0),
+        ("miss_p50", "miss p50 ms (c=1)", 3),
+        ("miss_p99", "miss p99 ms (c=1)", 3),
+        ("miss_p50_overhead", "miss overhead p50 ms", 3),
+        ("miss_p99_overhead", "miss overhead p99 ms", 3),
+        ("miss_rps16", "misses/s (c=16)", 0),
+        ("ttfb_p50", "stream TTFB p50 ms", 2),
+        ("ttfb_overhead", "TTFB overhead p50 ms", 2),
+    ]
+    names = ["direct", "nginx", "reference", "llm_gateway"]
+    width = 26
+    print(f"\n{'':28}" + "".join(f"{n:>{width}}" for n in names))
+    for key, label, digits in metrics:
+        cells = [rows.get(n, {}).get(key, Series()).text(digits) for n in names]
+        print(f"{label:28}" + "".join(f"{c:>{width}}" for c in cells))
+    print(f"\nllm_gateway RSS after the run: {rss:.1f} MB")
+    print(
+        f"wrk used {sum(wrk_cpu.values):.1f} CPU-seconds over {wall:.0f} s of load "
+        f"({100 * sum(wrk_cpu.values) / max(wall, 1):.0f}% of one core on average); "
+        f"{args.rounds} rounds of {args.seconds} s per cell; median (min-max)."
+    )
+    print("Note: the reference gateway forces stream:false, so its TTFB is the whole generation.")
+
+
+if __name__ == "__main__":
+    main()
