@@ -56,8 +56,11 @@ class RedisGuard:
     def available(self) -> bool:
         return time.monotonic() >= self._down_until
 
-    async def run(self, operation: str, call: Callable[[], Awaitable[T]]) -> T | Unavailable:
-        if not self.available:
+    async def run(
+        self, operation: str, call: Callable[[], Awaitable[T]], force: bool = False
+    ) -> T | Unavailable:
+        """`call()` within the timeout; `force` tries even while Redis is considered down."""
+        if not force and not self.available:
             return UNAVAILABLE
         try:
             async with asyncio.timeout(self._timeout):
@@ -72,8 +75,9 @@ class RedisGuard:
         if self._logged_down:
             log.warning("redis is back")
             self._logged_down = False
+            self._down_until = 0.0
         return result
 
     async def ping(self) -> bool:
-        result = await self.run("ping", self.client.ping)
+        result = await self.run("ping", self.client.ping, force=True)
         return result is True
