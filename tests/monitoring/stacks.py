@@ -1,0 +1,58 @@
+"""Stack configs for the monitoring tests, built through the real loader."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from llm_stack.config.load import load_stack_file, parse_stack_config
+from llm_stack.config.model import StackConfig
+
+REPO = Path(__file__).resolve().parents[2]
+
+# The labels every scraped series of the test stack carries (see jobs.target_labels).
+SERVICE = "llm-test"
+STACK = "test"
+
+
+def stack_config(
+    *,
+    replicas: int = 2,
+    gpus: int = 0,
+    cache_mode: str = "deterministic",
+    limits_fail_closed: bool = False,
+    scrape_interval_seconds: int = 15,
+    **alerts: Any,
+) -> StackConfig:
+    """A `test` stack; `alerts` override `monitoring.alerts` keys (camelCase)."""
+    values: dict[str, Any] = {
+        "environment": STACK,
+        "namePrefix": SERVICE,
+        "ollama": {
+            "models": ["llama3.2:1b"],
+            "instances": max(1, gpus),
+            "gpus": [str(i) for i in range(gpus)],
+        },
+        "gateway": {
+            "replicas": replicas,
+            "cacheMode": cache_mode,
+            "limitsFailClosed": limits_fail_closed,
+        },
+        "monitoring": {
+            "scrapeIntervalSeconds": scrape_interval_seconds,
+            "alerts": {
+                "errorRatio": 0.05,
+                "p95LatencySeconds": 30,
+                "cacheHitRatioDrop": 0.5,
+                "forMinutes": 5,
+                "minRequests": 10,
+                **alerts,
+            },
+        },
+    }
+    return parse_stack_config(values, STACK)
+
+
+def stack_file(name: str) -> StackConfig:
+    """The config of a committed stack file (`dev`, `prod`)."""
+    return load_stack_file(REPO / f"Pulumi.{name}.yaml")
