@@ -56,3 +56,11 @@ def exported_names() -> set[str]:
         for sample in family.samples:
             names.add(sample.name)
     return names
+
+
+def family_samples() -> dict[str, set[str]]:
+    """Metric family -> the sample names it exports (without the `_created` timestamps)."""
+    return {
+        family.name: {s.name for s in family.samples if not s.name.endswith("_created")}
+        for family in populated_registry().collect()
+    }
