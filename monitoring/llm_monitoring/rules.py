@@ -170,7 +170,8 @@ def _cache_alerts(config: StackConfig) -> list[Alert]:
             f"The hit ratio over {window} is below {alerts_cfg.cache_hit_ratio_drop:.0%} of "
             "its value at the same time a day earlier: more requests reach Ollama. Look: "
             "Redis errors (LLMRedisUnreachable, 'Redis errors' panel), Redis memory and "
-            f"evictions (`docker exec {config.name_prefix}-redis redis-cli info stats`), "
+            f"evictions (`docker exec -it {config.name_prefix}-redis redis-cli`, AUTH with "
+            "the stack's redisPassword, then INFO stats / INFO memory), "
             "a gateway deploy that changed the cache key or mode, or clients that stopped "
             "sending deterministic requests (temperature 0 / fixed seed).",
         )
@@ -209,8 +210,8 @@ def _nginx_alerts(config: StackConfig) -> list[Alert]:
             "critical",
             "nginx (read by exporter {{ $labels.instance }}) is down",
             "nginx-prometheus-exporter cannot read nginx's stub_status: nginx is down or "
-            "wedged, and with it the path into the stack. Look: `docker ps -a --filter "
-            f"name={prefix}-` for the nginx containers and `docker logs` of each.",
+            "wedged, and with it the path into the stack (edge and balancer). Look: "
+            f"`docker ps -a --filter name={prefix}-nginx`, `docker logs {prefix}-nginx`.",
         ),
         Alert(
             "LLMNginxExporterDown",
@@ -218,7 +219,7 @@ def _nginx_alerts(config: StackConfig) -> list[Alert]:
             "warning",
             "nginx exporter {{ $labels.instance }} is down: nginx is unobserved",
             "Prometheus cannot scrape nginx-prometheus-exporter, so LLMNginxDown cannot "
-            f"fire. Look: `docker ps -a --filter name={prefix}-` for the exporter container.",
+            f"fire. Look: `docker ps -a --filter name={prefix}-nginx-exporter` and its logs.",
         ),
     ]
 
