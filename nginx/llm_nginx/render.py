@@ -1,0 +1,106 @@
+"""nginx.conf from the typed stack config: the one place that decides what it says.
+
+The Pulumi program uploads the returned text into the nginx container; the local
+stack and the tests write it to a temp dir and run the real nginx on it.
+"""
+
+from __future__ import annotations
+
+import json
+
+import jinja2
+from llm_stack.config.model import StackConfig
+
+from llm_nginx.topology import STUB_STATUS_PATH, NginxTopology
+
+TEMPLATE = "nginx.conf.j2"
+
+# Paths the edge passes to the gateway; everything else (ops endpoints, admin paths,
+# whatever a later gateway version adds) answers 404 at the edge unless listed here.
+EDGE_PREFIXES = ("/api/", "/v1/")
+EDGE_EXACT = ("/", "/health")
+# Named in the config as well although the allowlist already refuses them, so that the
+# refusal survives someone widening the allowlist.
+EDGE_BLOCKED_EXACT = ("/metrics", "/ready")
+EDGE_BLOCKED_PREFIXES = ("/_",)
+
+# Ollama endpoints that change state. The balancer never retries these on another
+# instance: a pull or create must not run twice, and only one instance pulls.
+OLLAMA_MUTATING = ("pull", "push", "create", "copy", "delete", "blobs/")
+
+# Gateway replicas are stateless and restart quickly: one failure takes a replica out of
+# the rotation for a few seconds, while the others serve.
+GATEWAY_MAX_FAILS = 1
+GATEWAY_FAIL_TIMEOUT_SECONDS = 5
+GATEWAY_KEEPALIVE = 32
+# Below uvicorn's default keep-alive (5 s): nginx must drop an idle connection before
+# the gateway does, or a request may be written into a connection being closed.
+GATEWAY_KEEPALIVE_TIMEOUT_SECONDS = 4
+# Request bodies up to this size stay in memory; larger ones spill to runtime_dir.
+BODY_BUFFER_BYTES = 1024 * 1024
+
+
+def error_body(message: str) -> str:
+    """An Ollama-shaped error, `{"error": "..."}`, safe inside a single-quoted nginx string."""
+    text = json.dumps({"error": message}, separators=(",", ":"))
+    if "'" in text or "\\" in text:
+        raise ValueError(f"error message {message!r} cannot be embedded in nginx.conf")
+    return text
+
+
+def _error_pages(config: StackConfig) -> dict[int, str]:
+    cap_mib = config.edge.max_body_mb
+    return {
+        403: error_body("forbidden"),
+        404: error_body("not found"),
+        413: error_body(f"request body too large (the limit is {cap_mib} MiB)"),
+        429: error_body("rate limit exceeded, retry later"),
+        500: error_body("internal error in the proxy"),
+        502: error_body("upstream unavailable"),
+        503: error_body("upstream unavailable"),
+        504: error_body("upstream timed out"),
+    }
+
+
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("llm_nginx", "templates"),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,  # noqa: S701 - nginx.conf, not HTML; values are validated
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def render_nginx_conf(config: StackConfig, topology: NginxTopology) -> str:
+    """The complete nginx.conf (main context) for `config` deployed as `topology`."""
+    https_port = topology.https_public_port
+    edge, balancer = config.edge, config.balancer
+    return (
+        _environment()
+        .get_template(TEMPLATE)
+        .render(
+            t=topology,
+            edge=edge,
+            balancer=balancer,
+            hostname=edge.hostname,
+            redirect_port="" if https_port == 443 else f":{https_port}",
+            max_body_bytes=config.max_body_bytes,
+            # Internal hop: the gateway may re-encode a body (OpenAI -> Ollama form), so the
+            # balancer allows headroom; the edge is where the user-facing cap is enforced.
+            balancer_max_body_bytes=2 * config.max_body_bytes,
+            body_buffer_bytes=min(BODY_BUFFER_BYTES, config.max_body_bytes),
+            errors=_error_pages(config),
+            edge_prefixes=EDGE_PREFIXES,
+            edge_exact=EDGE_EXACT,
+            edge_blocked_exact=EDGE_BLOCKED_EXACT,
+            edge_blocked_prefixes=EDGE_BLOCKED_PREFIXES,
+            mutating_regex="^/api/(?:" + "|".join(OLLAMA_MUTATING) + ")",
+            gateway_max_fails=GATEWAY_MAX_FAILS,
+            gateway_fail_timeout=GATEWAY_FAIL_TIMEOUT_SECONDS,
+            gateway_keepalive=GATEWAY_KEEPALIVE,
+            gateway_keepalive_timeout=GATEWAY_KEEPALIVE_TIMEOUT_SECONDS,
+            stub_status_path=STUB_STATUS_PATH,
+        )
+    )
