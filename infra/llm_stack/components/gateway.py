@@ -1,0 +1,139 @@
+"""The API gateway: an image built from gateway/Dockerfile and R replicas of it.
+
+The replicas live on the internal network only; nginx reaches them by name. Their
+environment comes from `gateway_environment` (the one place that decides it); the
+Redis URL carries the password and goes in as a secret Output, and the keys file is
+uploaded with secret content.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+
+import pulumi
+import pulumi_docker as docker
+import pulumi_docker_build as docker_build
+from llm_stack.components import containers as c
+from llm_stack.components.labels import GATEWAY
+from llm_stack.components.names import StackNames
+from llm_stack.components.network import StackNetworks
+from llm_stack.config.model import StackConfig
+from llm_stack.gateway_env import SECRET_VARIABLES, gateway_environment
+
+KEYS_FILE = "/etc/llm-gateway/keys.json"
+IMAGE_REPOSITORY = "llm-stack/gateway"
+
+# infra/llm_stack/components/gateway.py -> the repository root (the build context).
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+def gateway_version(root: Path = REPO_ROOT) -> str:
+    """The gateway package's version: the tag of the image built from it."""
+    with (root / "gateway" / "pyproject.toml").open("rb") as handle:
+        return str(tomllib.load(handle)["project"]["version"])
+
+
+def _relative(path: Path) -> str:
+    # Relative to the project directory (Pulumi's cwd), so the state does not differ
+    # between a laptop and a CI runner that check the repository out elsewhere.
+    return os.path.relpath(path)
+
+
+def health_test(port: int) -> list[str]:
+    """Liveness via Python's own HTTP client: the image has no curl."""
+    script = (
+        "import urllib.request; "
+        f"urllib.request.urlopen('http://127.0.0.1:{port}/health', timeout=4)"
+    )
+    return ["CMD", "python", "-c", script]
+
+
+def environment_entries(
+    config: StackConfig, *, upstream_url: str, redis_url: pulumi.Output[str]
+) -> list[pulumi.Input[str]]:
+    """`KEY=value` entries; the credential-carrying ones are secret Outputs."""
+
+    def render(url: str) -> dict[str, str]:
+        return gateway_environment(
+            config, upstream_url=upstream_url, redis_url=url, api_keys_file=KEYS_FILE
+        )
+
+    # Which variables exist and every plain value are independent of the URL.
+    plain = render("redis://placeholder:6379/0")
+    full = redis_url.apply(render)
+
+    def secret_entry(name: str) -> pulumi.Output[str]:
+        return c.secret_env(name, full.apply(lambda env: env[name]))
+
+    return [
+        secret_entry(name) if name in SECRET_VARIABLES else f"{name}={plain[name]}"
+        for name in sorted(plain)
+    ]
+
+
+class GatewayService(pulumi.ComponentResource):
+    image: docker_build.Image
+    replicas: list[docker.Container]
+    # `host:port` of each replica on the internal network.
+    addresses: list[str]
+
+    def __init__(
+        self,
+        name: str,
+        config: StackConfig,
+        *,
+        redis_url: pulumi.Output[str],
+        keys_file: pulumi.Output[str],
+        networks: StackNetworks,
+        depends_on: list[pulumi.Resource],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("llm-stack:gateway:Service", name, None, opts)
+        names = StackNames.of(config)
+        gateway = config.gateway
+        self.image = docker_build.Image(
+            "gateway-image",
+            context=docker_build.BuildContextArgs(location=_relative(REPO_ROOT)),
+            dockerfile=docker_build.DockerfileArgs(
+                location=_relative(REPO_ROOT / "gateway" / "Dockerfile")
+            ),
+            tags=[f"{IMAGE_REPOSITORY}:{gateway_version()}"],
+            push=False,
+            load=True,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        upstream = f"http://{names.nginx}:{config.balancer.port}"
+        env = environment_entries(config, upstream_url=upstream, redis_url=redis_url)
+        grace = int(gateway.shutdown_grace_seconds)
+        self.replicas = []
+        self.addresses = []
+        for index in range(gateway.replicas):
+            replica = docker.Container(
+                f"gateway-{index}",
+                name=names.gateway(index),
+                image=self.image.ref,
+                envs=env,
+                uploads=[c.upload(KEYS_FILE, pulumi.Output.secret(keys_file))],
+                memory=gateway.memory_mb,
+                restart="unless-stopped",
+                healthcheck=c.healthcheck(health_test(gateway.port)),
+                # Docker's stop timeout outlasts the gateway's own drain of open streams.
+                stop_timeout=grace + 5,
+                destroy_grace_seconds=grace + 5,
+                networks_advanced=c.networks([networks.internal]),
+                labels=c.labels(
+                    GATEWAY,
+                    config.name_prefix,
+                    # The tag stays the same across builds; this makes a rebuilt image
+                    # replace the replicas.
+                    {"llm-stack.build": self.image.context_hash},
+                ),
+                opts=pulumi.ResourceOptions(
+                    parent=self, depends_on=depends_on, delete_before_replace=True
+                ),
+            )
+            self.replicas.append(replica)
+            self.addresses.append(f"{names.gateway(index)}:{gateway.port}")
+        self.register_outputs({"replicas": [r.name for r in self.replicas]})

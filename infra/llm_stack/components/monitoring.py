@@ -1,0 +1,231 @@
+"""Monitoring: Prometheus, Grafana, the nginx exporter and (with GPUs) the DCGM exporter.
+
+Every file uploaded here comes from `llm_monitoring`'s renderers, the same ones the
+local stack writes to disk. Prometheus and the exporters live on the internal network
+only; Grafana also joins the edge network to publish its port, bound to the address
+the stack config gives.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+
+import pulumi
+import pulumi_docker as docker
+from llm_monitoring.grafana import grafana_files
+from llm_monitoring.prometheus import ScrapeTargets, prometheus_args, prometheus_files
+from llm_nginx import STUB_STATUS_PATH
+from llm_stack.components import containers as c
+from llm_stack.components.labels import (
+    GPU_EXPORTER,
+    GRAFANA,
+    NGINX_EXPORTER,
+    NO_HEALTHCHECK_LABEL,
+    PROMETHEUS,
+    WILDCARD_BIND_LABEL,
+)
+from llm_stack.components.names import (
+    GPU_EXPORTER_PORT,
+    GRAFANA_PORT,
+    NGINX_EXPORTER_PORT,
+    PROMETHEUS_PORT,
+    StackNames,
+)
+from llm_stack.components.network import StackNetworks
+from llm_stack.components.volumes import StackVolumes
+from llm_stack.config.model import StackConfig
+
+PROMETHEUS_CONFIG_DIR = "/etc/prometheus"
+PROMETHEUS_DATA_DIR = "/prometheus"
+GRAFANA_PROVISIONING_DIR = "/etc/grafana/provisioning"
+# Outside Grafana's data volume: the image's files, replaced with the container.
+GRAFANA_DASHBOARDS_DIR = "/etc/grafana/dashboards"
+GRAFANA_DATA_DIR = "/var/lib/grafana"
+
+
+def scrape_targets(config: StackConfig, gateway_addresses: Sequence[str]) -> ScrapeTargets:
+    names = StackNames.of(config)
+    return ScrapeTargets(
+        gateways=list(gateway_addresses),
+        nginx_exporter=f"{names.nginx_exporter}:{NGINX_EXPORTER_PORT}",
+        gpu_exporters=(
+            [f"{names.gpu_exporter}:{GPU_EXPORTER_PORT}"] if config.ollama.uses_gpus else []
+        ),
+        prometheus=f"{names.prometheus}:{PROMETHEUS_PORT}",
+    )
+
+
+def prometheus_uploads(config: StackConfig, gateway_addresses: Sequence[str]) -> dict[str, str]:
+    """Path -> text of the files uploaded into the Prometheus container."""
+    return prometheus_files(
+        config, scrape_targets(config, gateway_addresses), PROMETHEUS_CONFIG_DIR
+    )
+
+
+def grafana_uploads(config: StackConfig) -> dict[str, str]:
+    """Path -> text of the provisioning and dashboards uploaded into Grafana."""
+    names = StackNames.of(config)
+    return grafana_files(
+        config,
+        f"http://{names.prometheus}:{PROMETHEUS_PORT}",
+        provisioning_dir=GRAFANA_PROVISIONING_DIR,
+        dashboards_dir=GRAFANA_DASHBOARDS_DIR,
+    )
+
+
+def grafana_url(config: StackConfig) -> str | None:
+    grafana = config.monitoring.grafana
+    if not grafana.enabled:
+        return None
+    host = grafana.bind_address
+    address = ipaddress.ip_address(host)
+    if address.is_unspecified:
+        host = config.edge.hostname
+    elif address.version == 6:
+        host = f"[{host}]"
+    return f"http://{host}:{grafana.port}"
+
+
+def gpu_devices(gpus: Sequence[str]) -> str:
+    """`gpus` value for several devices: Docker reads it as CSV, so the list is quoted."""
+    joined = ",".join(gpus)
+    return f"device={joined}" if len(gpus) == 1 else f'"device={joined}"'
+
+
+def _wget(url: str) -> list[str]:
+    # Both images are busybox/alpine based: wget is there, curl is not.
+    return ["CMD", "wget", "-q", "-O", "/dev/null", url]
+
+
+class Monitoring(pulumi.ComponentResource):
+    prometheus: docker.Container
+    grafana: docker.Container | None
+    nginx_exporter: docker.Container
+    gpu_exporter: docker.Container | None
+
+    def __init__(
+        self,
+        name: str,
+        config: StackConfig,
+        *,
+        networks: StackNetworks,
+        volumes: StackVolumes,
+        gateway_addresses: Sequence[str],
+        grafana_admin_password: pulumi.Output[str] | None,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("llm-stack:monitoring:Monitoring", name, None, opts)
+        names = StackNames.of(config)
+        monitoring = config.monitoring
+        stack = config.name_prefix
+        child = pulumi.ResourceOptions(parent=self, delete_before_replace=True)
+
+        prometheus_image = c.pinned_image("prometheus-image", monitoring.prometheus_image, self)
+        self.prometheus = docker.Container(
+            "prometheus",
+            name=names.prometheus,
+            image=prometheus_image.image_id,
+            command=prometheus_args(
+                config, f"{PROMETHEUS_CONFIG_DIR}/prometheus.yml", PROMETHEUS_DATA_DIR
+            ),
+            uploads=[
+                c.upload(path, text)
+                for path, text in sorted(prometheus_uploads(config, gateway_addresses).items())
+            ],
+            volumes=[c.volume(volumes.prometheus, PROMETHEUS_DATA_DIR)],
+            networks_advanced=c.networks([networks.internal]),
+            restart="unless-stopped",
+            healthcheck=c.healthcheck(_wget(f"http://127.0.0.1:{PROMETHEUS_PORT}/-/ready")),
+            labels=c.labels(PROMETHEUS, stack),
+            opts=child,
+        )
+
+        exporter_image = c.pinned_image(
+            "nginx-exporter-image", monitoring.nginx_exporter_image, self
+        )
+        scrape_uri = f"http://{names.nginx}:{config.balancer.status_port}{STUB_STATUS_PATH}"
+        self.nginx_exporter = docker.Container(
+            "nginx-exporter",
+            name=names.nginx_exporter,
+            image=exporter_image.image_id,
+            command=[f"--nginx.scrape-uri={scrape_uri}"],
+            networks_advanced=c.networks([networks.internal]),
+            restart="unless-stopped",
+            labels=c.labels(
+                NGINX_EXPORTER,
+                stack,
+                {
+                    NO_HEALTHCHECK_LABEL: (
+                        "scratch image, no shell or HTTP client inside; "
+                        'Prometheus watches up{job="nginx"} and nginx_up'
+                    )
+                },
+            ),
+            opts=child,
+        )
+
+        self.gpu_exporter = None
+        if config.ollama.uses_gpus:
+            gpu_image = c.pinned_image("gpu-exporter-image", monitoring.gpu_exporter_image, self)
+            self.gpu_exporter = docker.Container(
+                "gpu-exporter",
+                name=names.gpu_exporter,
+                image=gpu_image.image_id,
+                gpus=gpu_devices(config.ollama.gpus),
+                networks_advanced=c.networks([networks.internal]),
+                restart="unless-stopped",
+                # Ubuntu-based image without curl: bash opens the port itself.
+                healthcheck=c.healthcheck(
+                    ["CMD", "bash", "-c", f"exec 3<>/dev/tcp/127.0.0.1/{GPU_EXPORTER_PORT}"],
+                    start_period_seconds=30,
+                ),
+                labels=c.labels(GPU_EXPORTER, stack),
+                opts=child,
+            )
+
+        self.grafana = None
+        if monitoring.grafana.enabled:
+            if grafana_admin_password is None or volumes.grafana is None:
+                raise ValueError("Grafana is enabled but has no admin password or data volume")
+            grafana = monitoring.grafana
+            grafana_image = c.pinned_image("grafana-image", grafana.image, self)
+            wildcard = ipaddress.ip_address(grafana.bind_address).is_unspecified
+            plain_env = {
+                "GF_SECURITY_ADMIN_USER": "admin",
+                "GF_AUTH_ANONYMOUS_ENABLED": "false",
+                "GF_USERS_ALLOW_SIGN_UP": "false",
+                "GF_ANALYTICS_REPORTING_ENABLED": "false",
+                "GF_ANALYTICS_CHECK_FOR_UPDATES": "false",
+                "GF_ANALYTICS_CHECK_FOR_PLUGIN_UPDATES": "false",
+                "GF_PATHS_PROVISIONING": GRAFANA_PROVISIONING_DIR,
+                "GF_SERVER_ROOT_URL": grafana_url(config) or "",
+            }
+            password_env = c.secret_env("GF_SECURITY_ADMIN_PASSWORD", grafana_admin_password)
+            self.grafana = docker.Container(
+                "grafana",
+                name=names.grafana,
+                image=grafana_image.image_id,
+                envs=[*c.env_list(plain_env), password_env],
+                uploads=[
+                    c.upload(path, text) for path, text in sorted(grafana_uploads(config).items())
+                ],
+                ports=[
+                    docker.ContainerPortArgs(
+                        internal=GRAFANA_PORT, external=grafana.port, ip=grafana.bind_address
+                    )
+                ],
+                volumes=[c.volume(volumes.grafana, GRAFANA_DATA_DIR)],
+                networks_advanced=c.networks([networks.internal, networks.edge]),
+                restart="unless-stopped",
+                healthcheck=c.healthcheck(
+                    _wget(f"http://127.0.0.1:{GRAFANA_PORT}/api/health"), start_period_seconds=30
+                ),
+                labels=c.labels(
+                    GRAFANA, stack, {WILDCARD_BIND_LABEL: "true"} if wildcard else None
+                ),
+                opts=pulumi.ResourceOptions(
+                    parent=self, depends_on=[self.prometheus], delete_before_replace=True
+                ),
+            )
+        self.register_outputs({"prometheus": self.prometheus.name})

@@ -1,0 +1,91 @@
+"""Names of every container, network and volume of a stack, derived from its prefix.
+
+Fixed names make the stack readable on the host (`docker ps`) and let containers
+reach each other by name on the internal network; the live checks read them from
+the stack outputs rather than guessing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from llm_stack.config.model import StackConfig
+
+# Ports the services listen on inside their containers.
+OLLAMA_PORT = 11434
+REDIS_PORT = 6379
+PROMETHEUS_PORT = 9090
+GRAFANA_PORT = 3000
+NGINX_EXPORTER_PORT = 9113
+GPU_EXPORTER_PORT = 9400
+
+
+@dataclass(frozen=True)
+class StackNames:
+    prefix: str
+
+    @classmethod
+    def of(cls, config: StackConfig) -> StackNames:
+        return cls(config.name_prefix)
+
+    def ollama(self, index: int) -> str:
+        return f"{self.prefix}-ollama-{index}"
+
+    def gateway(self, index: int) -> str:
+        return f"{self.prefix}-gateway-{index}"
+
+    @property
+    def model_puller(self) -> str:
+        return f"{self.prefix}-model-puller"
+
+    @property
+    def redis(self) -> str:
+        return f"{self.prefix}-redis"
+
+    @property
+    def nginx(self) -> str:
+        return f"{self.prefix}-nginx"
+
+    @property
+    def prometheus(self) -> str:
+        return f"{self.prefix}-prometheus"
+
+    @property
+    def grafana(self) -> str:
+        return f"{self.prefix}-grafana"
+
+    @property
+    def nginx_exporter(self) -> str:
+        return f"{self.prefix}-nginx-exporter"
+
+    @property
+    def gpu_exporter(self) -> str:
+        return f"{self.prefix}-gpu-exporter"
+
+    @property
+    def internal_network(self) -> str:
+        return f"{self.prefix}-internal"
+
+    @property
+    def edge_network(self) -> str:
+        return f"{self.prefix}-edge"
+
+    @property
+    def egress_network(self) -> str:
+        return f"{self.prefix}-egress"
+
+    @property
+    def models_volume(self) -> str:
+        return f"{self.prefix}-models"
+
+    @property
+    def redis_volume(self) -> str:
+        return f"{self.prefix}-redis-data"
+
+    @property
+    def prometheus_volume(self) -> str:
+        return f"{self.prefix}-prometheus-data"
+
+    @property
+    def grafana_volume(self) -> str:
+        return f"{self.prefix}-grafana-data"

@@ -1,0 +1,169 @@
+"""The Ollama pool: a one-shot model puller, then N instances serving from one volume.
+
+Only the puller downloads. It is the single writer of the shared models volume and
+the only container on the egress network; it runs `ollama serve` privately, pulls
+every configured model and exits. Pulumi waits for it (`attach`) and the instances
+are created only after it exited 0, so no instance ever takes traffic without its
+models. The instances sit on the internal network alone (no egress, no published
+port) and run with OLLAMA_NOPRUNE=1: a start never prunes blobs on the shared volume.
+"""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_docker as docker
+from llm_stack.components import containers as c
+from llm_stack.components.labels import MODEL_PULLER, OLLAMA
+from llm_stack.components.names import OLLAMA_PORT, StackNames
+from llm_stack.components.network import StackNetworks
+from llm_stack.components.volumes import StackVolumes
+from llm_stack.config.model import StackConfig
+
+MODELS_DIR = "/root/.ollama"
+
+# Runs as `sh -c SCRIPT model-puller <model>...`: the models arrive as arguments, so no
+# model name is ever parsed by the shell. Pull progress goes to a file (it is long and
+# full of carriage returns); the container log keeps one line per model, and the tail
+# of the failing pull.
+PULL_SCRIPT = """\
+set -u
+ollama serve >/tmp/serve.log 2>&1 &
+tries=0
+until ollama list >/dev/null 2>&1; do
+  tries=$((tries + 1))
+  if [ "$tries" -gt 120 ]; then
+    echo "ollama serve did not answer within 120 s:"; tail -n 20 /tmp/serve.log; exit 1
+  fi
+  sleep 1
+done
+for model in "$@"; do
+  echo "pulling $model"
+  if ! ollama pull "$model" >/tmp/pull.log 2>&1; then
+    echo "pull of $model failed:"; tail -n 20 /tmp/pull.log; exit 1
+  fi
+  echo "pulled $model"
+done
+ollama list
+"""
+
+
+def gpu_device(gpu: str) -> str:
+    """`gpus` value pinning a container to one GPU (an index or a UUID)."""
+    return f"device={gpu}"
+
+
+def require_pulled(puller_name: str, exit_code: int | None, logs: str | None) -> str:
+    """Gate on the puller's result: raising here fails `pulumi up` before the pool exists.
+
+    `exit_code` is unknown during a preview (this never runs then) and known after the
+    attached puller exited.
+    """
+    if exit_code is not None and int(exit_code) != 0:
+        tail = "\n".join((logs or "").strip().splitlines()[-20:])
+        raise RuntimeError(
+            f"model puller {puller_name} exited with code {int(exit_code)}; "
+            f"no Ollama instance was started. Last log lines:\n{tail}\n"
+            f"(details: docker logs {puller_name})"
+        )
+    return "true"
+
+
+class OllamaPool(pulumi.ComponentResource):
+    puller: docker.Container
+    instances: list[docker.Container]
+    # `host:port` of each instance on the internal network, for the balancer.
+    addresses: list[str]
+
+    def __init__(
+        self,
+        name: str,
+        config: StackConfig,
+        *,
+        networks: StackNetworks,
+        volumes: StackVolumes,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("llm-stack:ollama:Pool", name, None, opts)
+        names = StackNames.of(config)
+        ollama = config.ollama
+        stack = config.name_prefix
+        image = c.pinned_image("ollama-image", ollama.image, self)
+
+        self.puller = docker.Container(
+            "model-puller",
+            name=names.model_puller,
+            image=image.image_id,
+            entrypoints=["/bin/sh", "-c", PULL_SCRIPT, "model-puller"],
+            command=list(ollama.models),
+            envs=c.env_list({"OLLAMA_HOST": f"127.0.0.1:{OLLAMA_PORT}"}),
+            volumes=[c.volume(volumes.models, MODELS_DIR)],
+            networks_advanced=c.networks([networks.egress]),
+            # Wait for the exit, keep its log, leave the exited container in place.
+            attach=True,
+            logs=True,
+            must_run=False,
+            restart="no",
+            healthcheck=c.healthcheck(["CMD", "ollama", "list"], start_period_seconds=30),
+            labels=c.labels(
+                MODEL_PULLER, stack, {"llm-stack.models": ",".join(ollama.models)}, one_shot=True
+            ),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                delete_before_replace=True,
+                # A first pull of a large model takes a while on a slow link.
+                custom_timeouts=pulumi.CustomTimeouts(create="2h"),
+            ),
+        )
+        models_ready = pulumi.Output.all(self.puller.exit_code, self.puller.container_logs).apply(
+            lambda result: require_pulled(names.model_puller, result[0], result[1])
+        )
+
+        self.instances = []
+        self.addresses = []
+        for index in range(ollama.instances):
+            gpu = ollama.gpus[index] if ollama.uses_gpus else None
+            env = {
+                "OLLAMA_HOST": f"0.0.0.0:{OLLAMA_PORT}",
+                "OLLAMA_KEEP_ALIVE": ollama.keep_alive,
+                "OLLAMA_NUM_PARALLEL": str(ollama.num_parallel),
+                "OLLAMA_MAX_QUEUE": str(ollama.max_queue),
+                "OLLAMA_MAX_LOADED_MODELS": str(ollama.max_loaded_models),
+                # The puller owns the volume; a serving instance must never prune it.
+                "OLLAMA_NOPRUNE": "1",
+            }
+            container = docker.Container(
+                f"ollama-{index}",
+                name=names.ollama(index),
+                image=image.image_id,
+                envs=c.env_list(env),
+                gpus=gpu_device(gpu) if gpu is not None else None,
+                memory=ollama.memory_mb,
+                restart="unless-stopped",
+                # `ollama show` asks the server about the first model: it fails until the
+                # server answers and while the model is missing (no curl in this image).
+                healthcheck=c.healthcheck(
+                    ["CMD", "ollama", "show", ollama.models[0]],
+                    interval_seconds=30,
+                    timeout_seconds=10,
+                    start_period_seconds=ollama.start_period_seconds,
+                ),
+                volumes=[c.volume(volumes.models, MODELS_DIR)],
+                networks_advanced=c.networks([networks.internal]),
+                labels=c.labels(
+                    OLLAMA,
+                    stack,
+                    {
+                        "llm-stack.gpu": gpu if gpu is not None else "cpu",
+                        "llm-stack.models-ready": models_ready,
+                    },
+                ),
+                opts=pulumi.ResourceOptions(
+                    parent=self,
+                    depends_on=[self.puller],
+                    # Fixed names and GPUs: the old container must go before the new one starts.
+                    delete_before_replace=True,
+                ),
+            )
+            self.instances.append(container)
+            self.addresses.append(f"{names.ollama(index)}:{OLLAMA_PORT}")
+        self.register_outputs({"instances": [i.name for i in self.instances]})

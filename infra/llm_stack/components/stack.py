@@ -1,0 +1,152 @@
+"""The whole stack as one component, and the program body `__main__.py` runs.
+
+`run()` is a function, not import-time code, so tests run the real program several
+times in one process under Pulumi mocks, once per stack file.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+from llm_stack.components.edge import Edge
+from llm_stack.components.gateway import GatewayService
+from llm_stack.components.monitoring import Monitoring, grafana_url
+from llm_stack.components.network import StackNetworks
+from llm_stack.components.ollama import OllamaPool
+from llm_stack.components.redis import RedisCache
+from llm_stack.components.secrets import StackCredentials
+from llm_stack.components.tls import EdgeCertificate
+from llm_stack.components.volumes import StackVolumes
+from llm_stack.config.model import StackConfig
+from llm_stack.config.pulumi_source import StackSecrets, read_pulumi_config
+
+COMPONENT_TYPE = "llm-stack:index:Stack"
+
+
+def gateway_url(config: StackConfig) -> str:
+    port = config.edge.https_port
+    suffix = "" if port == 443 else f":{port}"
+    return f"https://{config.edge.hostname}{suffix}"
+
+
+class LlmStack(pulumi.ComponentResource):
+    """Networks, volumes, credentials and every service of one stack."""
+
+    outputs: dict[str, Any]
+
+    def __init__(
+        self,
+        name: str,
+        config: StackConfig,
+        secrets: StackSecrets,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__(COMPONENT_TYPE, name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        networks = StackNetworks("networks", config, opts=child)
+        volumes = StackVolumes("volumes", config, opts=child)
+        credentials = StackCredentials("credentials", config, secrets, opts=child)
+        certificate = EdgeCertificate("edge-certificate", config, secrets, opts=child)
+        pool = OllamaPool("ollama", config, networks=networks, volumes=volumes, opts=child)
+        redis = RedisCache(
+            "redis",
+            config,
+            password=credentials.redis_password,
+            networks=networks,
+            volumes=volumes,
+            opts=child,
+        )
+        gateway = GatewayService(
+            "gateway",
+            config,
+            redis_url=redis.url,
+            keys_file=credentials.api_keys_file,
+            networks=networks,
+            depends_on=[redis, pool],
+            opts=child,
+        )
+        edge = Edge(
+            "edge",
+            config,
+            networks=networks,
+            certificate=certificate,
+            gateway_addresses=gateway.addresses,
+            ollama_addresses=pool.addresses,
+            # Start nginx once its upstreams exist, so the first requests find them.
+            depends_on=[gateway, pool],
+            opts=child,
+        )
+        monitoring = Monitoring(
+            "monitoring",
+            config,
+            networks=networks,
+            volumes=volumes,
+            gateway_addresses=gateway.addresses,
+            grafana_admin_password=credentials.grafana_admin_password,
+            opts=child,
+        )
+
+        containers: dict[str, list[pulumi.Output[str]]] = {
+            "ollama": [i.name for i in pool.instances],
+            "model-puller": [pool.puller.name],
+            "redis": [redis.container.name],
+            "gateway": [r.name for r in gateway.replicas],
+            "nginx": [edge.container.name],
+            "prometheus": [monitoring.prometheus.name],
+            "nginx-exporter": [monitoring.nginx_exporter.name],
+        }
+        if monitoring.grafana is not None:
+            containers["grafana"] = [monitoring.grafana.name]
+        if monitoring.gpu_exporter is not None:
+            containers["gpu-exporter"] = [monitoring.gpu_exporter.name]
+        volume_names: dict[str, pulumi.Output[str]] = {
+            "models": volumes.models.name,
+            "redisData": volumes.redis.name,
+            "prometheusData": volumes.prometheus.name,
+        }
+        if volumes.grafana is not None:
+            volume_names["grafanaData"] = volumes.grafana.name
+
+        self.outputs = {
+            "environment": config.environment,
+            "namePrefix": config.name_prefix,
+            "gatewayUrl": gateway_url(config),
+            "grafanaUrl": grafana_url(config),
+            "containers": containers,
+            "networks": {
+                "internal": networks.internal.name,
+                "edge": networks.edge.name,
+                "egress": networks.egress.name,
+            },
+            "volumes": volume_names,
+            "edgePorts": edge.published_ports + monitoring_ports(config),
+            "models": list(config.ollama.models),
+        }
+        if credentials.dev_api_key is not None:
+            self.outputs["devApiKey"] = credentials.dev_api_key
+        self.register_outputs({k: v for k, v in self.outputs.items() if k != "devApiKey"})
+
+
+def monitoring_ports(config: StackConfig) -> list[dict[str, Any]]:
+    grafana = config.monitoring.grafana
+    if not grafana.enabled:
+        return []
+    return [
+        {
+            "name": "grafana",
+            "role": "grafana",
+            "address": grafana.bind_address,
+            "port": grafana.port,
+            "containerPort": 3000,
+        }
+    ]
+
+
+def run(stack_name: str | None = None) -> LlmStack:
+    """The program: read and check the config, declare the stack, export its outputs."""
+    sourced = read_pulumi_config(stack_name)
+    stack = LlmStack("llm-stack", sourced.config, sourced.secrets)
+    for key, value in stack.outputs.items():
+        pulumi.export(key, value)
+    return stack

@@ -1,0 +1,78 @@
+"""The gateway's environment, decided in one place for every way the stack runs.
+
+The Pulumi program sets it on the gateway containers; the local stack sets it on
+gateway processes. Variable names are the gateway's contract (`llm_gateway.settings`,
+prefix `GATEWAY_`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from llm_stack.config.model import StackConfig
+
+# Values that carry credentials: the Pulumi program passes these as secret Outputs
+# (GATEWAY_REDIS_URL holds the Redis password; GATEWAY_API_KEYS the key digests).
+SECRET_VARIABLES = frozenset({"GATEWAY_REDIS_URL", "GATEWAY_API_KEYS"})
+
+
+def _flag(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def gateway_environment(
+    config: StackConfig,
+    *,
+    upstream_url: str,
+    redis_url: str,
+    api_keys_file: str | None = None,
+    api_key_digests: Sequence[str] = (),
+    host: str = "0.0.0.0",
+    port: int | None = None,
+    auth_disabled: bool = False,
+) -> dict[str, str]:
+    """`GATEWAY_*` variables for one gateway replica of this stack.
+
+    `upstream_url` is the nginx balancer in front of the Ollama pool, `redis_url`
+    includes the Redis password. Keys come from `api_keys_file` (the named keys with
+    their limits) and/or `api_key_digests` (SHA-256 hex, default limits); without
+    either, `auth_disabled` must say so explicitly.
+    """
+    if not (api_keys_file or api_key_digests or auth_disabled):
+        raise ValueError(
+            "gateway_environment: give api_keys_file or api_key_digests, "
+            "or auth_disabled=True to run without keys"
+        )
+    gateway = config.gateway
+    timeouts = gateway.timeouts
+    env = {
+        "GATEWAY_HOST": host,
+        "GATEWAY_PORT": str(port if port is not None else gateway.port),
+        "GATEWAY_WORKERS": str(gateway.workers),
+        "GATEWAY_UPSTREAM_URL": upstream_url,
+        "GATEWAY_REDIS_URL": redis_url,
+        "GATEWAY_AUTH_DISABLED": _flag(auth_disabled),
+        "GATEWAY_CACHE_MODE": gateway.cache_mode,
+        "GATEWAY_CACHE_TTL_SECONDS": str(gateway.cache_ttl_seconds),
+        "GATEWAY_CACHE_STALE_SECONDS": str(gateway.cache_stale_seconds),
+        # One body cap for the whole path: the edge refuses first, the gateway agrees.
+        "GATEWAY_MAX_BODY_BYTES": str(config.max_body_bytes),
+        "GATEWAY_REQUESTS_PER_MINUTE": str(gateway.requests_per_minute),
+        "GATEWAY_MAX_CONCURRENT_PER_KEY": str(gateway.max_concurrent_per_key),
+        "GATEWAY_LIMITS_FAIL_CLOSED": _flag(gateway.limits_fail_closed),
+        "GATEWAY_CONNECT_TIMEOUT_SECONDS": _number(timeouts.connect_seconds),
+        "GATEWAY_FIRST_BYTE_TIMEOUT_SECONDS": _number(timeouts.first_byte_seconds),
+        "GATEWAY_IDLE_TIMEOUT_SECONDS": _number(timeouts.idle_seconds),
+        "GATEWAY_TOTAL_TIMEOUT_SECONDS": _number(timeouts.total_seconds),
+        "GATEWAY_SHUTDOWN_GRACE_SECONDS": _number(gateway.shutdown_grace_seconds),
+        "GATEWAY_LOG_PROMPTS": _flag(gateway.log_prompts),
+    }
+    if api_keys_file:
+        env["GATEWAY_API_KEYS_FILE"] = api_keys_file
+    if api_key_digests:
+        env["GATEWAY_API_KEYS"] = ",".join(d.lower() for d in api_key_digests)
+    return env

@@ -1,0 +1,76 @@
+"""The rules of `rules.py` as pulumi-policy objects.
+
+Building the policies is free of side effects; constructing the `PolicyPack` starts
+the analyzer server and blocks, so only `infra/policy/__main__.py` does that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pulumi_policy import (
+    EnforcementLevel,
+    ReportViolation,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+    StackValidationArgs,
+    StackValidationPolicy,
+)
+
+from llm_stack.policy.rules import RESOURCE_RULES, ResourceView, network_membership
+
+PACK_NAME = "llm-stack-security"
+
+_DESCRIPTIONS = {
+    "pinned-images": "Every image is pinned to an exact tag or digest; never 'latest' or untagged.",
+    "published-ports": (
+        "Only nginx (edge ports) and Grafana publish host ports, bound to an address "
+        "unless the stack config declares a wildcard."
+    ),
+    "healthcheck-and-restart": "Every container has a healthcheck and a restart policy.",
+    "no-plain-text-secrets": "Secret-named environment variables hold no literal-looking values.",
+}
+
+
+def _resource_validator(
+    rule: Callable[[str, Mapping[str, Any]], list[str]],
+) -> Callable[[ResourceValidationArgs, ReportViolation], None]:
+    def validate(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+        for message in rule(args.resource_type, args.props):
+            report_violation(message, args.urn)
+
+    return validate
+
+
+def _stack_validator(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+    views = [ResourceView(r.resource_type, r.name, r.props) for r in args.resources]
+    for message in network_membership(views):
+        report_violation(message, None)
+
+
+def policies(
+    level: EnforcementLevel = EnforcementLevel.MANDATORY,
+) -> list[ResourceValidationPolicy | StackValidationPolicy]:
+    """Every policy of the pack, at `level`."""
+    built: list[ResourceValidationPolicy | StackValidationPolicy] = [
+        ResourceValidationPolicy(
+            name=name,
+            description=_DESCRIPTIONS[name],
+            validate=_resource_validator(rule),
+            enforcement_level=level,
+        )
+        for name, rule in RESOURCE_RULES.items()
+    ]
+    built.append(
+        StackValidationPolicy(
+            name="network-membership",
+            description=(
+                "Ollama, Redis, the gateway, Prometheus and the exporters join only the "
+                "internal network; only the model puller joins the egress network."
+            ),
+            validate=_stack_validator,
+            enforcement_level=level,
+        )
+    )
+    return built
