@@ -5,6 +5,9 @@ from __future__ import annotations
 import pytest
 
 from tests.monitoring.gateway_registry import exported_names
+from tests.support.gateway import gateway_factory
+
+__all__ = ["gateway_factory"]  # the real gateway process fixture, for the e2e tests
 
 
 @pytest.fixture(scope="session")
