@@ -1,0 +1,62 @@
+"""Fixtures of the nginx tests: a real nginx (tests.support.nginx_server) and stand-ins."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.nginx_server import nginx_factory, tls_files
+from tests.support.ports import free_port
+from tests.support.processes import ManagedProcess, python_module
+
+__all__ = ["EchoBackend", "echo_backend_factory", "nginx_factory", "tls_files"]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class EchoBackend:
+    """tests/nginx/echo_backend.py as a child process on a free port."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self._proc = ManagedProcess(
+            python_module("tests.nginx.echo_backend", "--port", str(self.port)),
+            self.port,
+            workdir / f"echo-{self.port}.log",
+            env={"PYTHONPATH": str(REPO_ROOT)},
+            cwd=REPO_ROOT,
+        )
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.address}"
+
+    def start(self) -> EchoBackend:
+        self._proc.start()
+        return self
+
+    def stop(self) -> None:
+        self._proc.stop()
+
+
+EchoFactory = Callable[[], EchoBackend]
+
+
+@pytest.fixture
+def echo_backend_factory(tmp_path: Path) -> Iterator[EchoFactory]:
+    started: list[EchoBackend] = []
+
+    def start() -> EchoBackend:
+        backend = EchoBackend(tmp_path).start()
+        started.append(backend)
+        return backend
+
+    yield start
+    for backend in started:
+        backend.stop()
