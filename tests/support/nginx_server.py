@@ -8,6 +8,7 @@ so a broken render fails with nginx's own message rather than a timeout.
 from __future__ import annotations
 
 import shutil
+import ssl
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -173,7 +174,8 @@ class NginxServer:
     def client(self, **kwargs: Any) -> httpx.Client:
         """An HTTPS client for the edge that trusts the test CA (and nothing else)."""
         kwargs.setdefault("timeout", 15.0)
-        return httpx.Client(base_url=self.https_url, verify=str(self.tls.ca_file), **kwargs)
+        trust = ssl.create_default_context(cafile=str(self.tls.ca_file))
+        return httpx.Client(base_url=self.https_url, verify=trust, **kwargs)
 
     def access_log(self) -> list[dict[str, Any]]:
         try:
