@@ -19,10 +19,12 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 class EchoBackend:
     """tests/nginx/echo_backend.py as a child process on a free port."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, status: int = 200) -> None:
         self.port = free_port()
         self._proc = ManagedProcess(
-            python_module("tests.nginx.echo_backend", "--port", str(self.port)),
+            python_module(
+                "tests.nginx.echo_backend", "--port", str(self.port), "--status", str(status)
+            ),
             self.port,
             workdir / f"echo-{self.port}.log",
             env={"PYTHONPATH": str(REPO_ROOT)},
@@ -45,15 +47,16 @@ class EchoBackend:
         self._proc.stop()
 
 
-EchoFactory = Callable[[], EchoBackend]
+EchoFactory = Callable[..., EchoBackend]
 
 
 @pytest.fixture
 def echo_backend_factory(tmp_path: Path) -> Iterator[EchoFactory]:
     started: list[EchoBackend] = []
 
-    def start() -> EchoBackend:
-        backend = EchoBackend(tmp_path).start()
+    def start(status: int = 200) -> EchoBackend:
+        """A stand-in answering 200 (echo), or `status` with an error to every request."""
+        backend = EchoBackend(tmp_path, status).start()
         started.append(backend)
         return backend
 

@@ -10,6 +10,8 @@ stream with a known pace, without depending on the real gateway. Every path answ
 - /api/stream?n=N&delay=S: N NDJSON lines, S seconds apart (the first one at once)
 - /api/sleep?seconds=S: answers after S seconds
 Responses carry `X-Backend-Port`, and an `X-Request-ID` echoing the one received.
+With `--status 503` every request instead gets that status and an Ollama-shaped error
+(an instance whose queue is full).
 """
 
 from __future__ import annotations
@@ -29,7 +31,10 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 
-def make_app(port: int) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+BUSY = b'{"error":"server busy, please try again.  maximum pending requests exceeded"}'
+
+
+def make_app(port: int, status: int = 200) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
@@ -45,6 +50,12 @@ def make_app(port: int) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
         if "x-request-id" in headers:
             out_headers.append((b"x-request-id", headers["x-request-id"].encode("latin-1")))
         path = scope["path"]
+        if status != 200:
+            start = {"type": "http.response.start", "status": status, "headers": out_headers}
+            start["headers"] = [*out_headers, (b"content-type", b"application/json")]
+            await send(start)
+            await send({"type": "http.response.body", "body": BUSY})
+            return
         if path == "/api/stream":
             await send(
                 {
@@ -89,10 +100,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--status", type=int, default=200)
     args = parser.parse_args()
-    uvicorn.run(
-        make_app(args.port), host=args.host, port=args.port, log_level="warning", lifespan="off"
-    )
+    app = make_app(args.port, args.status)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", lifespan="off")
 
 
 if __name__ == "__main__":
