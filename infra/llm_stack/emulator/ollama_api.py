@@ -1,0 +1,487 @@
+"""Ollama's native API: /api/generate, /api/chat, /api/embed(dings), tags, ps, show, version.
+
+Statuses, messages and field order follow Ollama's server/routes.go and api/types.go.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+
+from llm_stack.emulator import generate as gen
+from llm_stack.emulator.catalog import ModelEntry
+from llm_stack.emulator.exchange import Exchange
+from llm_stack.emulator.inference import (
+    BadRequest,
+    Timing,
+    apply_faults,
+    check_types,
+    options_of,
+    parse_keep_alive,
+    parse_object,
+    stream_chunks,
+    wait_for_whole_answer,
+)
+from llm_stack.emulator.wire import JSON, NDJSON, TEXT, VERSION, ollama_error, rfc3339_nano
+
+RUNNING = b"Ollama is running"
+
+_GENERATE_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "model": str, "prompt": str, "suffix": str, "system": str, "template": str,
+    "context": list, "stream": bool, "raw": bool, "images": list, "options": dict,
+}  # fmt: skip
+_CHAT_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "model": str, "messages": list, "tools": list, "stream": bool, "options": dict,
+}  # fmt: skip
+
+
+async def fail(ex: Exchange, status: int, message: str) -> None:
+    await ex.respond(status, ollama_error(message), JSON)
+
+
+def _error_line(message: str) -> bytes:
+    return ollama_error(message) + b"\n"
+
+
+def _model_material(entry: ModelEntry, data: dict[str, Any]) -> dict[str, Any]:
+    material = {k: v for k, v in data.items() if k not in ("stream", "keep_alive", "model")}
+    material["model"] = entry.name
+    material["digest"] = entry.digest
+    return material
+
+
+# -- generate ---------------------------------------------------------------------
+
+
+async def generate(ex: Exchange) -> None:
+    state = ex.state
+    knobs = state.knobs
+    timing = Timing(time.time_ns(), knobs.first_token_delay)
+    try:
+        data = parse_object(ex.body, "api.GenerateRequest")
+        check_types(data, "GenerateRequest", _GENERATE_FIELDS)
+        keep_alive = parse_keep_alive(data.get("keep_alive"))
+    except BadRequest as exc:
+        return await fail(ex, 400, str(exc))
+    model = data.get("model") or ""
+    streaming = data.get("stream", True) is not False
+    if await apply_faults(ex, streaming, fail):
+        return None
+    entry = state.catalog.lookup(model)
+    if entry is None:
+        return await fail(ex, 404, f"model '{model}' not found")
+    prompt: str = data.get("prompt") or ""
+    if not prompt and keep_alive == 0:
+        state.touch(entry.name, 0)
+        return await _load_reply(ex, {"model": model, "created_at": "", "response": ""}, "unload")
+    if data.get("raw") and (data.get("template") or data.get("system") or data.get("context")):
+        return await fail(ex, 400, "raw mode does not support template, system, or context")
+    if entry.spec.embedding_only:
+        return await fail(ex, 400, f'"{model}" does not support generate')
+    state.touch(entry.name, keep_alive)
+    if not prompt:
+        return await _load_reply(ex, {"model": model, "created_at": "", "response": ""}, "load")
+
+    options = options_of(data)
+    seed = gen.request_seed(_model_material(entry, data), gen.is_deterministic(options))
+    output = gen.generate(
+        seed, knobs.tokens, options, fmt=data.get("format"), think=data.get("think")
+    )
+    system = data.get("system") or ""
+    prompt_count = gen.count_prompt_tokens((system, prompt), 2 if system else 1)
+    context = None if data.get("raw") else gen.context_ids(prompt, output.text)
+
+    def final(response: str, thinking: str | None) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": model, "created_at": _now(), "response": response}
+        if thinking:
+            body["thinking"] = thinking
+        body["done"] = True
+        body["done_reason"] = output.done_reason
+        if context is not None:
+            body["context"] = context
+        body.update(timing.stats(prompt_count, output.eval_count))
+        return body
+
+    if not streaming:
+        await wait_for_whole_answer(
+            ex, knobs.first_token_delay, knobs.token_delay, output.eval_count
+        )
+        timing.mark_first_token()
+        thinking = "".join(output.thinking)
+        return await ex.respond(200, orjson.dumps(final(output.text, thinking)), JSON)
+
+    def chunks() -> Iterator[bytes]:
+        timing.mark_first_token()
+        for piece in output.thinking:
+            yield _line(
+                {
+                    "model": model,
+                    "created_at": _now(),
+                    "response": "",
+                    "thinking": piece,
+                    "done": False,
+                }
+            )
+        for piece in output.pieces:
+            yield _line({"model": model, "created_at": _now(), "response": piece, "done": False})
+        yield _line(final("", None))
+
+    paced = len(output.thinking) + len(output.pieces)
+    await stream_chunks(
+        ex, NDJSON, chunks(), paced, knobs.first_token_delay, knobs.token_delay, _error_line
+    )
+    return None
+
+
+# -- chat -------------------------------------------------------------------------
+
+
+def _message_texts(messages: list[Any]) -> list[str]:
+    texts = []
+    for message in messages:
+        if isinstance(message, dict) and isinstance(message.get("content"), str):
+            texts.append(message["content"])
+    return texts
+
+
+def _check_messages(messages: list[Any]) -> None:
+    for message in messages:
+        if not isinstance(message, dict):
+            raise BadRequest(
+                f"json: cannot unmarshal {type(message).__name__} into Go struct field "
+                "ChatRequest.messages of type api.Message"
+            )
+        for name in ("role", "content"):
+            value = message.get(name)
+            if value is not None and not isinstance(value, str):
+                raise BadRequest(
+                    "json: cannot unmarshal into Go struct field "
+                    f"ChatRequest.messages.{name} of type string"
+                )
+
+
+async def chat(ex: Exchange) -> None:
+    state = ex.state
+    knobs = state.knobs
+    timing = Timing(time.time_ns(), knobs.first_token_delay)
+    try:
+        data = parse_object(ex.body, "api.ChatRequest")
+        check_types(data, "ChatRequest", _CHAT_FIELDS)
+        messages: list[Any] = data.get("messages") or []
+        _check_messages(messages)
+        keep_alive = parse_keep_alive(data.get("keep_alive"))
+    except BadRequest as exc:
+        return await fail(ex, 400, str(exc))
+    model = data.get("model") or ""
+    streaming = data.get("stream", True) is not False
+    if await apply_faults(ex, streaming, fail):
+        return None
+    if not model:
+        return await fail(ex, 400, "model is required")
+    entry = state.catalog.lookup(model)
+    if entry is None:
+        return await fail(ex, 404, f"model '{model}' not found")
+    empty_message = {"role": "assistant", "content": ""}
+    if not messages and keep_alive == 0:
+        state.touch(entry.name, 0)
+        return await _load_reply(
+            ex, {"model": model, "created_at": "", "message": empty_message}, "unload"
+        )
+    if entry.spec.embedding_only:
+        return await fail(ex, 400, f'"{model}" does not support chat')
+    state.touch(entry.name, keep_alive)
+    if not messages:
+        return await _load_reply(
+            ex, {"model": model, "created_at": "", "message": empty_message}, "load"
+        )
+
+    options = options_of(data)
+    seed = gen.request_seed(_model_material(entry, data), gen.is_deterministic(options))
+    tools = data.get("tools") or None
+    # A model with tools calls one, then answers in words once the tool result is in.
+    last_role = messages[-1].get("role") if messages else None
+    output = gen.generate(
+        seed, knobs.tokens, options, fmt=data.get("format"), think=data.get("think"),
+        tools=tools if last_role != "tool" else None,
+    )  # fmt: skip
+    prompt_count = gen.count_prompt_tokens(_message_texts(messages), len(messages))
+
+    def final(content: str, thinking: str, tool_calls: list[Any] | None) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant", "content": content}
+        if thinking:
+            message["thinking"] = thinking
+        if tool_calls:
+            message["tool_calls"] = tool_calls
+        body: dict[str, Any] = {"model": model, "created_at": _now(), "message": message}
+        body["done_reason"] = output.done_reason
+        body["done"] = True
+        body.update(timing.stats(prompt_count, output.eval_count))
+        return body
+
+    if not streaming:
+        await wait_for_whole_answer(
+            ex, knobs.first_token_delay, knobs.token_delay, output.eval_count
+        )
+        timing.mark_first_token()
+        body = final(output.text, "".join(output.thinking), output.tool_calls)
+        return await ex.respond(200, orjson.dumps(body), JSON)
+
+    def chunks() -> Iterator[bytes]:
+        timing.mark_first_token()
+        message: dict[str, Any]
+        for piece in output.thinking:
+            message = {"role": "assistant", "content": "", "thinking": piece}
+            yield _line({"model": model, "created_at": _now(), "message": message, "done": False})
+        for piece in output.pieces:
+            message = {"role": "assistant", "content": piece}
+            yield _line({"model": model, "created_at": _now(), "message": message, "done": False})
+        if output.tool_calls:
+            message = {"role": "assistant", "content": "", "tool_calls": output.tool_calls}
+            yield _line({"model": model, "created_at": _now(), "message": message, "done": False})
+        yield _line(final("", "", None))
+
+    paced = output.eval_count
+    await stream_chunks(
+        ex, NDJSON, chunks(), paced, knobs.first_token_delay, knobs.token_delay, _error_line
+    )
+    return None
+
+
+# -- embeddings -------------------------------------------------------------------
+
+
+def embed_inputs(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value] if value else []
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise BadRequest("invalid input type")
+
+
+def embed_vectors(entry: ModelEntry, inputs: list[str], dimensions: Any) -> list[list[float]]:
+    full = entry.spec.embedding_length
+    vectors = [gen.embedding(entry.name + entry.digest, text, full) for text in inputs]
+    if isinstance(dimensions, int) and not isinstance(dimensions, bool) and 0 < dimensions < full:
+        vectors = [_renormalized(v[:dimensions]) for v in vectors]
+    return vectors
+
+
+def _renormalized(vector: list[float]) -> list[float]:
+    norm = sum(v * v for v in vector) ** 0.5 or 1.0
+    return [round(v / norm, 8) for v in vector]
+
+
+def embed_token_count(inputs: list[str]) -> int:
+    return sum(len(text.split()) + 2 for text in inputs)
+
+
+async def embed(ex: Exchange) -> None:
+    state = ex.state
+    timing = Timing(time.time_ns(), 0.0)
+    try:
+        data = parse_object(ex.body, "api.EmbedRequest")
+        check_types(data, "EmbedRequest", {"model": str, "options": dict, "truncate": bool})
+        keep_alive = parse_keep_alive(data.get("keep_alive"))
+    except BadRequest as exc:
+        return await fail(ex, 400, str(exc))
+    if await apply_faults(ex, False, fail):
+        return None
+    model = data.get("model") or ""
+    if not model:
+        return await fail(ex, 404, "model '' not found")
+    try:
+        inputs = embed_inputs(data.get("input"))
+    except BadRequest as exc:
+        return await fail(ex, 400, str(exc))
+    entry = state.catalog.lookup(model)
+    if entry is None:
+        return await fail(ex, 404, f'model "{model}" not found, try pulling it first')
+    state.touch(entry.name, keep_alive)
+    await ex.pause(state.knobs.first_token_delay)
+    if not inputs:
+        return await ex.respond(200, orjson.dumps({"model": model, "embeddings": []}), JSON)
+    vectors = embed_vectors(entry, inputs, data.get("dimensions"))
+    timing.mark_first_token()
+    stats = timing.stats(0, 0)
+    body: dict[str, Any] = {
+        "model": model,
+        "embeddings": vectors,
+        "total_duration": stats["total_duration"],
+        "load_duration": stats["load_duration"],
+        "prompt_eval_count": embed_token_count(inputs),
+    }
+    return await ex.respond(200, orjson.dumps(body), JSON)
+
+
+async def embeddings(ex: Exchange) -> None:
+    """The legacy single-prompt endpoint: `{"embedding": [...]}`."""
+    state = ex.state
+    try:
+        data = parse_object(ex.body, "api.EmbeddingRequest")
+        check_types(data, "EmbeddingRequest", {"model": str, "prompt": str, "options": dict})
+        keep_alive = parse_keep_alive(data.get("keep_alive"))
+    except BadRequest as exc:
+        return await fail(ex, 400, str(exc))
+    if await apply_faults(ex, False, fail):
+        return None
+    model = data.get("model") or ""
+    if not model:
+        return await fail(ex, 400, "model is required")
+    entry = state.catalog.lookup(model)
+    if entry is None:
+        return await fail(ex, 404, f'model "{model}" not found, try pulling it first')
+    state.touch(entry.name, keep_alive)
+    await ex.pause(state.knobs.first_token_delay)
+    prompt = data.get("prompt") or ""
+    vector = embed_vectors(entry, [prompt], None)[0] if prompt else []
+    return await ex.respond(200, orjson.dumps({"embedding": vector}), JSON)
+
+
+# -- models -----------------------------------------------------------------------
+
+
+def _details(entry: ModelEntry) -> dict[str, Any]:
+    spec = entry.spec
+    return {
+        "parent_model": "",
+        "format": "gguf",
+        "family": spec.family,
+        "families": [spec.family],
+        "parameter_size": spec.parameter_size,
+        "quantization_level": spec.quantization_level,
+    }
+
+
+def tags_body(ex: Exchange) -> bytes:
+    models = [
+        {
+            "name": e.name,
+            "model": e.name,
+            "modified_at": rfc3339_nano(e.modified_ns),
+            "size": e.spec.size,
+            "digest": e.digest,
+            "details": _details(e),
+        }
+        for e in ex.state.catalog.entries()
+    ]
+    return orjson.dumps({"models": models})
+
+
+async def tags(ex: Exchange) -> None:
+    await ex.respond(200, tags_body(ex), JSON, head_only=ex.method == "HEAD")
+
+
+async def ps(ex: Exchange) -> None:
+    models = []
+    for name, expires_ns in ex.state.loaded_models():
+        entry = ex.state.catalog.lookup(name)
+        if entry is None:
+            continue
+        models.append(
+            {
+                "name": entry.name,
+                "model": entry.name,
+                "size": entry.spec.size,
+                "digest": entry.digest,
+                "details": _details(entry),
+                "expires_at": rfc3339_nano(expires_ns),
+                "size_vram": entry.spec.size,
+                "context_length": min(entry.spec.context_length, 4096),
+            }
+        )
+    await ex.respond(200, orjson.dumps({"models": models}), JSON)
+
+
+_LLAMA_TEMPLATE = (
+    "<|start_header_id|>system<|end_header_id|>\n\n{{ .System }}<|eot_id|>"
+    "<|start_header_id|>user<|end_header_id|>\n\n{{ .Prompt }}<|eot_id|>"
+    "<|start_header_id|>assistant<|end_header_id|>\n\n"
+)
+
+
+def show_body(entry: ModelEntry) -> dict[str, Any]:
+    spec = entry.spec
+    arch = spec.family
+    template = "{{ .Prompt }}" if spec.embedding_only else _LLAMA_TEMPLATE
+    parameters = "" if spec.embedding_only else 'stop                           "<|eot_id|>"'
+    modelfile = (
+        '# Modelfile generated by "ollama show"\n'
+        "# To build a new Modelfile based on this, replace FROM with:\n"
+        f"# FROM {entry.name}\n\n"
+        f"FROM /root/.ollama/models/blobs/sha256-{entry.digest}\n"
+        f'TEMPLATE """{template}"""\n' + (f"PARAMETER {parameters}\n" if parameters else "")
+    )
+    model_info = {
+        "general.architecture": arch,
+        "general.file_type": 15,
+        "general.parameter_count": spec.size * 2,
+        "general.quantization_version": 2,
+        f"{arch}.block_count": 16,
+        f"{arch}.context_length": spec.context_length,
+        f"{arch}.embedding_length": spec.embedding_length,
+        "tokenizer.ggml.model": "gpt2",
+    }
+    body: dict[str, Any] = {
+        "license": "emulated model: no license text",
+        "modelfile": modelfile,
+    }
+    if parameters:
+        body["parameters"] = parameters
+    body["template"] = template
+    body["details"] = _details(entry)
+    body["model_info"] = dict(sorted(model_info.items()))
+    body["capabilities"] = ["embedding"] if spec.embedding_only else ["completion", "tools"]
+    body["modified_at"] = rfc3339_nano(entry.modified_ns)
+    return body
+
+
+async def show(ex: Exchange) -> None:
+    try:
+        data = parse_object(ex.body, "api.ShowRequest")
+        check_types(data, "ShowRequest", {"model": str, "name": str})
+    except BadRequest as exc:
+        return await fail(ex, 400, str(exc))
+    model = data.get("model") or data.get("name") or ""
+    if not model:
+        return await fail(ex, 400, "model is required")
+    entry = ex.state.catalog.lookup(model)
+    if entry is None:
+        return await fail(ex, 404, f"model '{model}' not found")
+    return await ex.respond(200, orjson.dumps(show_body(entry)), JSON)
+
+
+async def version(ex: Exchange) -> None:
+    body = orjson.dumps({"version": VERSION})
+    await ex.respond(200, body, JSON, head_only=ex.method == "HEAD")
+
+
+async def root(ex: Exchange) -> None:
+    await ex.respond(200, RUNNING, TEXT, head_only=ex.method == "HEAD")
+
+
+# -- shared -----------------------------------------------------------------------
+
+
+def _now() -> str:
+    return rfc3339_nano(time.time_ns())
+
+
+def _line(value: dict[str, Any]) -> bytes:
+    return orjson.dumps(value) + b"\n"
+
+
+async def _load_reply(ex: Exchange, body: dict[str, Any], reason: str) -> None:
+    """Load/unload answers are one JSON object even when streaming was asked for."""
+    body["created_at"] = _now()
+    if "message" in body:
+        body["done_reason"] = reason
+        body["done"] = True
+    else:
+        body["done"] = True
+        body["done_reason"] = reason
+    await ex.respond(200, orjson.dumps(body), JSON)

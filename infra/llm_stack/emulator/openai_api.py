@@ -1,0 +1,436 @@
+"""Ollama's OpenAI-compatible layer: /v1/chat/completions, completions, embeddings, models.
+
+Mirrors ollama's middleware/openai.go: the request is turned into a native one (default
+temperature 1.0, top_p 1.0, `max_tokens` → num_predict), errors take OpenAI's shape, SSE
+streams end with `data: [DONE]`, and `stream` defaults to false.
+"""
+
+from __future__ import annotations
+
+import base64
+import random
+import time
+from array import array
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+
+from llm_stack.emulator import generate as gen
+from llm_stack.emulator.catalog import ModelEntry
+from llm_stack.emulator.exchange import Exchange
+from llm_stack.emulator.inference import (
+    BadRequest,
+    Timing,
+    apply_faults,
+    check_types,
+    parse_object,
+    stream_chunks,
+    wait_for_whole_answer,
+)
+from llm_stack.emulator.ollama_api import embed_inputs, embed_token_count, embed_vectors
+from llm_stack.emulator.wire import JSON, OPENAI_JSON, SSE, openai_error, openai_error_type
+
+FINGERPRINT = "fp_ollama"
+
+
+async def reject(ex: Exchange, status: int, message: str) -> None:
+    """An error from the native handler, re-encoded by the OpenAI writer (json.Encoder)."""
+    await ex.respond(status, openai_error(status, message), OPENAI_JSON)
+
+
+async def reject_early(ex: Exchange, message: str) -> None:
+    """An error from the middleware itself (gin's AbortWithStatusJSON): compact, charset."""
+    body = {
+        "error": {"message": message, "type": openai_error_type(400), "param": None, "code": None}
+    }
+    await ex.respond(400, orjson.dumps(body), JSON)
+
+
+def _parse(ex: Exchange, struct: str) -> dict[str, Any]:
+    try:
+        return parse_object(ex.body, struct)
+    except BadRequest as exc:
+        # The OpenAI layer binds the body itself; an empty body is io.EOF, said as "EOF".
+        if str(exc) == "missing request body":
+            raise BadRequest("EOF") from None
+        raise
+
+
+def _options(data: dict[str, Any]) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    stop = data.get("stop")
+    if isinstance(stop, str):
+        options["stop"] = [stop]
+    elif isinstance(stop, list):
+        options["stop"] = [s for s in stop if isinstance(s, str)]
+    if isinstance(data.get("max_tokens"), int):
+        options["num_predict"] = data["max_tokens"]
+    temperature = data.get("temperature")
+    options["temperature"] = 1.0 if temperature is None else temperature
+    if data.get("seed") is not None:
+        options["seed"] = data["seed"]
+    for name in ("frequency_penalty", "presence_penalty"):
+        if data.get(name) is not None:
+            options[name] = data[name]
+    options["top_p"] = data.get("top_p") or 1.0
+    return options
+
+
+def _format(data: dict[str, Any]) -> Any:
+    response_format = data.get("response_format")
+    if not isinstance(response_format, dict):
+        return None
+    kind = str(response_format.get("type", "")).strip().lower()
+    if kind == "json_object":
+        return "json"
+    if kind == "json_schema":
+        schema = response_format.get("json_schema")
+        return schema.get("schema") if isinstance(schema, dict) else None
+    return None
+
+
+def _think(data: dict[str, Any]) -> Any:
+    reasoning = data.get("reasoning")
+    effort = (
+        reasoning.get("effort") if isinstance(reasoning, dict) else data.get("reasoning_effort")
+    )
+    if not effort:
+        return None
+    if effort not in ("high", "medium", "low", "none"):
+        raise BadRequest(
+            f'invalid reasoning value: \'{effort}\' (must be "high", "medium", "low", or "none")'
+        )
+    return False if effort == "none" else effort
+
+
+def _messages(raw: list[Any]) -> list[dict[str, Any]]:
+    """OpenAI messages as Ollama sees them: content parts split into text messages."""
+    messages: list[dict[str, Any]] = []
+    for message in raw:
+        if not isinstance(message, dict):
+            raise BadRequest("invalid message format")
+        role = message.get("role") or ""
+        content = message.get("content")
+        if isinstance(content, str):
+            messages.append({"role": role, "content": content})
+        elif isinstance(content, list):
+            for part in content:
+                if not isinstance(part, dict):
+                    raise BadRequest("invalid message format")
+                if part.get("type") == "text" and isinstance(part.get("text"), str):
+                    messages.append({"role": role, "content": part["text"]})
+                elif part.get("type") == "image_url":
+                    messages.append(
+                        {"role": role, "content": "", "images": [orjson.dumps(part).decode()]}
+                    )
+                else:
+                    raise BadRequest("invalid message format")
+        elif message.get("tool_calls") is not None:
+            messages.append({"role": role, "content": "", "tool_calls": message["tool_calls"]})
+        else:
+            raise BadRequest(f"invalid message content type: {type(content).__name__}")
+    return messages
+
+
+def _include_usage(data: dict[str, Any]) -> bool:
+    stream_options = data.get("stream_options")
+    return isinstance(stream_options, dict) and bool(stream_options.get("include_usage"))
+
+
+def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+
+
+def _sse(value: dict[str, Any]) -> bytes:
+    return b"data: " + orjson.dumps(value) + b"\n\n"
+
+
+def _sse_error(message: str) -> bytes:
+    return b"data: " + openai_error(500, message).rstrip(b"\n") + b"\n\n"
+
+
+def _material(entry: ModelEntry, native: dict[str, Any]) -> dict[str, Any]:
+    return {**native, "model": entry.name, "digest": entry.digest}
+
+
+def _tool_calls(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": call["id"],
+            "index": call["function"].get("index", 0),
+            "type": "function",
+            "function": {
+                "name": call["function"]["name"],
+                "arguments": orjson.dumps(call["function"]["arguments"]).decode(),
+            },
+        }
+        for call in calls
+    ]
+
+
+async def chat_completions(ex: Exchange) -> None:
+    state = ex.state
+    knobs = state.knobs
+    timing = Timing(time.time_ns(), knobs.first_token_delay)
+    try:
+        data = _parse(ex, "openai.ChatCompletionRequest")
+        check_types(data, "ChatCompletionRequest", {"model": str, "messages": list, "stream": bool})
+        if not data.get("messages"):
+            raise BadRequest("[] is too short - 'messages'")
+        messages = _messages(data["messages"])
+        native = {
+            "messages": messages,
+            "options": _options(data),
+            "format": _format(data),
+            "tools": data.get("tools"),
+            "think": _think(data),
+        }
+    except BadRequest as exc:
+        return await reject_early(ex, str(exc))
+    streaming = data.get("stream") is True
+    if await apply_faults(ex, streaming, reject):
+        return None
+    model = data.get("model") or ""
+    if not model:
+        return await reject(ex, 400, "model is required")
+    entry = state.catalog.lookup(model)
+    if entry is None:
+        return await reject(ex, 404, f"model '{model}' not found")
+    if entry.spec.embedding_only:
+        return await reject(ex, 400, f'"{model}" does not support chat')
+    state.touch(entry.name, None)
+
+    options = native["options"]
+    seed = gen.request_seed(_material(entry, native), gen.is_deterministic(options))
+    last_role = messages[-1].get("role")
+    tools = native["tools"] if last_role != "tool" else None
+    output = gen.generate(seed, knobs.tokens, options, native["format"], native["think"], tools)
+    texts = [m["content"] for m in messages]
+    usage = _usage(gen.count_prompt_tokens(texts, len(messages)), output.eval_count)
+    completion_id = f"chatcmpl-{random.randrange(999)}"  # noqa: S311 - Ollama's ids are rand.Intn(999)
+    created = int(time.time())
+    finish = "tool_calls" if output.tool_calls else output.done_reason
+
+    if not streaming:
+        await wait_for_whole_answer(
+            ex, knobs.first_token_delay, knobs.token_delay, output.eval_count
+        )
+        message: dict[str, Any] = {"role": "assistant", "content": output.text}
+        if output.thinking:
+            message["reasoning"] = "".join(output.thinking)
+        if output.tool_calls:
+            message["tool_calls"] = _tool_calls(output.tool_calls)
+        body = {
+            "id": completion_id,
+            "object": "chat.completion",
+            "created": created,
+            "model": model,
+            "system_fingerprint": FINGERPRINT,
+            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+            "usage": usage,
+        }
+        return await ex.respond(200, orjson.dumps(body) + b"\n", OPENAI_JSON)
+
+    def chunk(delta: dict[str, Any], finish_reason: str | None) -> dict[str, Any]:
+        return {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "system_fingerprint": FINGERPRINT,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+        }
+
+    def chunks() -> Iterator[bytes]:
+        timing.mark_first_token()
+        for piece in output.thinking:
+            yield _sse(chunk({"role": "assistant", "content": "", "reasoning": piece}, None))
+        for piece in output.pieces:
+            yield _sse(chunk({"role": "assistant", "content": piece}, None))
+        if output.tool_calls:
+            delta = {
+                "role": "assistant",
+                "content": "",
+                "tool_calls": _tool_calls(output.tool_calls),
+            }
+            yield _sse(chunk(delta, None))
+        last = chunk({"role": "assistant", "content": ""}, finish)
+        yield _sse(last)
+        if _include_usage(data):
+            yield _sse({**last, "choices": [], "usage": usage})
+        yield b"data: [DONE]\n\n"
+
+    await stream_chunks(
+        ex, SSE, chunks(), output.eval_count, knobs.first_token_delay, knobs.token_delay, _sse_error
+    )
+    return None
+
+
+async def completions(ex: Exchange) -> None:
+    state = ex.state
+    knobs = state.knobs
+    timing = Timing(time.time_ns(), knobs.first_token_delay)
+    try:
+        data = _parse(ex, "openai.CompletionRequest")
+        check_types(
+            data, "CompletionRequest", {"model": str, "prompt": str, "suffix": str, "stream": bool}
+        )
+        prompt: str = data.get("prompt") or ""
+        options = _options(data)
+        native = {"prompt": prompt, "suffix": data.get("suffix") or "", "options": options}
+    except BadRequest as exc:
+        return await reject_early(ex, str(exc))
+    streaming = data.get("stream") is True
+    if await apply_faults(ex, streaming, reject):
+        return None
+    model = data.get("model") or ""
+    entry = state.catalog.lookup(model)
+    if entry is None:
+        return await reject(ex, 404, f"model '{model}' not found")
+    if entry.spec.embedding_only:
+        return await reject(ex, 400, f'"{model}" does not support generate')
+    state.touch(entry.name, None)
+
+    seed = gen.request_seed(_material(entry, native), gen.is_deterministic(options))
+    output = gen.generate(seed, knobs.tokens if prompt else 0, options)
+    done_reason = output.done_reason if prompt else "load"
+    usage = _usage(gen.count_prompt_tokens([prompt]) if prompt else 0, output.eval_count)
+    completion_id = f"cmpl-{random.randrange(999)}"  # noqa: S311 - Ollama's ids are rand.Intn(999)
+    created = int(time.time())
+
+    if not streaming:
+        await wait_for_whole_answer(
+            ex, knobs.first_token_delay, knobs.token_delay, output.eval_count
+        )
+        body = {
+            "id": completion_id,
+            "object": "text_completion",
+            "created": created,
+            "model": model,
+            "system_fingerprint": FINGERPRINT,
+            "choices": [{"text": output.text, "index": 0, "finish_reason": done_reason}],
+            "usage": usage,
+        }
+        return await ex.respond(200, orjson.dumps(body) + b"\n", OPENAI_JSON)
+
+    include_usage = _include_usage(data)
+
+    def chunk(text: str, finish_reason: str | None) -> dict[str, Any]:
+        value: dict[str, Any] = {
+            "id": completion_id,
+            "object": "text_completion",
+            "created": created,
+            "choices": [{"text": text, "index": 0, "finish_reason": finish_reason}],
+            "model": model,
+            "system_fingerprint": FINGERPRINT,
+        }
+        if include_usage:
+            # Ollama puts an all-zero usage on every chunk when usage is asked for.
+            value["usage"] = _usage(0, 0)
+        return value
+
+    def chunks() -> Iterator[bytes]:
+        timing.mark_first_token()
+        for piece in output.pieces:
+            yield _sse(chunk(piece, None))
+        last = chunk("", done_reason)
+        yield _sse(last)
+        if include_usage:
+            yield _sse({**last, "choices": [], "usage": usage})
+        yield b"data: [DONE]\n\n"
+
+    await stream_chunks(
+        ex, SSE, chunks(), output.eval_count, knobs.first_token_delay, knobs.token_delay, _sse_error
+    )
+    return None
+
+
+async def embeddings(ex: Exchange) -> None:
+    state = ex.state
+    try:
+        data = _parse(ex, "openai.EmbedRequest")
+        check_types(data, "EmbedRequest", {"model": str, "encoding_format": str})
+        encoding = (data.get("encoding_format") or "").lower()
+        if encoding not in ("", "float", "base64"):
+            raise BadRequest(
+                f"Invalid value for 'encoding_format' = {data['encoding_format']}. "
+                "Supported values: ['float', 'base64']."
+            )
+        raw_input = data.get("input")
+        if raw_input == "":
+            raw_input = [""]
+        if raw_input is None or raw_input == []:
+            raise BadRequest("invalid input")
+    except BadRequest as exc:
+        return await reject_early(ex, str(exc))
+    if await apply_faults(ex, False, reject):
+        return None
+    model = data.get("model") or ""
+    try:
+        inputs = embed_inputs(raw_input)
+    except BadRequest as exc:
+        return await reject(ex, 400, str(exc))
+    entry = state.catalog.lookup(model) if model else None
+    if entry is None:
+        if not model:
+            return await reject(ex, 404, "model '' not found")
+        return await reject(ex, 404, f'model "{model}" not found, try pulling it first')
+    state.touch(entry.name, None)
+    await ex.pause(knobs_delay(ex))
+    vectors = embed_vectors(entry, inputs, data.get("dimensions"))
+    items = [
+        {
+            "object": "embedding",
+            "embedding": _b64(vector) if encoding == "base64" else vector,
+            "index": index,
+        }
+        for index, vector in enumerate(vectors)
+    ]
+    tokens = embed_token_count(inputs)
+    body = {
+        "object": "list",
+        "data": items,
+        "model": model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
+    return await ex.respond(200, orjson.dumps(body) + b"\n", OPENAI_JSON)
+
+
+def knobs_delay(ex: Exchange) -> float:
+    return ex.state.knobs.first_token_delay
+
+
+def _b64(vector: list[float]) -> str:
+    # float32 little-endian, as Ollama's floatsToBase64 writes them.
+    packed = array("f", vector)
+    if packed.itemsize != 4:  # pragma: no cover - every platform we run on
+        raise RuntimeError("float32 arrays are not 4 bytes here")
+    return base64.b64encode(packed.tobytes()).decode()
+
+
+def _model_item(entry: ModelEntry, name: str | None = None) -> dict[str, Any]:
+    return {
+        "id": name or entry.name,
+        "object": "model",
+        "created": entry.modified_ns // 1_000_000_000,
+        "owned_by": "library",
+    }
+
+
+async def models(ex: Exchange) -> None:
+    data = [_model_item(e) for e in ex.state.catalog.entries()]
+    body = orjson.dumps({"object": "list", "data": data}) + b"\n"
+    await ex.respond(200, body, OPENAI_JSON)
+
+
+async def model(ex: Exchange) -> None:
+    name = ex.path.removeprefix("/v1/models/")
+    entry = ex.state.catalog.lookup(name)
+    if entry is None:
+        return await reject(ex, 404, f"model '{name}' not found")
+    return await ex.respond(200, orjson.dumps(_model_item(entry, name)) + b"\n", OPENAI_JSON)
