@@ -107,7 +107,7 @@ def test_edge_read_timeout_and_balancer_settings_come_from_the_config(tmp_path: 
     assert "proxy_http_version 1.1;" in edge
     assert 'proxy_set_header Connection "";' in edge
     ollama = _upstream_block(text, "llm_ollama")
-    assert "least_conn;" in ollama
+    assert re.search(r"^\s*least_conn;$", ollama, re.M)
     assert "keepalive 48;" in ollama
     servers = re.findall(r"server (\S+) max_fails=3 fail_timeout=20s;", ollama)
     assert servers == ["127.0.0.1:9100", "127.0.0.1:9101", "127.0.0.1:9102"]
@@ -119,7 +119,7 @@ def test_edge_read_timeout_and_balancer_settings_come_from_the_config(tmp_path: 
     assert "proxy_next_upstream_tries 3;" in balancer
     assert "proxy_next_upstream error timeout http_502 http_503 non_idempotent;" in balancer
     gateways = _upstream_block(text, "llm_gateways")
-    assert "least_conn;" in gateways
+    assert re.search(r"^\s*least_conn;$", gateways, re.M)
     assert len(re.findall(r"server 127\.0\.0\.1:900\d ", gateways)) == 2
 
 
