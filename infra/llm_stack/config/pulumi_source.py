@@ -22,6 +22,9 @@ from llm_stack.config.model import StackConfig
 # Structured values arrive from the CLI as JSON text; everything else is a plain string.
 _STRUCTURED = frozenset(SECTIONS) - {"environment", "namePrefix"} | {"apiKeys"}
 
+# The policy pack treats anything shorter in a secret variable as a literal.
+_MIN_PASSWORD = 16
+
 _SET_SECRET = {
     "apiKeys": "pulumi config set --secret --path 'apiKeys.<name>.digest' <sha256 hex of the key>"
     "  (mint one: llm-gateway keys new --name <name>)",
@@ -115,8 +118,8 @@ def check_secrets(config: StackConfig, values: Mapping[str, Any], secret: set[st
         problems += validate_api_keys(values["apiKeys"], _key("apiKeys"))
     for name in ("redisPassword", "grafanaAdminPassword"):
         value = values.get(name)
-        if value is not None and (not isinstance(value, str) or len(value) < 12):
-            problems.append(f"{_key(name)}: use at least 12 characters")
+        if value is not None and (not isinstance(value, str) or len(value) < _MIN_PASSWORD):
+            problems.append(f"{_key(name)}: use at least {_MIN_PASSWORD} characters")
     cert, key = values.get("tlsCert"), values.get("tlsKey")
     if cert is not None and "-----BEGIN CERTIFICATE-----" not in str(cert):
         problems.append(f"{_key('tlsCert')}: not a PEM certificate; {_SET_SECRET['tlsCert']}")

@@ -1,0 +1,117 @@
+"""The gateway's environment: one function, read back by the gateway's own settings."""
+
+from __future__ import annotations
+
+import pytest
+from llm_gateway.settings import Settings
+from llm_stack.components.gateway import KEYS_FILE, health_test
+from llm_stack.config import StackConfig
+from llm_stack.gateway_env import SECRET_VARIABLES, gateway_environment
+
+from tests.infra.stack_run import StackRun, prod_secrets
+
+REDIS_URL = "redis://:pw-0123456789abcdef@llm-prod-redis:6379/0"
+
+
+def settings_from(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return Settings()
+
+
+def test_the_gateway_reads_back_every_value(
+    prod_config: StackConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = gateway_environment(
+        prod_config,
+        upstream_url="http://llm-prod-nginx:8080",
+        redis_url=REDIS_URL,
+        api_keys_file=KEYS_FILE,
+    )
+    assert all(name.startswith("GATEWAY_") for name in env)
+    settings = settings_from(env, monkeypatch)
+    gateway = prod_config.gateway
+    assert settings.host == "0.0.0.0"
+    assert settings.port == gateway.port
+    assert settings.workers == gateway.workers
+    assert settings.upstream_url == "http://llm-prod-nginx:8080"
+    assert settings.redis_url == REDIS_URL
+    assert str(settings.api_keys_file) == KEYS_FILE
+    assert settings.auth_disabled is False
+    assert settings.cache_mode == gateway.cache_mode
+    assert settings.cache_ttl_seconds == gateway.cache_ttl_seconds
+    assert settings.cache_stale_seconds == gateway.cache_stale_seconds
+    assert settings.max_body_bytes == prod_config.max_body_bytes == 8 * 1024 * 1024
+    assert settings.requests_per_minute == gateway.requests_per_minute
+    assert settings.max_concurrent_per_key == gateway.max_concurrent_per_key
+    assert settings.limits_fail_closed is gateway.limits_fail_closed
+    assert settings.connect_timeout_seconds == gateway.timeouts.connect_seconds
+    assert settings.first_byte_timeout_seconds == gateway.timeouts.first_byte_seconds
+    assert settings.idle_timeout_seconds == gateway.timeouts.idle_seconds
+    assert settings.total_timeout_seconds == gateway.timeouts.total_seconds
+    assert settings.shutdown_grace_seconds == gateway.shutdown_grace_seconds
+    assert settings.log_prompts is gateway.log_prompts
+
+
+def test_digests_and_explicit_no_auth(
+    dev_config: StackConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    digest = "A" * 64
+    env = gateway_environment(
+        dev_config,
+        upstream_url="http://n:8080",
+        redis_url="redis://r:6379/0",
+        api_key_digests=[digest],
+    )
+    assert env["GATEWAY_API_KEYS"] == digest.lower()
+    assert settings_from(env, monkeypatch).api_keys == [digest.lower()]
+    open_env = gateway_environment(
+        dev_config, upstream_url="http://n:8080", redis_url="redis://r:6379/0", auth_disabled=True
+    )
+    assert open_env["GATEWAY_AUTH_DISABLED"] == "true"
+    assert "GATEWAY_API_KEYS" not in open_env
+    assert "GATEWAY_API_KEYS_FILE" not in open_env
+
+
+def test_keys_or_an_explicit_opt_out_are_required(dev_config: StackConfig) -> None:
+    with pytest.raises(ValueError, match="auth_disabled=True"):
+        gateway_environment(dev_config, upstream_url="http://n:8080", redis_url="redis://r:6379/0")
+
+
+def test_deployed_replicas_get_exactly_this_environment(
+    prod_run: StackRun, prod_config: StackConfig
+) -> None:
+    password = prod_secrets()["redisPassword"]
+    expected = gateway_environment(
+        prod_config,
+        upstream_url=f"http://llm-prod-nginx:{prod_config.balancer.port}",
+        redis_url=f"redis://:{password}@llm-prod-redis:6379/0",
+        api_keys_file=KEYS_FILE,
+    )
+    for replica in prod_run.by_role("gateway"):
+        env = dict(e.split("=", 1) for e in replica.plain("envs"))
+        assert env == expected
+        assert replica.plain("healthcheck")["tests"] == health_test(prod_config.gateway.port)
+        keys = prod_run.uploads(replica)[KEYS_FILE]
+        for entry in prod_secrets()["apiKeys"].values():
+            assert entry["digest"] in keys
+        assert replica.plain("stopTimeout") == int(prod_config.gateway.shutdown_grace_seconds) + 5
+    assert {"GATEWAY_REDIS_URL"} <= SECRET_VARIABLES
+
+
+def test_dev_key_is_accepted_by_the_deployed_keys_file(dev_run: StackRun, tmp_path: object) -> None:
+    from pathlib import Path
+
+    from llm_gateway.keys import KeyRing
+
+    from tests.infra.stack_run import unwrap
+
+    (replica,) = dev_run.by_role("gateway")
+    path = Path(str(tmp_path)) / "keys.json"
+    path.write_text(dev_run.uploads(replica)[KEYS_FILE])
+    ring = KeyRing.from_settings(Settings(api_keys_file=path))
+    key = unwrap(dev_run.outputs["devApiKey"])
+    found = ring.lookup(key)
+    assert found is not None
+    assert found.name == "dev"
+    assert ring.lookup(key + "x") is None

@@ -1,0 +1,468 @@
+"""The resource graph of the real program for Pulumi.dev.yaml and Pulumi.prod.yaml.
+
+Each stack file is read as the CLI reads it and the program runs once per stack
+under Pulumi mocks (conftest.py); these tests assert on what it declared.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import pytest
+from llm_stack.components.names import StackNames
+from llm_stack.config import StackConfig
+from pulumi.runtime.rpc import is_rpc_secret
+
+from tests.infra.stack_run import (
+    Declared,
+    StackRun,
+    labels,
+    plain_strings,
+    prod_secrets,
+    tls_pair,
+    unwrap,
+)
+
+CONTAINER = "docker:index/container:Container"
+ROLE_PARENT = {
+    "ollama": "llm-stack:ollama:Pool",
+    "model-puller": "llm-stack:ollama:Pool",
+    "redis": "llm-stack:redis:Cache",
+    "gateway": "llm-stack:gateway:Service",
+    "nginx": "llm-stack:edge:Nginx",
+    "prometheus": "llm-stack:monitoring:Monitoring",
+    "grafana": "llm-stack:monitoring:Monitoring",
+    "nginx-exporter": "llm-stack:monitoring:Monitoring",
+    "gpu-exporter": "llm-stack:monitoring:Monitoring",
+}
+
+
+def env_of(container: Declared) -> dict[str, str]:
+    return dict(e.split("=", 1) for e in container.plain("envs", []))
+
+
+def network_names(container: Declared) -> set[str]:
+    return {n["name"] for n in container.plain("networksAdvanced", [])}
+
+
+def expected_containers(config: StackConfig) -> Counter[str]:
+    counts = Counter(
+        {
+            "ollama": config.ollama.instances,
+            "model-puller": 1,
+            "redis": 1,
+            "gateway": config.gateway.replicas,
+            "nginx": 1,
+            "prometheus": 1,
+            "nginx-exporter": 1,
+        }
+    )
+    if config.monitoring.grafana.enabled:
+        counts["grafana"] = 1
+    if config.ollama.uses_gpus:
+        counts["gpu-exporter"] = 1
+    return counts
+
+
+# --- counts and structure -----------------------------------------------------------
+
+
+def test_resource_counts_follow_the_stack_config(each_stack: tuple[StackRun, StackConfig]) -> None:
+    run, config = each_stack
+    roles = Counter(labels(c)["llm-stack.role"] for c in run.containers)
+    assert roles == expected_containers(config)
+    counts = Counter(r.type for r in run.resources)
+    assert counts["docker:index/network:Network"] == 3
+    assert counts["docker:index/volume:Volume"] == 4 if config.monitoring.grafana.enabled else 3
+    assert counts["docker-build:index:Image"] == 1
+    # One pulled image per service image (the puller shares Ollama's).
+    assert counts["docker:index/remoteImage:RemoteImage"] == 6 + int(config.ollama.uses_gpus)
+    assert counts["llm-stack:index:Stack"] == 1
+
+
+def test_dev_and_prod_shapes(dev_run: StackRun, prod_run: StackRun) -> None:
+    assert len(dev_run.by_role("ollama")) == 1
+    assert len(prod_run.by_role("ollama")) == 2
+    assert len(prod_run.by_role("gateway")) == 2
+    assert not dev_run.by_role("gpu-exporter")
+    assert len(prod_run.by_role("gpu-exporter")) == 1
+    # dev generates its credentials and certificate; prod takes them from its config.
+    dev_types = Counter(r.type for r in dev_run.resources)
+    prod_types = Counter(r.type for r in prod_run.resources)
+    assert dev_types["random:index/randomPassword:RandomPassword"] == 3
+    assert dev_types["tls:index/selfSignedCert:SelfSignedCert"] == 1
+    assert prod_types["random:index/randomPassword:RandomPassword"] == 0
+    assert prod_types["tls:index/selfSignedCert:SelfSignedCert"] == 0
+
+
+def test_every_container_sits_in_its_service_component(
+    each_stack: tuple[StackRun, StackConfig],
+) -> None:
+    run, config = each_stack
+    names = StackNames.of(config)
+    for container in run.containers:
+        role = labels(container)["llm-stack.role"]
+        assert container.parent_type == ROLE_PARENT[role]
+        assert labels(container)["llm-stack.stack"] == config.name_prefix
+        assert str(container.plain("name")).startswith(names.prefix + "-")
+
+
+def test_service_components_sit_under_the_stack_component(dev_run: StackRun) -> None:
+    components = [r for r in dev_run.resources if r.type.startswith("llm-stack:")]
+    (top,) = [c for c in components if c.type == "llm-stack:index:Stack"]
+    assert top.parent_type == "pulumi:pulumi:Stack"
+    assert {c.type for c in components if c is not top} == {
+        *ROLE_PARENT.values(),
+        "llm-stack:network:Networks",
+        "llm-stack:storage:Volumes",
+        "llm-stack:secrets:Credentials",
+        "llm-stack:tls:EdgeCertificate",
+    }
+    assert all(c.parent_type == "llm-stack:index:Stack" for c in components if c is not top)
+
+
+def test_container_names(prod_run: StackRun) -> None:
+    names = {c.plain("name") for c in prod_run.containers}
+    assert names == {
+        "llm-prod-ollama-0",
+        "llm-prod-ollama-1",
+        "llm-prod-model-puller",
+        "llm-prod-redis",
+        "llm-prod-gateway-0",
+        "llm-prod-gateway-1",
+        "llm-prod-nginx",
+        "llm-prod-prometheus",
+        "llm-prod-grafana",
+        "llm-prod-nginx-exporter",
+        "llm-prod-gpu-exporter",
+    }
+
+
+# --- GPUs -----------------------------------------------------------------------------
+
+
+def test_prod_pins_each_instance_to_its_own_gpu(
+    prod_run: StackRun, prod_config: StackConfig
+) -> None:
+    gpus = {c.plain("name"): c.plain("gpus") for c in prod_run.by_role("ollama")}
+    assert gpus == {
+        f"llm-prod-ollama-{i}": f"device={gpu}" for i, gpu in enumerate(prod_config.ollama.gpus)
+    }
+    assert len(set(gpus.values())) == len(gpus)
+    (exporter,) = prod_run.by_role("gpu-exporter")
+    assert exporter.plain("gpus") == '"device=0,1"'
+    # gpus and device_requests are never combined.
+    assert all(not c.plain("deviceRequests") for c in prod_run.containers)
+    # Only the pool and the exporter touch GPUs; the puller only downloads.
+    with_gpus = {labels(c)["llm-stack.role"] for c in prod_run.containers if c.plain("gpus")}
+    assert with_gpus == {"ollama", "gpu-exporter"}
+
+
+def test_dev_is_cpu_only(dev_run: StackRun) -> None:
+    assert all(not c.plain("gpus") and not c.plain("deviceRequests") for c in dev_run.containers)
+    assert [labels(c)["llm-stack.gpu"] for c in dev_run.by_role("ollama")] == ["cpu"]
+
+
+# --- ports and networks ---------------------------------------------------------------
+
+
+def test_only_the_edge_and_grafana_publish(each_stack: tuple[StackRun, StackConfig]) -> None:
+    run, config = each_stack
+    published = {
+        labels(c)["llm-stack.role"]: {
+            (int(p["internal"]), int(p["external"]), p["ip"]) for p in c.plain("ports")
+        }
+        for c in run.containers
+        if c.plain("ports")
+    }
+    grafana = config.monitoring.grafana
+    assert published == {
+        "nginx": {
+            (443, config.edge.https_port, config.edge.bind_address),
+            (80, config.edge.http_port, config.edge.bind_address),
+        },
+        "grafana": {(3000, grafana.port, grafana.bind_address)},
+    }
+    assert not any(c.plain("publishAllPorts") or c.plain("networkMode") for c in run.containers)
+
+
+def test_prod_edge_declares_its_wildcard_bind(prod_run: StackRun, dev_run: StackRun) -> None:
+    (prod_nginx,) = prod_run.by_role("nginx")
+    assert labels(prod_nginx).get("llm-stack.wildcard-bind") == "true"
+    (dev_nginx,) = dev_run.by_role("nginx")
+    assert "llm-stack.wildcard-bind" not in labels(dev_nginx)
+    (prod_grafana,) = prod_run.by_role("grafana")
+    assert "llm-stack.wildcard-bind" not in labels(prod_grafana)  # 127.0.0.1 in prod too
+
+
+def test_networks_and_membership(each_stack: tuple[StackRun, StackConfig]) -> None:
+    run, config = each_stack
+    names = StackNames.of(config)
+    nets = {n.plain("name"): n for n in run.of_type("docker:index/network:Network")}
+    assert set(nets) == {names.internal_network, names.edge_network, names.egress_network}
+    internal = nets[names.internal_network]
+    assert internal.plain("internal") is True
+    assert [c["subnet"] for c in internal.plain("ipamConfigs")] == [config.network.internal_subnet]
+    assert not nets[names.edge_network].plain("internal")
+    assert not nets[names.egress_network].plain("internal")
+
+    expected = {
+        "ollama": {names.internal_network},
+        "model-puller": {names.egress_network},
+        "redis": {names.internal_network},
+        "gateway": {names.internal_network},
+        "prometheus": {names.internal_network},
+        "nginx-exporter": {names.internal_network},
+        "gpu-exporter": {names.internal_network},
+        "nginx": {names.internal_network, names.edge_network},
+        "grafana": {names.internal_network, names.edge_network},
+    }
+    for container in run.containers:
+        assert network_names(container) == expected[labels(container)["llm-stack.role"]], (
+            container.plain("name")
+        )
+
+
+def test_volumes_are_mounted_where_the_data_lives(each_stack: tuple[StackRun, StackConfig]) -> None:
+    run, config = each_stack
+    names = StackNames.of(config)
+    mounts = {
+        c.plain("name"): {(v["volumeName"], v["containerPath"]) for v in c.plain("volumes", [])}
+        for c in run.containers
+    }
+    models = (names.models_volume, "/root/.ollama")
+    assert mounts[names.model_puller] == {models}
+    for i in range(config.ollama.instances):
+        assert mounts[names.ollama(i)] == {models}
+    assert mounts[names.redis] == {(names.redis_volume, "/data")}
+    assert mounts[names.prometheus] == {(names.prometheus_volume, "/prometheus")}
+    assert mounts[names.grafana] == {(names.grafana_volume, "/var/lib/grafana")}
+    assert mounts[names.gateway(0)] == set()
+
+
+# --- health, restart, images ----------------------------------------------------------
+
+
+def test_every_container_has_a_healthcheck_and_restart_policy(
+    each_stack: tuple[StackRun, StackConfig],
+) -> None:
+    run, _ = each_stack
+    for container in run.containers:
+        role = labels(container)["llm-stack.role"]
+        tests = (container.plain("healthcheck") or {}).get("tests")
+        if role == "nginx-exporter":
+            # Scratch image: nothing inside can run a check; the exemption says why.
+            assert tests is None
+            assert "scratch image" in labels(container)["llm-stack.no-healthcheck"]
+        else:
+            assert tests, role
+            assert tests[0] in ("CMD", "CMD-SHELL"), role
+            assert "curl" not in " ".join(tests), role  # none of these images ships curl
+        if role == "model-puller":
+            assert container.plain("restart") == "no"
+        else:
+            assert container.plain("restart") == "unless-stopped", role
+
+
+def test_ollama_healthcheck_and_start_period(each_stack: tuple[StackRun, StackConfig]) -> None:
+    run, config = each_stack
+    for container in run.by_role("ollama"):
+        check = container.plain("healthcheck")
+        assert check["tests"] == ["CMD", "ollama", "show", config.ollama.models[0]]
+        assert check["startPeriod"] == f"{config.ollama.start_period_seconds}s"
+
+
+def test_images_are_pinned_and_used(each_stack: tuple[StackRun, StackConfig]) -> None:
+    run, config = each_stack
+    pulled = {
+        i.plain("name"): i.plain("imageId")
+        for i in run.of_type("docker:index/remoteImage:RemoteImage")
+    }
+    expected = {
+        config.ollama.image,
+        config.redis.image,
+        config.edge.image,
+        config.monitoring.prometheus_image,
+        config.monitoring.nginx_exporter_image,
+        config.monitoring.grafana.image,
+    }
+    if config.ollama.uses_gpus:
+        expected.add(config.monitoring.gpu_exporter_image)
+    assert set(pulled) == expected
+    assert all(
+        i.plain("keepLocally") is True for i in run.of_type("docker:index/remoteImage:RemoteImage")
+    )
+    (built,) = run.of_type("docker-build:index:Image")
+    assert built.plain("tags") == ["llm-stack/gateway:0.1.0"]
+    assert built.plain("push") is False
+    assert built.plain("load") is True
+    assert built.plain("dockerfile")["location"].endswith("gateway/Dockerfile")
+    usable = {*pulled.values(), "llm-stack/gateway:0.1.0"}
+    for container in run.containers:
+        assert container.plain("image") in usable, container.plain("name")
+    by_role_image = {labels(c)["llm-stack.role"]: c.plain("image") for c in run.containers}
+    assert by_role_image["model-puller"] == by_role_image["ollama"] == pulled[config.ollama.image]
+
+
+# --- the model puller and the pool ----------------------------------------------------
+
+
+def test_the_puller_pulls_every_model_once_and_exits(
+    each_stack: tuple[StackRun, StackConfig],
+) -> None:
+    run, config = each_stack
+    (puller,) = run.by_role("model-puller")
+    assert puller.plain("attach") is True
+    assert puller.plain("mustRun") is False
+    assert puller.plain("logs") is True
+    assert puller.plain("entrypoints")[:2] == ["/bin/sh", "-c"]
+    assert puller.plain("command") == list(config.ollama.models)
+    assert "OLLAMA_NOPRUNE" not in env_of(puller)  # the one writer may prune
+    assert env_of(puller)["OLLAMA_HOST"].startswith("127.0.0.1:")
+
+
+def test_instances_serve_without_pulling_or_pruning(
+    each_stack: tuple[StackRun, StackConfig],
+) -> None:
+    run, config = each_stack
+    for container in run.by_role("ollama"):
+        env = env_of(container)
+        assert env == {
+            "OLLAMA_HOST": "0.0.0.0:11434",
+            "OLLAMA_KEEP_ALIVE": config.ollama.keep_alive,
+            "OLLAMA_NUM_PARALLEL": str(config.ollama.num_parallel),
+            "OLLAMA_MAX_QUEUE": str(config.ollama.max_queue),
+            "OLLAMA_MAX_LOADED_MODELS": str(config.ollama.max_loaded_models),
+            "OLLAMA_NOPRUNE": "1",
+        }
+        assert container.plain("memory") == config.ollama.memory_mb
+        # Gated on the puller's exit code (see test_a_failed_pull_starts_no_instance).
+        assert labels(container)["llm-stack.models-ready"] == "true"
+
+
+# --- secrets --------------------------------------------------------------------------
+
+
+def _generated_secrets(run: StackRun) -> list[str]:
+    """Values the mocked providers generated as secrets (passwords, the private key)."""
+    values = [
+        str(r.plain("result")) for r in run.of_type("random:index/randomPassword:RandomPassword")
+    ]
+    values += [
+        str(r.plain("privateKeyPem")) for r in run.of_type("tls:index/privateKey:PrivateKey")
+    ]
+    return values
+
+
+def _secrets_of(run: StackRun) -> list[str]:
+    if run.stack == "prod":
+        given = prod_secrets()
+        digests = [entry["digest"] for entry in given["apiKeys"].values()]
+        return [given["redisPassword"], given["grafanaAdminPassword"], given["tlsKey"], *digests]
+    dev_key = unwrap(run.outputs["devApiKey"])
+    return [*_generated_secrets(run), dev_key]
+
+
+def _leaks(value: Any, secrets: list[str]) -> list[str]:
+    return [s[:12] + "..." for text in plain_strings(value) for s in secrets if s and s in text]
+
+
+def test_secrets_appear_only_inside_secret_values(each_stack: tuple[StackRun, StackConfig]) -> None:
+    run, _ = each_stack
+    secrets = _secrets_of(run)
+    assert secrets
+    generators = {"random:index/randomPassword:RandomPassword", "tls:index/privateKey:PrivateKey"}
+    for resource in run.resources:
+        if resource.type in generators:
+            continue  # their outputs are secret by the provider schema, not by inputs
+        assert _leaks(dict(resource.inputs), secrets) == [], resource.urn
+    for key, value in run.outputs.items():
+        assert _leaks(value, secrets) == [], key
+
+
+def test_secrets_reach_the_containers_that_need_them(prod_run: StackRun) -> None:
+    given = prod_secrets()
+    redis = prod_run.container("llm-prod-redis")
+    assert is_rpc_secret(redis.inputs["envs"])
+    assert is_rpc_secret(redis.inputs["uploads"])
+    assert env_of(redis)["REDISCLI_AUTH"] == given["redisPassword"]
+    grafana = prod_run.container("llm-prod-grafana")
+    assert is_rpc_secret(grafana.inputs["envs"])
+    assert env_of(grafana)["GF_SECURITY_ADMIN_PASSWORD"] == given["grafanaAdminPassword"]
+    assert env_of(grafana)["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    for gateway in prod_run.by_role("gateway"):
+        assert is_rpc_secret(gateway.inputs["envs"])
+        assert is_rpc_secret(gateway.inputs["uploads"])
+        assert given["redisPassword"] in env_of(gateway)["GATEWAY_REDIS_URL"]
+    nginx = prod_run.container("llm-prod-nginx")
+    assert is_rpc_secret(nginx.inputs["uploads"])
+    assert prod_run.uploads(nginx)["/etc/nginx/tls/edge.key"] == given["tlsKey"]
+    assert prod_run.uploads(nginx)["/etc/nginx/tls/edge.crt"] == given["tlsCert"]
+    key_upload = next(u for u in nginx.plain("uploads") if u["file"].endswith("edge.key"))
+    assert key_upload["permissions"] == "0600"
+
+
+def test_dev_generates_its_credentials(dev_run: StackRun) -> None:
+    assert is_rpc_secret(dev_run.outputs["devApiKey"])
+    assert str(unwrap(dev_run.outputs["devApiKey"])).startswith("llmsk-")
+    generated = {r.name for r in dev_run.of_type("random:index/randomPassword:RandomPassword")}
+    assert generated == {"redis-password", "grafana-admin-password", "dev-api-key"}
+    for password in dev_run.of_type("random:index/randomPassword:RandomPassword"):
+        assert password.plain("special") is False  # travels inside a URL
+        assert password.plain("length") >= 32
+    redis = dev_run.container("llm-dev-redis")
+    assert env_of(redis)["REDISCLI_AUTH"] in _generated_secrets(dev_run)
+    (cert,) = dev_run.of_type("tls:index/selfSignedCert:SelfSignedCert")
+    assert "localhost" in cert.plain("dnsNames")
+    assert "127.0.0.1" in cert.plain("ipAddresses")
+    nginx = dev_run.container("llm-dev-nginx")
+    assert dev_run.uploads(nginx)["/etc/nginx/tls/edge.crt"] == tls_pair("localhost").cert_pem
+
+
+def test_prod_exports_no_dev_key(prod_run: StackRun) -> None:
+    assert "devApiKey" not in prod_run.outputs
+
+
+# --- stack outputs --------------------------------------------------------------------
+
+
+def test_stack_outputs(each_stack: tuple[StackRun, StackConfig]) -> None:
+    run, config = each_stack
+    names = StackNames.of(config)
+    out = run.outputs
+    port = config.edge.https_port
+    expected_url = f"https://{config.edge.hostname}" + ("" if port == 443 else f":{port}")
+    assert out["gatewayUrl"] == expected_url
+    assert out["grafanaUrl"] == f"http://127.0.0.1:{config.monitoring.grafana.port}"
+    assert out["environment"] == config.environment
+    assert out["networks"] == {
+        "internal": names.internal_network,
+        "edge": names.edge_network,
+        "egress": names.egress_network,
+    }
+    assert out["volumes"]["models"] == names.models_volume
+    assert out["containers"]["ollama"] == [names.ollama(i) for i in range(config.ollama.instances)]
+    assert out["containers"]["gateway"] == [
+        names.gateway(i) for i in range(config.gateway.replicas)
+    ]
+    declared = {c.plain("name") for c in run.containers}
+    assert {n for names_ in out["containers"].values() for n in names_} == declared
+    ports = {(p["name"], p["address"], int(p["port"])) for p in out["edgePorts"]}
+    assert ports == {
+        ("https", config.edge.bind_address, config.edge.https_port),
+        ("http", config.edge.bind_address, config.edge.http_port),
+        ("grafana", config.monitoring.grafana.bind_address, config.monitoring.grafana.port),
+    }
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_gateway_url_matches_stack_file(stack: str, dev_run: StackRun, prod_run: StackRun) -> None:
+    run = dev_run if stack == "dev" else prod_run
+    assert (
+        run.outputs["gatewayUrl"]
+        == {
+            "dev": "https://localhost:8443",
+            "prod": "https://llm.example.com",
+        }[stack]
+    )
