@@ -244,7 +244,7 @@ def test_request_id_is_generated_when_absent(client: httpx.Client) -> None:
     assert ids[0] != ids[1]
 
 
-@pytest.mark.parametrize("bad", ["has space", "x" * 129, 'quote"d', "new\tline"])
+@pytest.mark.parametrize("bad", ["has space", "x" * 129, 'quote"d', "tab\tbed", "a/b", "x@y"])
 def test_an_unusable_request_id_is_replaced(client: httpx.Client, bad: str) -> None:
     reply = client.get("/api/tags", headers={"X-Request-ID": bad})
     [rid] = reply.headers.get_list("x-request-id")
@@ -429,3 +429,13 @@ def test_rate_limit_is_per_client_address(limited_edge: NginxServer, tls_files: 
         reply = http.get("/api/tags")
     assert reply.status_code == 200
     assert reply.json()["headers"]["x-forwarded-for"] == "127.0.0.2"
+
+
+def test_the_edge_keeps_exactly_the_ids_the_gateway_keeps(client: httpx.Client) -> None:
+    """Both ends agree on what a usable id is, or one hop would log a different one."""
+    from llm_gateway.observe import request_id_from
+
+    for candidate in ("a.b_c:d-e", "a/b", "x@y", "x" * 128, "x" * 129, "ünïcode"):
+        reply = client.get("/api/tags", headers={"X-Request-ID": candidate.encode()})
+        kept = reply.headers["x-request-id"] == candidate
+        assert kept == (request_id_from(candidate) == candidate), candidate
