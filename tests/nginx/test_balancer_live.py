@@ -7,7 +7,6 @@ nginx, so these tests see what nginx actually did.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -98,41 +97,31 @@ def _pool(nginx_factory: NginxFactory, emulators: list[Emulator], **balancer: An
 def test_least_conn_sends_new_requests_to_the_idle_instance(
     nginx_factory: NginxFactory, emulator_factory: EmulatorFactory
 ) -> None:
-    first, second = (emulator_factory(tokens=60, token_delay=0.05) for _ in range(2))
+    # Long enough (50 s) never to end by itself: the test closes it when done.
+    first, second = (emulator_factory(tokens=1000, token_delay=0.05) for _ in range(2))
     server = _pool(nginx_factory, [first, second])
-    started, finished = threading.Event(), threading.Event()
-    outcome: list[int] = []
+    body = {"model": MODEL, "prompt": "a long story", "stream": True}
+    with (
+        httpx.Client(timeout=30) as client,
+        client.stream("POST", f"{server.balancer_url}/api/generate", json=body) as long_one,
+    ):
+        assert long_one.status_code == 200
+        lines = long_one.iter_lines()
+        assert json.loads(next(lines))["done"] is False
+        busy = first if first.count(GENERATE) == 1 else second
+        idle = second if busy is first else first
+        assert (busy.count(GENERATE), idle.count(GENERATE)) == (1, 0)
 
-    def long_generation() -> None:
-        body = {"model": MODEL, "prompt": "a long story", "stream": True}
-        with (
-            httpx.Client(timeout=30) as client,
-            client.stream("POST", f"{server.balancer_url}/api/generate", json=body) as reply,
-        ):
-            for index, _ in enumerate(reply.iter_lines()):
-                if index == 0:
-                    started.set()
-            outcome.append(reply.status_code)
-        finished.set()
-
-    worker = threading.Thread(target=long_generation, daemon=True)
-    worker.start()
-    assert started.wait(10), "the long generation did not start"
-    busy = first if first.count(GENERATE) == 1 else second
-    idle = second if busy is first else first
-    assert busy.count(GENERATE) == 1
-    assert idle.count(GENERATE) == 0
-
-    # While `busy` streams, every new request finds `idle` with fewer connections.
-    for _ in range(4):
-        reply = _generate(server.balancer_url, options={"num_predict": 1})
-        assert reply.status_code == 200
-    assert not finished.is_set(), "the long generation ended too early to prove anything"
-    assert idle.count(GENERATE) == 4
-    assert busy.count(GENERATE) == 1
-
-    worker.join(timeout=30)
-    assert outcome == [200]
+        # While `busy` streams, every new request finds `idle` with fewer connections
+        # (round robin would alternate).
+        for _ in range(4):
+            reply = _generate(server.balancer_url, options={"num_predict": 1})
+            assert reply.status_code == 200
+            assert reply.json()["done"] is True
+        assert idle.count(GENERATE) == 4
+        assert busy.count(GENERATE) == 1
+        assert busy.stats()["active"] == 1
+        assert json.loads(next(lines))["done"] is False
 
 
 def test_without_load_requests_spread_over_every_instance(
