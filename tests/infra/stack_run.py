@@ -9,6 +9,7 @@ passwords, a real certificate pair, the puller's exit code).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from collections.abc import Iterator, Mapping
@@ -201,8 +202,23 @@ def run_stack(
     secret_keys: tuple[str, ...] = SECRET_KEYS,
     mocks: StackMocks | None = None,
 ) -> StackRun:
-    """Run the program for `stack` with these `llm-stack:*` values; raise what it raises."""
-    mocks = mocks or StackMocks()
+    """Run the program for `stack` with these `llm-stack:*` values; raise what it raises.
+
+    Runs on a loop of its own: Pulumi's runtime needs a current event loop, and async
+    tests elsewhere in the session leave none behind.
+    """
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        return _run_on_current_loop(stack, values, secret_keys, mocks or StackMocks())
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+
+
+def _run_on_current_loop(
+    stack: str, values: Mapping[str, Any], secret_keys: tuple[str, ...], mocks: StackMocks
+) -> StackRun:
     monitor = pulumi_mocks.MockMonitor(mocks)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
     pulumi.runtime.set_all_config(

@@ -76,8 +76,9 @@ def test_resource_counts_follow_the_stack_config(each_stack: tuple[StackRun, Sta
     assert counts["docker:index/network:Network"] == 3
     assert counts["docker:index/volume:Volume"] == 4 if config.monitoring.grafana.enabled else 3
     assert counts["docker-build:index:Image"] == 1
-    # One pulled image per service image (the puller shares Ollama's).
-    assert counts["docker:index/remoteImage:RemoteImage"] == 6 + int(config.ollama.uses_gpus)
+    # One pulled image per service image (the puller shares Ollama's), plus the local
+    # lookup of the built gateway image.
+    assert counts["docker:index/remoteImage:RemoteImage"] == 7 + int(config.ollama.uses_gpus)
     assert counts["llm-stack:index:Stack"] == 1
 
 
@@ -286,23 +287,27 @@ def test_images_are_pinned_and_used(each_stack: tuple[StackRun, StackConfig]) ->
         config.monitoring.prometheus_image,
         config.monitoring.nginx_exporter_image,
         config.monitoring.grafana.image,
+        "llm-stack/gateway:0.1.0",  # the build, found on the host by its tag
     }
     if config.ollama.uses_gpus:
         expected.add(config.monitoring.gpu_exporter_image)
     assert set(pulled) == expected
-    assert all(
-        i.plain("keepLocally") is True for i in run.of_type("docker:index/remoteImage:RemoteImage")
-    )
+    images = run.of_type("docker:index/remoteImage:RemoteImage")
+    assert all(i.plain("keepLocally") is True for i in images)
     (built,) = run.of_type("docker-build:index:Image")
     assert built.plain("tags") == ["llm-stack/gateway:0.1.0"]
     assert built.plain("push") is False
     assert built.plain("load") is True
     assert built.plain("dockerfile")["location"].endswith("gateway/Dockerfile")
-    usable = {*pulled.values(), "llm-stack/gateway:0.1.0"}
+    (local,) = [i for i in images if i.name == "gateway-local-image"]
+    # A rebuild (new context hash) replaces the lookup, whose new id replaces the replicas.
+    assert local.plain("triggers") == {"contextHash": built.plain("contextHash")}
     for container in run.containers:
-        assert container.plain("image") in usable, container.plain("name")
+        # Image ids only: the provider reads a container's image back as an id.
+        assert container.plain("image") in pulled.values(), container.plain("name")
     by_role_image = {labels(c)["llm-stack.role"]: c.plain("image") for c in run.containers}
     assert by_role_image["model-puller"] == by_role_image["ollama"] == pulled[config.ollama.image]
+    assert by_role_image["gateway"] == pulled["llm-stack/gateway:0.1.0"]
 
 
 # --- the model puller and the pool ----------------------------------------------------

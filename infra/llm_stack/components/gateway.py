@@ -75,6 +75,7 @@ def environment_entries(
 
 class GatewayService(pulumi.ComponentResource):
     image: docker_build.Image
+    local_image: docker.RemoteImage
     replicas: list[docker.Container]
     # `host:port` of each replica on the internal network.
     addresses: list[str]
@@ -104,6 +105,16 @@ class GatewayService(pulumi.ComponentResource):
             load=True,
             opts=pulumi.ResourceOptions(parent=self),
         )
+        # Containers take an image id: the docker provider reads a container's image
+        # back as an id, so a tag there would replace the replicas on every run. This
+        # finds the loaded build on the host (no pull) and is replaced with each build.
+        self.local_image = docker.RemoteImage(
+            "gateway-local-image",
+            name=self.image.ref,
+            keep_locally=True,
+            triggers={"contextHash": self.image.context_hash},
+            opts=pulumi.ResourceOptions(parent=self),
+        )
         upstream = f"http://{names.nginx}:{config.balancer.port}"
         env = environment_entries(config, upstream_url=upstream, redis_url=redis_url)
         grace = int(gateway.shutdown_grace_seconds)
@@ -113,7 +124,7 @@ class GatewayService(pulumi.ComponentResource):
             replica = docker.Container(
                 f"gateway-{index}",
                 name=names.gateway(index),
-                image=self.image.ref,
+                image=self.local_image.image_id,
                 envs=env,
                 uploads=[c.upload(KEYS_FILE, pulumi.Output.secret(keys_file))],
                 memory=gateway.memory_mb,
@@ -123,13 +134,7 @@ class GatewayService(pulumi.ComponentResource):
                 stop_timeout=grace + 5,
                 destroy_grace_seconds=grace + 5,
                 networks_advanced=c.networks([networks.internal]),
-                labels=c.labels(
-                    GATEWAY,
-                    config.name_prefix,
-                    # The tag stays the same across builds; this makes a rebuilt image
-                    # replace the replicas.
-                    {"llm-stack.build": self.image.context_hash},
-                ),
+                labels=c.labels(GATEWAY, config.name_prefix),
                 opts=pulumi.ResourceOptions(
                     parent=self, depends_on=depends_on, delete_before_replace=True
                 ),
