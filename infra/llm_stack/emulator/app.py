@@ -12,8 +12,9 @@ from typing import Any
 
 from llm_stack.emulator import control, ollama_api, openai_api
 from llm_stack.emulator.exchange import Exchange, Receive, Scope, Send
+from llm_stack.emulator.inference import apply_faults
 from llm_stack.emulator.settings import EmulatorSettings
-from llm_stack.emulator.state import EmulatorState
+from llm_stack.emulator.state import INFERENCE_PATHS, EmulatorState
 from llm_stack.emulator.wire import TEXT
 
 Handler = Callable[[Exchange], Awaitable[None]]
@@ -79,7 +80,8 @@ class EmulatorApp:
                 else:
                     if ex.method == "POST":
                         await ex.read_body()
-                    await handler(ex)
+                    if ex.path in INFERENCE_PATHS or not await _draws_fault(ex):
+                        await handler(ex)
             if ex.cut:
                 outcome = "cut"
         except asyncio.CancelledError:
@@ -93,6 +95,14 @@ class EmulatorApp:
         finally:
             ex.close()
         state.finished(outcome)
+
+
+async def _draws_fault(ex: Exchange) -> bool:
+    """Faults on paths other than inference ones (which draw their own), when armed so."""
+    if ex.path not in ex.state.faults.paths:
+        return False
+    reject = openai_api.reject if ex.path.startswith("/v1/") else ollama_api.fail
+    return await apply_faults(ex, False, reject)
 
 
 def _uncancel() -> None:

@@ -84,7 +84,8 @@ class Loaded:
 class EmulatorState:
     def __init__(self, settings: EmulatorSettings) -> None:
         self.settings = settings
-        self.catalog = Catalog(settings.models)
+        self.started_ns = time.time_ns()
+        self.catalog = Catalog(settings.models, self.started_ns)
         self.knobs = self._start_knobs()
         self.faults = Faults()
         self.counters = Counters()
@@ -98,7 +99,7 @@ class EmulatorState:
         """Counters and faults cleared, start-up knobs and models back."""
         # Requests in flight keep running: their `active` slot is still theirs.
         active = self.counters.active
-        self.catalog = Catalog(self.settings.models)
+        self.catalog = Catalog(self.settings.models, self.started_ns)
         self.knobs = self._start_knobs()
         self.faults = Faults()
         self.counters = Counters(active=active)
