@@ -43,8 +43,8 @@ def _gateway_alerts(config: StackConfig) -> list[Alert]:
     up = f"up{selector(GATEWAY_JOB)}"
     look = (
         f"Look: `docker ps -a --filter name={prefix}-gateway` (restarts, exit code), "
-        "`docker logs <container>`; /health answers without touching Redis or Ollama, "
-        "so a failing scrape means the process itself is down, stuck or unreachable."
+        "`docker logs <container>`; /metrics needs neither Redis nor Ollama, so a failed "
+        "scrape means the process itself is down, stuck or unreachable."
     )
     alerts = [
         Alert(
