@@ -425,8 +425,16 @@ def test_dev_generates_its_credentials(dev_run: StackRun) -> None:
     assert dev_run.uploads(nginx)["/etc/nginx/tls/edge.crt"] == tls_pair("localhost").cert_pem
 
 
-def test_prod_exports_no_dev_key(prod_run: StackRun) -> None:
+def test_generated_grafana_password_is_a_secret_output(dev_run: StackRun) -> None:
+    assert is_rpc_secret(dev_run.outputs["grafanaAdminPassword"])
+    grafana = dev_run.container("llm-dev-grafana")
+    password = unwrap(dev_run.outputs["grafanaAdminPassword"])
+    assert env_of(grafana)["GF_SECURITY_ADMIN_PASSWORD"] == password
+
+
+def test_prod_exports_no_generated_credentials(prod_run: StackRun) -> None:
     assert "devApiKey" not in prod_run.outputs
+    assert "grafanaAdminPassword" not in prod_run.outputs
 
 
 # --- stack outputs --------------------------------------------------------------------

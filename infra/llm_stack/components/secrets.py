@@ -34,6 +34,8 @@ class StackCredentials(pulumi.ComponentResource):
     api_keys_file: pulumi.Output[str]
     # The plain generated dev key, or None when the stack config provides apiKeys.
     dev_api_key: pulumi.Output[str] | None
+    # True when the Grafana admin password was generated here (the user must learn it).
+    grafana_password_generated: bool
 
     def __init__(
         self,
@@ -57,6 +59,7 @@ class StackCredentials(pulumi.ComponentResource):
             if provided.redis_password is not None
             else generated("redis-password")
         )
+        self.grafana_password_generated = provided.grafana_admin_password is None
         self.grafana_admin_password = (
             provided.grafana_admin_password
             if provided.grafana_admin_password is not None

@@ -22,6 +22,8 @@ from llm_stack.config.model import StackConfig
 from llm_stack.config.pulumi_source import StackSecrets, read_pulumi_config
 
 COMPONENT_TYPE = "llm-stack:index:Stack"
+# Stack outputs that are secrets (exported, but kept out of the component's outputs).
+SECRET_OUTPUTS = ("devApiKey", "grafanaAdminPassword")
 
 
 def gateway_url(config: StackConfig) -> str:
@@ -123,9 +125,13 @@ class LlmStack(pulumi.ComponentResource):
             "edgePorts": edge.published_ports + monitoring_ports(config),
             "models": list(config.ollama.models),
         }
+        # Generated credentials the user needs, as secret outputs
+        # (`pulumi stack output devApiKey --show-secrets`).
         if credentials.dev_api_key is not None:
             self.outputs["devApiKey"] = credentials.dev_api_key
-        self.register_outputs({k: v for k, v in self.outputs.items() if k != "devApiKey"})
+        if credentials.grafana_password_generated and monitoring.grafana is not None:
+            self.outputs["grafanaAdminPassword"] = credentials.grafana_admin_password
+        self.register_outputs({k: v for k, v in self.outputs.items() if k not in SECRET_OUTPUTS})
 
 
 def monitoring_ports(config: StackConfig) -> list[dict[str, Any]]:
