@@ -1,13 +1,10 @@
-"""Helpers for the emulator's own tests: a raw httpx client on the session emulator."""
+"""A raw httpx client on the session emulator, for the emulator's own tests."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import httpx
-import orjson
 import pytest
 
 from tests.support.emulator import Emulator
@@ -17,28 +14,3 @@ from tests.support.emulator import Emulator
 def http(emulator: Emulator) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=emulator.url, timeout=10.0) as client:
         yield client
-
-
-def ndjson(body: bytes) -> list[dict[str, Any]]:
-    """Strict NDJSON: every line one JSON object, newline-terminated, no blank lines."""
-    assert body.endswith(b"\n")
-    lines = body[:-1].split(b"\n")
-    assert all(lines), "blank line in an NDJSON stream"
-    return [orjson.loads(line) for line in lines]
-
-
-def sse(body: bytes) -> list[bytes]:
-    """The `data:` payloads of an SSE body framed as `data: ...\\n\\n`."""
-    assert body.endswith(b"\n\n")
-    events = body[:-2].split(b"\n\n")
-    assert all(e.startswith(b"data: ") for e in events)
-    return [e[len(b"data: ") :] for e in events]
-
-
-def wait_until(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"condition not met within {timeout}s")

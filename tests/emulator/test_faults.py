@@ -7,7 +7,7 @@ import ollama
 import orjson
 import pytest
 
-from tests.emulator.conftest import ndjson, sse, wait_until
+from tests.emulator.framing import ndjson, sse, wait_until
 from tests.support.emulator import Emulator
 
 GEN = {"model": "llama3.2", "prompt": "x"}

@@ -8,7 +8,7 @@ import httpx
 import orjson
 import pytest
 
-from tests.emulator.conftest import ndjson, wait_until
+from tests.emulator.framing import ndjson, wait_until
 from tests.support.emulator import Emulator
 
 GEN = {"model": "llama3.2", "prompt": "x"}

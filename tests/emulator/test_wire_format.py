@@ -8,7 +8,7 @@ import httpx
 import orjson
 import pytest
 
-from tests.emulator.conftest import ndjson, sse
+from tests.emulator.framing import ndjson, sse
 
 JSON = "application/json; charset=utf-8"
 CREATED_AT = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z$")

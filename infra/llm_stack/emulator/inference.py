@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from llm_stack.emulator.exchange import Exchange
+from llm_stack.emulator.state import Knobs
 from llm_stack.emulator.wire import go_json_error, go_type_name
 
 # Go's time.ParseDuration units.
@@ -148,11 +149,11 @@ class Timing:
         return stats
 
 
-async def wait_for_whole_answer(
-    ex: Exchange, first_token_delay: float, token_delay: float, tokens: int
-) -> None:
+async def wait_for_whole_answer(ex: Exchange, timing: Timing, knobs: Knobs, tokens: int) -> None:
     """A non-streamed answer is ready when its last token is."""
-    await ex.pause(first_token_delay + token_delay * max(tokens - 1, 0))
+    await ex.pause(knobs.first_token_delay)
+    timing.mark_first_token()
+    await ex.pause(knobs.token_delay * max(tokens - 1, 0))
 
 
 async def stream_chunks(

@@ -106,10 +106,7 @@ async def generate(ex: Exchange) -> None:
         return body
 
     if not streaming:
-        await wait_for_whole_answer(
-            ex, knobs.first_token_delay, knobs.token_delay, output.eval_count
-        )
-        timing.mark_first_token()
+        await wait_for_whole_answer(ex, timing, knobs, output.eval_count)
         thinking = "".join(output.thinking)
         return await ex.respond(200, orjson.dumps(final(output.text, thinking)), JSON)
 
@@ -222,10 +219,7 @@ async def chat(ex: Exchange) -> None:
         return body
 
     if not streaming:
-        await wait_for_whole_answer(
-            ex, knobs.first_token_delay, knobs.token_delay, output.eval_count
-        )
-        timing.mark_first_token()
+        await wait_for_whole_answer(ex, timing, knobs, output.eval_count)
         body = final(output.text, "".join(output.thinking), output.tool_calls)
         return await ex.respond(200, orjson.dumps(body), JSON)
 

@@ -217,9 +217,7 @@ async def chat_completions(ex: Exchange) -> None:
     finish = "tool_calls" if output.tool_calls else output.done_reason
 
     if not streaming:
-        await wait_for_whole_answer(
-            ex, knobs.first_token_delay, knobs.token_delay, output.eval_count
-        )
+        await wait_for_whole_answer(ex, timing, knobs, output.eval_count)
         message: dict[str, Any] = {"role": "assistant", "content": output.text}
         if output.thinking:
             message["reasoning"] = "".join(output.thinking)
@@ -304,9 +302,7 @@ async def completions(ex: Exchange) -> None:
     created = int(time.time())
 
     if not streaming:
-        await wait_for_whole_answer(
-            ex, knobs.first_token_delay, knobs.token_delay, output.eval_count
-        )
+        await wait_for_whole_answer(ex, timing, knobs, output.eval_count)
         body = {
             "id": completion_id,
             "object": "text_completion",
