@@ -10,7 +10,15 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from llm_stack.emulator import control, ollama_api, openai_api
+from llm_stack.emulator import (
+    control,
+    ollama_embed,
+    ollama_generate,
+    ollama_models,
+    openai_generate,
+    openai_resources,
+)
+from llm_stack.emulator.errors import ollama_fail, openai_fail
 from llm_stack.emulator.exchange import Exchange, Receive, Scope, Send
 from llm_stack.emulator.inference import apply_faults
 from llm_stack.emulator.settings import EmulatorSettings
@@ -20,21 +28,21 @@ from llm_stack.emulator.wire import TEXT
 Handler = Callable[[Exchange], Awaitable[None]]
 
 ROUTES: dict[str, dict[str, Handler]] = {
-    "/": {"GET": ollama_api.root, "HEAD": ollama_api.root},
-    "/api/version": {"GET": ollama_api.version, "HEAD": ollama_api.version},
-    "/api/tags": {"GET": ollama_api.tags, "HEAD": ollama_api.tags},
-    "/api/ps": {"GET": ollama_api.ps},
-    "/api/show": {"POST": ollama_api.show},
-    "/api/generate": {"POST": ollama_api.generate},
-    "/api/chat": {"POST": ollama_api.chat},
-    "/api/embed": {"POST": ollama_api.embed},
-    "/api/embeddings": {"POST": ollama_api.embeddings},
-    "/v1/chat/completions": {"POST": openai_api.chat_completions},
-    "/v1/completions": {"POST": openai_api.completions},
-    "/v1/embeddings": {"POST": openai_api.embeddings},
-    "/v1/models": {"GET": openai_api.models},
+    "/": {"GET": ollama_models.root, "HEAD": ollama_models.root},
+    "/api/version": {"GET": ollama_models.version, "HEAD": ollama_models.version},
+    "/api/tags": {"GET": ollama_models.tags, "HEAD": ollama_models.tags},
+    "/api/ps": {"GET": ollama_models.ps},
+    "/api/show": {"POST": ollama_models.show},
+    "/api/generate": {"POST": ollama_generate.generate},
+    "/api/chat": {"POST": ollama_generate.chat},
+    "/api/embed": {"POST": ollama_embed.embed},
+    "/api/embeddings": {"POST": ollama_embed.embeddings},
+    "/v1/chat/completions": {"POST": openai_generate.chat_completions},
+    "/v1/completions": {"POST": openai_generate.completions},
+    "/v1/embeddings": {"POST": openai_resources.embeddings},
+    "/v1/models": {"GET": openai_resources.models},
 }
-_MODEL_ROUTE: dict[str, Handler] = {"GET": openai_api.model}
+_MODEL_ROUTE: dict[str, Handler] = {"GET": openai_resources.model}
 _NOT_FOUND = b"404 page not found"
 _NOT_ALLOWED = b"405 method not allowed"
 
@@ -101,7 +109,7 @@ async def _draws_fault(ex: Exchange) -> bool:
     """Faults on paths other than inference ones (which draw their own), when armed so."""
     if ex.path not in ex.state.faults.paths:
         return False
-    reject = openai_api.reject if ex.path.startswith("/v1/") else ollama_api.fail
+    reject = openai_fail if ex.path.startswith("/v1/") else ollama_fail
     return await apply_faults(ex, False, reject)
 
 

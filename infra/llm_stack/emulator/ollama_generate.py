@@ -1,4 +1,4 @@
-"""Ollama's native API: /api/generate, /api/chat, /api/embed(dings), tags, ps, show, version.
+"""Ollama's native generation endpoints: /api/generate and /api/chat.
 
 Statuses, messages and field order follow Ollama's server/routes.go and api/types.go.
 """
@@ -13,6 +13,7 @@ import orjson
 
 from llm_stack.emulator import generate as gen
 from llm_stack.emulator.catalog import ModelEntry
+from llm_stack.emulator.errors import ollama_fail as fail
 from llm_stack.emulator.exchange import Exchange
 from llm_stack.emulator.inference import (
     BadRequest,
@@ -25,9 +26,7 @@ from llm_stack.emulator.inference import (
     stream_chunks,
     wait_for_whole_answer,
 )
-from llm_stack.emulator.wire import JSON, NDJSON, TEXT, VERSION, ollama_error, rfc3339_nano
-
-RUNNING = b"Ollama is running"
+from llm_stack.emulator.wire import JSON, NDJSON, ollama_error, rfc3339_nano
 
 _GENERATE_FIELDS: dict[str, type | tuple[type, ...]] = {
     "model": str, "prompt": str, "suffix": str, "system": str, "template": str,
@@ -36,10 +35,6 @@ _GENERATE_FIELDS: dict[str, type | tuple[type, ...]] = {
 _CHAT_FIELDS: dict[str, type | tuple[type, ...]] = {
     "model": str, "messages": list, "tools": list, "stream": bool, "options": dict,
 }  # fmt: skip
-
-
-async def fail(ex: Exchange, status: int, message: str) -> None:
-    await ex.respond(status, ollama_error(message), JSON)
 
 
 def _error_line(message: str) -> bytes:
@@ -244,221 +239,7 @@ async def chat(ex: Exchange) -> None:
     return None
 
 
-# -- embeddings -------------------------------------------------------------------
-
-
-def embed_inputs(value: Any) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [value] if value else []
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return list(value)
-    raise BadRequest("invalid input type")
-
-
-def embed_vectors(entry: ModelEntry, inputs: list[str], dimensions: Any) -> list[list[float]]:
-    full = entry.spec.embedding_length
-    vectors = [gen.embedding(entry.name + entry.digest, text, full) for text in inputs]
-    if isinstance(dimensions, int) and not isinstance(dimensions, bool) and 0 < dimensions < full:
-        vectors = [_renormalized(v[:dimensions]) for v in vectors]
-    return vectors
-
-
-def _renormalized(vector: list[float]) -> list[float]:
-    norm = sum(v * v for v in vector) ** 0.5 or 1.0
-    return [round(v / norm, 8) for v in vector]
-
-
-def embed_token_count(inputs: list[str]) -> int:
-    return sum(len(text.split()) + 2 for text in inputs)
-
-
-async def embed(ex: Exchange) -> None:
-    state = ex.state
-    timing = Timing(time.time_ns(), 0.0)
-    try:
-        data = parse_object(ex.body, "api.EmbedRequest")
-        check_types(data, "EmbedRequest", {"model": str, "options": dict, "truncate": bool})
-        keep_alive = parse_keep_alive(data.get("keep_alive"))
-    except BadRequest as exc:
-        return await fail(ex, 400, str(exc))
-    if await apply_faults(ex, False, fail):
-        return None
-    model = data.get("model") or ""
-    if not model:
-        return await fail(ex, 404, "model '' not found")
-    try:
-        inputs = embed_inputs(data.get("input"))
-    except BadRequest as exc:
-        return await fail(ex, 400, str(exc))
-    entry = state.catalog.lookup(model)
-    if entry is None:
-        return await fail(ex, 404, f'model "{model}" not found, try pulling it first')
-    state.touch(entry.name, keep_alive)
-    await ex.pause(state.knobs.first_token_delay)
-    if not inputs:
-        return await ex.respond(200, orjson.dumps({"model": model, "embeddings": []}), JSON)
-    vectors = embed_vectors(entry, inputs, data.get("dimensions"))
-    timing.mark_first_token()
-    stats = timing.stats(0, 0)
-    body: dict[str, Any] = {
-        "model": model,
-        "embeddings": vectors,
-        "total_duration": stats["total_duration"],
-        "load_duration": stats["load_duration"],
-        "prompt_eval_count": embed_token_count(inputs),
-    }
-    return await ex.respond(200, orjson.dumps(body), JSON)
-
-
-async def embeddings(ex: Exchange) -> None:
-    """The legacy single-prompt endpoint: `{"embedding": [...]}`."""
-    state = ex.state
-    try:
-        data = parse_object(ex.body, "api.EmbeddingRequest")
-        check_types(data, "EmbeddingRequest", {"model": str, "prompt": str, "options": dict})
-        keep_alive = parse_keep_alive(data.get("keep_alive"))
-    except BadRequest as exc:
-        return await fail(ex, 400, str(exc))
-    if await apply_faults(ex, False, fail):
-        return None
-    model = data.get("model") or ""
-    if not model:
-        return await fail(ex, 400, "model is required")
-    entry = state.catalog.lookup(model)
-    if entry is None:
-        return await fail(ex, 404, f'model "{model}" not found, try pulling it first')
-    state.touch(entry.name, keep_alive)
-    await ex.pause(state.knobs.first_token_delay)
-    prompt = data.get("prompt") or ""
-    vector = embed_vectors(entry, [prompt], None)[0] if prompt else []
-    return await ex.respond(200, orjson.dumps({"embedding": vector}), JSON)
-
-
-# -- models -----------------------------------------------------------------------
-
-
-def _details(entry: ModelEntry) -> dict[str, Any]:
-    spec = entry.spec
-    return {
-        "parent_model": "",
-        "format": "gguf",
-        "family": spec.family,
-        "families": [spec.family],
-        "parameter_size": spec.parameter_size,
-        "quantization_level": spec.quantization_level,
-    }
-
-
-def tags_body(ex: Exchange) -> bytes:
-    models = [
-        {
-            "name": e.name,
-            "model": e.name,
-            "modified_at": rfc3339_nano(e.modified_ns),
-            "size": e.spec.size,
-            "digest": e.digest,
-            "details": _details(e),
-        }
-        for e in ex.state.catalog.entries()
-    ]
-    return orjson.dumps({"models": models})
-
-
-async def tags(ex: Exchange) -> None:
-    await ex.respond(200, tags_body(ex), JSON, head_only=ex.method == "HEAD")
-
-
-async def ps(ex: Exchange) -> None:
-    models = []
-    for name, expires_ns in ex.state.loaded_models():
-        entry = ex.state.catalog.lookup(name)
-        if entry is None:
-            continue
-        models.append(
-            {
-                "name": entry.name,
-                "model": entry.name,
-                "size": entry.spec.size,
-                "digest": entry.digest,
-                "details": _details(entry),
-                "expires_at": rfc3339_nano(expires_ns),
-                "size_vram": entry.spec.size,
-                "context_length": min(entry.spec.context_length, 4096),
-            }
-        )
-    await ex.respond(200, orjson.dumps({"models": models}), JSON)
-
-
-_LLAMA_TEMPLATE = (
-    "<|start_header_id|>system<|end_header_id|>\n\n{{ .System }}<|eot_id|>"
-    "<|start_header_id|>user<|end_header_id|>\n\n{{ .Prompt }}<|eot_id|>"
-    "<|start_header_id|>assistant<|end_header_id|>\n\n"
-)
-
-
-def show_body(entry: ModelEntry) -> dict[str, Any]:
-    spec = entry.spec
-    arch = spec.family
-    template = "{{ .Prompt }}" if spec.embedding_only else _LLAMA_TEMPLATE
-    parameters = "" if spec.embedding_only else 'stop                           "<|eot_id|>"'
-    modelfile = (
-        '# Modelfile generated by "ollama show"\n'
-        "# To build a new Modelfile based on this, replace FROM with:\n"
-        f"# FROM {entry.name}\n\n"
-        f"FROM /root/.ollama/models/blobs/sha256-{entry.digest}\n"
-        f'TEMPLATE """{template}"""\n' + (f"PARAMETER {parameters}\n" if parameters else "")
-    )
-    model_info = {
-        "general.architecture": arch,
-        "general.file_type": 15,
-        "general.parameter_count": spec.size * 2,
-        "general.quantization_version": 2,
-        f"{arch}.block_count": 16,
-        f"{arch}.context_length": spec.context_length,
-        f"{arch}.embedding_length": spec.embedding_length,
-        "tokenizer.ggml.model": "gpt2",
-    }
-    body: dict[str, Any] = {
-        "license": "emulated model: no license text",
-        "modelfile": modelfile,
-    }
-    if parameters:
-        body["parameters"] = parameters
-    body["template"] = template
-    body["details"] = _details(entry)
-    body["model_info"] = dict(sorted(model_info.items()))
-    body["capabilities"] = ["embedding"] if spec.embedding_only else ["completion", "tools"]
-    body["modified_at"] = rfc3339_nano(entry.modified_ns)
-    return body
-
-
-async def show(ex: Exchange) -> None:
-    try:
-        data = parse_object(ex.body, "api.ShowRequest")
-        check_types(data, "ShowRequest", {"model": str, "name": str})
-    except BadRequest as exc:
-        return await fail(ex, 400, str(exc))
-    model = data.get("model") or data.get("name") or ""
-    if not model:
-        return await fail(ex, 400, "model is required")
-    entry = ex.state.catalog.lookup(model)
-    if entry is None:
-        return await fail(ex, 404, f"model '{model}' not found")
-    return await ex.respond(200, orjson.dumps(show_body(entry)), JSON)
-
-
-async def version(ex: Exchange) -> None:
-    body = orjson.dumps({"version": VERSION})
-    await ex.respond(200, body, JSON, head_only=ex.method == "HEAD")
-
-
-async def root(ex: Exchange) -> None:
-    await ex.respond(200, RUNNING, TEXT, head_only=ex.method == "HEAD")
-
-
-# -- shared -----------------------------------------------------------------------
+# -- shared ---------------------------------------------------------------------
 
 
 def _now() -> str:

@@ -1,4 +1,4 @@
-"""Ollama's OpenAI-compatible layer: /v1/chat/completions, completions, embeddings, models.
+"""Ollama's OpenAI-compatible generation: /v1/chat/completions and /v1/completions.
 
 Mirrors ollama's middleware/openai.go: the request is turned into a native one (default
 temperature 1.0, top_p 1.0, `max_tokens` → num_predict), errors take OpenAI's shape, SSE
@@ -7,10 +7,8 @@ streams end with `data: [DONE]`, and `stream` defaults to false.
 
 from __future__ import annotations
 
-import base64
 import random
 import time
-from array import array
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,6 +16,8 @@ import orjson
 
 from llm_stack.emulator import generate as gen
 from llm_stack.emulator.catalog import ModelEntry
+from llm_stack.emulator.errors import openai_fail as reject
+from llm_stack.emulator.errors import openai_fail_early as reject_early
 from llm_stack.emulator.exchange import Exchange
 from llm_stack.emulator.inference import (
     BadRequest,
@@ -28,26 +28,12 @@ from llm_stack.emulator.inference import (
     stream_chunks,
     wait_for_whole_answer,
 )
-from llm_stack.emulator.ollama_api import embed_inputs, embed_token_count, embed_vectors
-from llm_stack.emulator.wire import JSON, OPENAI_JSON, SSE, openai_error, openai_error_type
+from llm_stack.emulator.wire import OPENAI_JSON, SSE, openai_error
 
 FINGERPRINT = "fp_ollama"
 
 
-async def reject(ex: Exchange, status: int, message: str) -> None:
-    """An error from the native handler, re-encoded by the OpenAI writer (json.Encoder)."""
-    await ex.respond(status, openai_error(status, message), OPENAI_JSON)
-
-
-async def reject_early(ex: Exchange, message: str) -> None:
-    """An error from the middleware itself (gin's AbortWithStatusJSON): compact, charset."""
-    body = {
-        "error": {"message": message, "type": openai_error_type(400), "param": None, "code": None}
-    }
-    await ex.respond(400, orjson.dumps(body), JSON)
-
-
-def _parse(ex: Exchange, struct: str) -> dict[str, Any]:
+def parse_openai(ex: Exchange, struct: str) -> dict[str, Any]:
     try:
         return parse_object(ex.body, struct)
     except BadRequest as exc:
@@ -178,7 +164,7 @@ async def chat_completions(ex: Exchange) -> None:
     knobs = state.knobs
     timing = Timing(time.time_ns(), knobs.first_token_delay)
     try:
-        data = _parse(ex, "openai.ChatCompletionRequest")
+        data = parse_openai(ex, "openai.ChatCompletionRequest")
         check_types(data, "ChatCompletionRequest", {"model": str, "messages": list, "stream": bool})
         if not data.get("messages"):
             raise BadRequest("[] is too short - 'messages'")
@@ -274,7 +260,7 @@ async def completions(ex: Exchange) -> None:
     knobs = state.knobs
     timing = Timing(time.time_ns(), knobs.first_token_delay)
     try:
-        data = _parse(ex, "openai.CompletionRequest")
+        data = parse_openai(ex, "openai.CompletionRequest")
         check_types(
             data, "CompletionRequest", {"model": str, "prompt": str, "suffix": str, "stream": bool}
         )
@@ -344,89 +330,3 @@ async def completions(ex: Exchange) -> None:
         ex, SSE, chunks(), output.eval_count, knobs.first_token_delay, knobs.token_delay, _sse_error
     )
     return None
-
-
-async def embeddings(ex: Exchange) -> None:
-    state = ex.state
-    try:
-        data = _parse(ex, "openai.EmbedRequest")
-        check_types(data, "EmbedRequest", {"model": str, "encoding_format": str})
-        encoding = (data.get("encoding_format") or "").lower()
-        if encoding not in ("", "float", "base64"):
-            raise BadRequest(
-                f"Invalid value for 'encoding_format' = {data['encoding_format']}. "
-                "Supported values: ['float', 'base64']."
-            )
-        raw_input = data.get("input")
-        if raw_input == "":
-            raw_input = [""]
-        if raw_input is None or raw_input == []:
-            raise BadRequest("invalid input")
-    except BadRequest as exc:
-        return await reject_early(ex, str(exc))
-    if await apply_faults(ex, False, reject):
-        return None
-    model = data.get("model") or ""
-    try:
-        inputs = embed_inputs(raw_input)
-    except BadRequest as exc:
-        return await reject(ex, 400, str(exc))
-    entry = state.catalog.lookup(model) if model else None
-    if entry is None:
-        if not model:
-            return await reject(ex, 404, "model '' not found")
-        return await reject(ex, 404, f'model "{model}" not found, try pulling it first')
-    state.touch(entry.name, None)
-    await ex.pause(knobs_delay(ex))
-    vectors = embed_vectors(entry, inputs, data.get("dimensions"))
-    items = [
-        {
-            "object": "embedding",
-            "embedding": _b64(vector) if encoding == "base64" else vector,
-            "index": index,
-        }
-        for index, vector in enumerate(vectors)
-    ]
-    tokens = embed_token_count(inputs)
-    body = {
-        "object": "list",
-        "data": items,
-        "model": model,
-        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-    }
-    return await ex.respond(200, orjson.dumps(body) + b"\n", OPENAI_JSON)
-
-
-def knobs_delay(ex: Exchange) -> float:
-    return ex.state.knobs.first_token_delay
-
-
-def _b64(vector: list[float]) -> str:
-    # float32 little-endian, as Ollama's floatsToBase64 writes them.
-    packed = array("f", vector)
-    if packed.itemsize != 4:  # pragma: no cover - every platform we run on
-        raise RuntimeError("float32 arrays are not 4 bytes here")
-    return base64.b64encode(packed.tobytes()).decode()
-
-
-def _model_item(entry: ModelEntry, name: str | None = None) -> dict[str, Any]:
-    return {
-        "id": name or entry.name,
-        "object": "model",
-        "created": entry.modified_ns // 1_000_000_000,
-        "owned_by": "library",
-    }
-
-
-async def models(ex: Exchange) -> None:
-    data = [_model_item(e) for e in ex.state.catalog.entries()]
-    body = orjson.dumps({"object": "list", "data": data}) + b"\n"
-    await ex.respond(200, body, OPENAI_JSON)
-
-
-async def model(ex: Exchange) -> None:
-    name = ex.path.removeprefix("/v1/models/")
-    entry = ex.state.catalog.lookup(name)
-    if entry is None:
-        return await reject(ex, 404, f"model '{name}' not found")
-    return await ex.respond(200, orjson.dumps(_model_item(entry, name)) + b"\n", OPENAI_JSON)

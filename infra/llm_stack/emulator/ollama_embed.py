@@ -1,0 +1,111 @@
+"""Ollama's embedding endpoints: /api/embed and the legacy /api/embeddings."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+
+from llm_stack.emulator import generate as gen
+from llm_stack.emulator.catalog import ModelEntry
+from llm_stack.emulator.errors import ollama_fail as fail
+from llm_stack.emulator.exchange import Exchange
+from llm_stack.emulator.inference import (
+    BadRequest,
+    Timing,
+    apply_faults,
+    check_types,
+    parse_keep_alive,
+    parse_object,
+)
+from llm_stack.emulator.wire import JSON
+
+
+def embed_inputs(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value] if value else []
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise BadRequest("invalid input type")
+
+
+def embed_vectors(entry: ModelEntry, inputs: list[str], dimensions: Any) -> list[list[float]]:
+    full = entry.spec.embedding_length
+    vectors = [gen.embedding(entry.name + entry.digest, text, full) for text in inputs]
+    if isinstance(dimensions, int) and not isinstance(dimensions, bool) and 0 < dimensions < full:
+        vectors = [_renormalized(v[:dimensions]) for v in vectors]
+    return vectors
+
+
+def _renormalized(vector: list[float]) -> list[float]:
+    norm = sum(v * v for v in vector) ** 0.5 or 1.0
+    return [round(v / norm, 8) for v in vector]
+
+
+def embed_token_count(inputs: list[str]) -> int:
+    return sum(len(text.split()) + 2 for text in inputs)
+
+
+async def embed(ex: Exchange) -> None:
+    state = ex.state
+    timing = Timing(time.time_ns(), 0.0)
+    try:
+        data = parse_object(ex.body, "api.EmbedRequest")
+        check_types(data, "EmbedRequest", {"model": str, "options": dict, "truncate": bool})
+        keep_alive = parse_keep_alive(data.get("keep_alive"))
+    except BadRequest as exc:
+        return await fail(ex, 400, str(exc))
+    if await apply_faults(ex, False, fail):
+        return None
+    model = data.get("model") or ""
+    if not model:
+        return await fail(ex, 404, "model '' not found")
+    try:
+        inputs = embed_inputs(data.get("input"))
+    except BadRequest as exc:
+        return await fail(ex, 400, str(exc))
+    entry = state.catalog.lookup(model)
+    if entry is None:
+        return await fail(ex, 404, f'model "{model}" not found, try pulling it first')
+    state.touch(entry.name, keep_alive)
+    await ex.pause(state.knobs.first_token_delay)
+    if not inputs:
+        return await ex.respond(200, orjson.dumps({"model": model, "embeddings": []}), JSON)
+    vectors = embed_vectors(entry, inputs, data.get("dimensions"))
+    timing.mark_first_token()
+    stats = timing.stats(0, 0)
+    body: dict[str, Any] = {
+        "model": model,
+        "embeddings": vectors,
+        "total_duration": stats["total_duration"],
+        "load_duration": stats["load_duration"],
+        "prompt_eval_count": embed_token_count(inputs),
+    }
+    return await ex.respond(200, orjson.dumps(body), JSON)
+
+
+async def embeddings(ex: Exchange) -> None:
+    """The legacy single-prompt endpoint: `{"embedding": [...]}`."""
+    state = ex.state
+    try:
+        data = parse_object(ex.body, "api.EmbeddingRequest")
+        check_types(data, "EmbeddingRequest", {"model": str, "prompt": str, "options": dict})
+        keep_alive = parse_keep_alive(data.get("keep_alive"))
+    except BadRequest as exc:
+        return await fail(ex, 400, str(exc))
+    if await apply_faults(ex, False, fail):
+        return None
+    model = data.get("model") or ""
+    if not model:
+        return await fail(ex, 400, "model is required")
+    entry = state.catalog.lookup(model)
+    if entry is None:
+        return await fail(ex, 404, f'model "{model}" not found, try pulling it first')
+    state.touch(entry.name, keep_alive)
+    await ex.pause(state.knobs.first_token_delay)
+    prompt = data.get("prompt") or ""
+    vector = embed_vectors(entry, [prompt], None)[0] if prompt else []
+    return await ex.respond(200, orjson.dumps({"embedding": vector}), JSON)
