@@ -4,6 +4,12 @@ Thin on purpose: everything lives in `llm_stack.components.stack.run`, which tes
 call under Pulumi mocks once per stack file.
 """
 
+import pulumi
 from llm_stack.components.stack import run
+from llm_stack.config import ConfigError
 
-run()
+try:
+    run()
+except ConfigError as exc:
+    # The message names each bad key and its fix; a traceback would only bury it.
+    raise pulumi.RunError(str(exc)) from None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import runpy
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -201,23 +202,30 @@ def run_stack(
     *,
     secret_keys: tuple[str, ...] = SECRET_KEYS,
     mocks: StackMocks | None = None,
+    as_main: bool = False,
 ) -> StackRun:
     """Run the program for `stack` with these `llm-stack:*` values; raise what it raises.
 
-    Runs on a loop of its own: Pulumi's runtime needs a current event loop, and async
-    tests elsewhere in the session leave none behind.
+    `as_main` runs infra/__main__.py the way the Python language host does (runpy)
+    instead of calling `run` (then no outputs are captured). Runs on a loop of its own:
+    Pulumi's runtime needs a current event loop, and async tests elsewhere in the
+    session leave none behind.
     """
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
-        return _run_on_current_loop(stack, values, secret_keys, mocks or StackMocks())
+        return _run_on_current_loop(stack, values, secret_keys, mocks or StackMocks(), as_main)
     finally:
         asyncio.set_event_loop(None)
         loop.close()
 
 
 def _run_on_current_loop(
-    stack: str, values: Mapping[str, Any], secret_keys: tuple[str, ...], mocks: StackMocks
+    stack: str,
+    values: Mapping[str, Any],
+    secret_keys: tuple[str, ...],
+    mocks: StackMocks,
+    as_main: bool,
 ) -> StackRun:
     monitor = pulumi_mocks.MockMonitor(mocks)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
@@ -227,6 +235,9 @@ def _run_on_current_loop(
 
     @pulumi.runtime.test
     def program() -> None:
+        if as_main:
+            runpy.run_path(str(REPO / "infra" / "__main__.py"), run_name="__main__")
+            return
         declared = run(stack)
         # Mocks never see what `pulumi.export` sends; a capture resource per output
         # does, secret markers included.

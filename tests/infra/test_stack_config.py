@@ -6,6 +6,7 @@ import copy
 import hashlib
 from typing import Any
 
+import pulumi
 import pytest
 from llm_stack.config import ConfigError
 from llm_stack.config.api_keys import keys_file_text, validate_api_keys
@@ -138,6 +139,19 @@ def test_malformed_api_keys_are_named() -> None:
     assert "llm-stack:apiKeys.team-a.digest: String should match pattern" in message
     assert "llm-stack:apiKeys.bad name!: key names use letters" in message
     assert mocks.created == []
+
+
+def test_the_program_entry_point_reports_config_errors_without_a_traceback() -> None:
+    mocks = StackMocks()
+    with pytest.raises(pulumi.RunError, match="llm-stack:redisPassword: missing") as raised:
+        run_stack("prod", stack_values("prod"), mocks=mocks, as_main=True)
+    assert not isinstance(raised.value, ConfigError)
+    assert mocks.created == []
+
+
+def test_the_program_entry_point_declares_the_stack() -> None:
+    run = run_stack("dev", stack_values("dev"), as_main=True)
+    assert len(run.containers) == 8
 
 
 def test_dev_runs_without_any_secret() -> None:
