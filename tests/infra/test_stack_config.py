@@ -162,7 +162,8 @@ def test_dev_runs_without_any_secret() -> None:
 
 def test_a_failed_pull_starts_no_instance() -> None:
     mocks = StackMocks(puller_exit_code=1)
-    with pytest.raises(RuntimeError, match="model puller llm-dev-model-puller exited with code 1"):
+    failed = r"model puller llm-dev-model-puller-[0-9a-f]{8} exited with code 1"
+    with pytest.raises(RuntimeError, match=failed):
         run_stack("dev", stack_values("dev"), mocks=mocks)
     containers = [name for typ, name in mocks.created if typ.endswith(":Container")]
     assert "model-puller" in containers

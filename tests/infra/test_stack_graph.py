@@ -6,6 +6,7 @@ under Pulumi mocks (conftest.py); these tests assert on what it declared.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from typing import Any
 
@@ -123,12 +124,14 @@ def test_service_components_sit_under_the_stack_component(dev_run: StackRun) -> 
     assert all(c.parent_type == "llm-stack:index:Stack" for c in components if c is not top)
 
 
-def test_container_names(prod_run: StackRun) -> None:
+def test_container_names(prod_run: StackRun, prod_config: StackConfig) -> None:
     names = {c.plain("name") for c in prod_run.containers}
-    assert names == {
+    (puller,) = [n for n in names if "model-puller" in n]
+    assert re.fullmatch(r"llm-prod-model-puller-[0-9a-f]{8}", puller)
+    assert puller == StackNames.of(prod_config).model_puller(prod_config.ollama.models)
+    assert names - {puller} == {
         "llm-prod-ollama-0",
         "llm-prod-ollama-1",
-        "llm-prod-model-puller",
         "llm-prod-redis",
         "llm-prod-gateway-0",
         "llm-prod-gateway-1",
@@ -138,6 +141,12 @@ def test_container_names(prod_run: StackRun) -> None:
         "llm-prod-nginx-exporter",
         "llm-prod-gpu-exporter",
     }
+
+
+def test_a_new_model_list_gets_a_new_puller_name() -> None:
+    names = StackNames("llm-prod")
+    assert names.model_puller(["llama3.1:8b"]) == names.model_puller(["llama3.1:8b"])
+    assert names.model_puller(["llama3.1:8b"]) != names.model_puller(["llama3.1:8b", "qwen3:4b"])
 
 
 # --- GPUs -----------------------------------------------------------------------------
@@ -233,7 +242,7 @@ def test_volumes_are_mounted_where_the_data_lives(each_stack: tuple[StackRun, St
         for c in run.containers
     }
     models = (names.models_volume, "/root/.ollama")
-    assert mounts[names.model_puller] == {models}
+    assert mounts[names.model_puller(config.ollama.models)] == {models}
     for i in range(config.ollama.instances):
         assert mounts[names.ollama(i)] == {models}
     assert mounts[names.redis] == {(names.redis_volume, "/data")}

@@ -7,6 +7,8 @@ the stack outputs rather than guessing.
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from llm_stack.config.model import StackConfig
@@ -34,9 +36,11 @@ class StackNames:
     def gateway(self, index: int) -> str:
         return f"{self.prefix}-gateway-{index}"
 
-    @property
-    def model_puller(self) -> str:
-        return f"{self.prefix}-model-puller"
+    def model_puller(self, models: Sequence[str]) -> str:
+        """Named after its model list: a new list gets a new puller, created while the old
+        (exited) one still exists, so the pool never goes down for a model change."""
+        digest = hashlib.sha256("\n".join(models).encode()).hexdigest()[:8]
+        return f"{self.prefix}-model-puller-{digest}"
 
     @property
     def redis(self) -> str:

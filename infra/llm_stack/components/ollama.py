@@ -6,6 +6,11 @@ every configured model and exits. Pulumi waits for it (`attach`) and the instanc
 are created only after it exited 0, so no instance ever takes traffic without its
 models. The instances sit on the internal network alone (no egress, no published
 port) and run with OLLAMA_NOPRUNE=1: a start never prunes blobs on the shared volume.
+
+A changed model list makes a new puller (its name carries a hash of the list); the
+running instances keep serving and see the new models on the volume once pulled. A
+preview shows the instances as replaced then (their gate label is unknown until the
+pull ends); `pulumi up` keeps them, since the label's value does not change.
 """
 
 from __future__ import annotations
@@ -88,10 +93,11 @@ class OllamaPool(pulumi.ComponentResource):
         ollama = config.ollama
         stack = config.name_prefix
         image = c.pinned_image("ollama-image", ollama.image, self)
+        puller_name = names.model_puller(ollama.models)
 
         self.puller = docker.Container(
             "model-puller",
-            name=names.model_puller,
+            name=puller_name,
             image=image.image_id,
             entrypoints=["/bin/sh", "-c", PULL_SCRIPT, "model-puller"],
             command=list(ollama.models),
@@ -107,15 +113,16 @@ class OllamaPool(pulumi.ComponentResource):
             labels=c.labels(
                 MODEL_PULLER, stack, {"llm-stack.models": ",".join(ollama.models)}, one_shot=True
             ),
+            # Not delete-before-replace: a new model list makes a new name, so the new
+            # puller runs while the instances keep serving from the volume.
             opts=pulumi.ResourceOptions(
                 parent=self,
-                delete_before_replace=True,
                 # A first pull of a large model takes a while on a slow link.
                 custom_timeouts=pulumi.CustomTimeouts(create="2h"),
             ),
         )
         models_ready = pulumi.Output.all(self.puller.exit_code, self.puller.container_logs).apply(
-            lambda result: require_pulled(names.model_puller, result[0], result[1])
+            lambda result: require_pulled(puller_name, result[0], result[1])
         )
 
         self.instances = []
