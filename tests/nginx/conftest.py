@@ -7,11 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.nginx_server import nginx_factory, tls_files
 from tests.support.ports import free_port
 from tests.support.processes import ManagedProcess, python_module
 
-__all__ = ["EchoBackend", "echo_backend_factory", "nginx_factory", "tls_files"]
+__all__ = ["EchoBackend", "echo_backend_factory"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
