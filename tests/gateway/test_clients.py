@@ -39,7 +39,8 @@ def test_generate_and_chat_match_ollama_streaming_or_not(
             got = [stripped(c) for c in via.generate(**kwargs)]
             want = [stripped(c) for c in direct.generate(**kwargs)]
             assert "".join(c["response"] for c in got) == "".join(c["response"] for c in want)
-            assert got[-1] == want[-1] and got[-1]["done"] is True
+            assert got[-1] == want[-1]
+            assert got[-1]["done"] is True
         else:
             assert stripped(via.generate(**kwargs)) == stripped(direct.generate(**kwargs))
         messages = [{"role": "user", "content": f"hello {stream}"}]
@@ -49,24 +50,30 @@ def test_generate_and_chat_match_ollama_streaming_or_not(
             got = [stripped(c) for c in via.chat(**chat)]
             want = [stripped(c) for c in direct.chat(**chat)]
             text = "".join(c["message"]["content"] for c in got)
-            assert text == "".join(c["message"]["content"] for c in want) and text
+            assert text == "".join(c["message"]["content"] for c in want)
+            assert text
         else:
             assert stripped(via.chat(**chat)) == stripped(direct.chat(**chat))
     # A second identical request is answered from the cache, and is the same answer.
     again = via.generate(model="llama3.2", prompt="why is the sky blue False", options=GREEDY)
-    assert again.response == direct.generate(
-        model="llama3.2", prompt="why is the sky blue False", options=GREEDY
-    ).response
+    assert (
+        again.response
+        == direct.generate(
+            model="llama3.2", prompt="why is the sky blue False", options=GREEDY
+        ).response
+    )
 
 
 def test_embed_list_show_ps_match_ollama(clients: tuple[ollama.Client, ollama.Client]) -> None:
     via, direct = clients
-    assert via.embed(model="all-minilm", input=["a", "b"]).embeddings == direct.embed(
-        model="all-minilm", input=["a", "b"]
-    ).embeddings
-    assert via.embeddings(model="all-minilm", prompt="x").embedding == direct.embeddings(
-        model="all-minilm", prompt="x"
-    ).embedding
+    assert (
+        via.embed(model="all-minilm", input=["a", "b"]).embeddings
+        == direct.embed(model="all-minilm", input=["a", "b"]).embeddings
+    )
+    assert (
+        via.embeddings(model="all-minilm", prompt="x").embedding
+        == direct.embeddings(model="all-minilm", prompt="x").embedding
+    )
     assert via.list() == direct.list()
     assert stripped(via.show("llama3.2")) == stripped(direct.show("llama3.2"))
     assert [m.model for m in via.ps().models] == [m.model for m in direct.ps().models]
@@ -98,9 +105,13 @@ def test_openai_client_matches(gateway: GatewayProcess, emulator: Emulator) -> N
     def streamed(client: OpenAI) -> tuple[str, Any]:
         chunks = list(
             client.chat.completions.create(
-                model="llama3.2", messages=messages, temperature=0, seed=3, stream=True,
+                model="llama3.2",
+                messages=messages,
+                temperature=0,
+                seed=3,
+                stream=True,
                 stream_options={"include_usage": True},
-            )  # fmt: skip
+            )
         )
         text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
         return text, chunks[-1].usage
@@ -112,6 +123,7 @@ def test_openai_client_matches(gateway: GatewayProcess, emulator: Emulator) -> N
     ]
     assert [m.id for m in via.models.list().data] == [m.id for m in direct.models.list().data]
     completion = via.completions.create(model="llama3.2", prompt="once", temperature=0)
-    assert completion.choices[0].text == direct.completions.create(
-        model="llama3.2", prompt="once", temperature=0
-    ).choices[0].text
+    assert (
+        completion.choices[0].text
+        == direct.completions.create(model="llama3.2", prompt="once", temperature=0).choices[0].text
+    )

@@ -7,8 +7,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
-
 from llm_gateway.cli import main
 from llm_gateway.keys import (
     KeyFileError,
@@ -19,6 +17,7 @@ from llm_gateway.keys import (
     presented_key,
 )
 from llm_gateway.settings import Settings
+from pydantic import ValidationError
 
 
 def test_minted_keys_are_long_random_and_url_safe() -> None:
@@ -41,7 +40,8 @@ def test_keyring_from_env_and_file(tmp_path: Path) -> None:
     keys_file = tmp_path / "keys.yaml"
     expires = (datetime.now(UTC) + timedelta(days=1)).isoformat()
     keys_file.write_text(
-        f"keys:\n  team-a:\n    digest: {digest_of(team_key)}\n    models: [llama3.2, 'qwen2.5:*']\n"
+        f"keys:\n  team-a:\n    digest: {digest_of(team_key)}\n"
+        "    models: [llama3.2, 'qwen2.5:*']\n"
         f"    requestsPerMinute: 60\n    maxConcurrent: 2\n    expires: '{expires}'\n"
     )
     settings = Settings(
@@ -51,14 +51,19 @@ def test_keyring_from_env_and_file(tmp_path: Path) -> None:
     )
     ring = KeyRing.from_settings(settings)
     team = ring.lookup(team_key)
-    assert team is not None and team.name == "team-a"
+    assert team is not None
+    assert team.name == "team-a"
     assert (team.requests_per_minute, team.max_concurrent) == (60, 2)
-    assert team.allows("llama3.2") and team.allows("llama3.2:latest")
-    assert team.allows("qwen2.5:7b") and not team.allows("llama3.1:8b")
+    assert team.allows("llama3.2")
+    assert team.allows("llama3.2:latest")
+    assert team.allows("qwen2.5:7b")
+    assert not team.allows("llama3.1:8b")
     assert not team.expired(datetime.now(UTC))
     assert team.expired(datetime.now(UTC) + timedelta(days=2))
     other = ring.lookup(env_key)
-    assert other is not None and other.requests_per_minute == 100 and other.allows("anything")
+    assert other is not None
+    assert other.requests_per_minute == 100
+    assert other.allows("anything")
     assert ring.lookup("llmsk-unknown") is None
     # The digest, not the key, is what the ring holds.
     assert team_key not in repr(ring.__dict__)

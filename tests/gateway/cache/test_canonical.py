@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from llm_gateway.cache.canonical import (
     Kind,
     cache_key,
@@ -144,15 +143,19 @@ def test_openai_defaults_are_ollamas_openai_defaults() -> None:
     assert key({**a, "max_tokens": 5}, Kind.OPENAI_CHAT) != key(a, Kind.OPENAI_CHAT)
     assert key({**a, "stop": "x"}, Kind.OPENAI_CHAT) == key({**a, "stop": ["x"]}, Kind.OPENAI_CHAT)
     # stream_options only decide whether a usage chunk is sent, not the content.
-    assert key({**a, "stream": True, "stream_options": {"include_usage": True}}, Kind.OPENAI_CHAT) == key(
-        a, Kind.OPENAI_CHAT
-    )
+    assert key(
+        {**a, "stream": True, "stream_options": {"include_usage": True}}, Kind.OPENAI_CHAT
+    ) == key(a, Kind.OPENAI_CHAT)
 
 
 def test_openai_embedding_encoding_is_in_the_key() -> None:
     a = {"model": "m", "input": "hi"}
-    assert key(a, Kind.OPENAI_EMBEDDINGS) == key({**a, "encoding_format": "float"}, Kind.OPENAI_EMBEDDINGS)
-    assert key(a, Kind.OPENAI_EMBEDDINGS) != key({**a, "encoding_format": "base64"}, Kind.OPENAI_EMBEDDINGS)
+    assert key(a, Kind.OPENAI_EMBEDDINGS) == key(
+        {**a, "encoding_format": "float"}, Kind.OPENAI_EMBEDDINGS
+    )
+    assert key(a, Kind.OPENAI_EMBEDDINGS) != key(
+        {**a, "encoding_format": "base64"}, Kind.OPENAI_EMBEDDINGS
+    )
 
 
 @pytest.mark.parametrize(

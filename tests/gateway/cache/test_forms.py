@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import orjson
 import pytest
-
 from llm_gateway.cache.canonical import Kind
 from llm_gateway.cache.completeness import is_complete, usage_of
 from llm_gateway.cache.entry import Entry, Form
@@ -61,8 +60,10 @@ def chat_stream() -> bytes:
 def test_ndjson_to_single_object_joins_text_and_keeps_final_stats() -> None:
     single = orjson.loads(convert(Kind.GENERATE, Form.NDJSON, generate_stream(), Form.JSON) or b"")
     assert single["response"] == "Hello big world"
-    assert single["done"] is True and single["context"] == [1, 2, 3]
-    assert single["eval_count"] == 3 and single["created_at"] == "2026-11-27T00:00:00.2Z"
+    assert single["done"] is True
+    assert single["context"] == [1, 2, 3]
+    assert single["eval_count"] == 3
+    assert single["created_at"] == "2026-11-27T00:00:00.2Z"
     assert list(single)[:4] == ["model", "created_at", "response", "done"]
 
     chat = orjson.loads(convert(Kind.CHAT, Form.NDJSON, chat_stream(), Form.JSON) or b"")
@@ -76,7 +77,8 @@ def test_single_object_to_stream_and_back_is_lossless() -> None:
     stream = convert(Kind.CHAT, Form.JSON, single, Form.NDJSON)
     assert stream is not None
     lines = ndjson_lines(stream)
-    assert lines[0]["done"] is False and lines[-1]["done"] is True
+    assert lines[0]["done"] is False
+    assert lines[-1]["done"] is True
     assert "".join(line["message"]["content"] for line in lines) == "Hi there"
     assert convert(Kind.CHAT, Form.NDJSON, stream, Form.JSON) == single
 
@@ -112,12 +114,14 @@ def test_openai_stream_with_usage_becomes_a_completion_and_back() -> None:
     assert completion["choices"][0]["finish_reason"] == "stop"
     assert completion["usage"]["total_tokens"] == 6
     again = convert(Kind.OPENAI_CHAT, Form.JSON, single, Form.SSE, include_usage=True)
-    assert again is not None and again.endswith(b"data: [DONE]\n\n")
+    assert again is not None
+    assert again.endswith(b"data: [DONE]\n\n")
     events = sse_events(again)
     assert "".join(e["choices"][0]["delta"]["content"] for e in events if e["choices"]) == "Hi you"
     assert events[-1]["usage"]["total_tokens"] == 6
     without = convert(Kind.OPENAI_CHAT, Form.JSON, single, Form.SSE, include_usage=False)
-    assert without is not None and all(e["choices"] for e in sse_events(without))
+    assert without is not None
+    assert all(e["choices"] for e in sse_events(without))
 
 
 def test_openai_stream_without_usage_cannot_become_a_completion() -> None:
@@ -127,7 +131,8 @@ def test_openai_stream_without_usage_cannot_become_a_completion() -> None:
     body = openai_chat_sse(False)
     assert convert(Kind.OPENAI_CHAT, Form.SSE, body, Form.SSE, False) is body
     stripped = convert(Kind.OPENAI_CHAT, Form.SSE, openai_chat_sse(True), Form.SSE, False)
-    assert stripped is not None and b'"usage"' not in stripped
+    assert stripped is not None
+    assert b'"usage"' not in stripped
 
 
 @pytest.mark.parametrize(
@@ -142,7 +147,13 @@ def test_openai_stream_without_usage_cannot_become_a_completion() -> None:
         (Kind.EMBED, Form.JSON, 200, b'{"error":"x"}', False),
         (Kind.OPENAI_CHAT, Form.SSE, 200, openai_chat_sse(True), True),
         (Kind.OPENAI_CHAT, Form.SSE, 200, openai_chat_sse(True)[:-15], False),
-        (Kind.OPENAI_CHAT, Form.SSE, 200, b'data: {"error":{"message":"x"}}\n\ndata: [DONE]\n\n', False),
+        (
+            Kind.OPENAI_CHAT,
+            Form.SSE,
+            200,
+            b'data: {"error":{"message":"x"}}\n\ndata: [DONE]\n\n',
+            False,
+        ),
         (Kind.GENERATE, Form.JSON, 200, b"", False),
     ],
 )
@@ -156,14 +167,18 @@ def test_usage_from_final_chunk_and_from_openai_usage() -> None:
     assert (usage.prompt_tokens, usage.generated_tokens) == (3, 3)
     assert usage.generation_seconds == pytest.approx(0.002)
     openai = usage_of(Kind.OPENAI_CHAT, Form.SSE, openai_chat_sse(True))
-    assert openai is not None and openai.generated_tokens == 2
+    assert openai is not None
+    assert openai.generated_tokens == 2
 
 
 def test_entry_encoding_round_trip_and_garbage() -> None:
-    entry = Entry(Form.SSE, b"data: x\n\n", stored_at_ms=1_700_000_000_000, fresh_until_ms=1_700_000_060_000)
+    entry = Entry(
+        Form.SSE, b"data: x\n\n", stored_at_ms=1_700_000_000_000, fresh_until_ms=1_700_000_060_000
+    )
     decoded = Entry.decode(entry.encode())
     assert decoded == entry
-    assert decoded.is_fresh(1_700_000_059_999) and not decoded.is_fresh(1_700_000_060_000)
+    assert decoded.is_fresh(1_700_000_059_999)
+    assert not decoded.is_fresh(1_700_000_060_000)
     assert decoded.age_seconds(1_700_000_005_500) == 5
     assert Entry.decode(b"junk") is None
     assert Entry.decode(b"LC1" + b"x" * 40) is None
