@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -64,6 +65,10 @@ def serve() -> int:
         "timeout_graceful_shutdown": int(settings.shutdown_grace_seconds) or None,
         "server_header": False,
     }
+    # uvicorn drains in-flight requests on SIGTERM/SIGINT, then re-raises the signal
+    # with the handlers it found at start; make those no-ops so a graceful stop exits 0.
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, lambda *_: None)
     if settings.workers == 1:
         uvicorn.run(create_app(settings), **common)  # type: ignore[arg-type]
         return 0

@@ -147,6 +147,11 @@ class Proxy:
         if route.needs_model:
             data = self._parse(body)
             model = self._model_of(route, data)
+            messages = data.get("messages")
+            if isinstance(messages, list) and len(messages) > self.settings.max_messages:
+                raise GatewayError(
+                    400, f"too many messages: {len(messages)} (limit {self.settings.max_messages})"
+                )
             record.model = self.catalog.label(model)
             if api_key is not None and not api_key.allows(model):
                 self.metrics.auth_failures.labels("model_forbidden", api_key.name).inc()

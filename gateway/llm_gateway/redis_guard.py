@@ -7,6 +7,7 @@ hanging Redis costs one timeout per interval rather than one per request.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -68,6 +69,10 @@ class RedisGuard:
         except (TimeoutError, RedisError, OSError) as exc:
             self._metrics.redis_errors.labels(operation).inc()
             self._down_until = time.monotonic() + self._retry_after
+            # Pooled connections to a Redis that went away are dead: drop them all, so
+            # the first try after `retry_after` uses a fresh connection.
+            with contextlib.suppress(Exception):
+                await self.client.connection_pool.disconnect()
             if not self._logged_down:
                 log.warning("redis unavailable (%s: %s); serving without it", operation, exc)
                 self._logged_down = True

@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     # Expired entries are kept this much longer, to be served if the upstream fails.
     cache_stale_seconds: int = Field(86400, ge=0)
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    # A conversation longer than this is an abuse of the queue, not a chat.
+    max_messages: int = Field(10000, ge=1)
 
     # Defaults for keys that do not set their own limits.
     requests_per_minute: int = Field(600, ge=1)
