@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
-
 from llm_gateway.keys import digest_of, mint_key
+
 from tests.support.emulator import Emulator
 from tests.support.gateway import GatewayFactory, GatewayProcess, metric_value
 from tests.support.redis_server import RedisServer
@@ -164,8 +164,12 @@ def test_limits_are_shared_across_replicas(
     statuses = []
     for i in range(8):
         gateway = replicas[i % 2]
-        response = httpx.post(f"{gateway.url}/api/generate", json={**BODY, "prompt": f"s{i}"},
-                              headers=bearer(keys.team_a), timeout=30)  # fmt: skip
+        response = httpx.post(
+            f"{gateway.url}/api/generate",
+            json={**BODY, "prompt": f"s{i}"},
+            headers=bearer(keys.team_a),
+            timeout=30,
+        )
         statuses.append(response.status_code)
     assert statuses == [200] * 5 + [429] * 3
 
@@ -186,8 +190,12 @@ def test_limits_fail_open_without_redis_or_closed_when_configured(
         )
     own_redis.stop()
     for i in range(10):  # more than team-a's 5 per minute: no limiter, no 429
-        response = httpx.post(f"{open_gateway.url}/api/generate", json={**BODY, "prompt": f"o{i}"},
-                              headers=bearer(keys.team_a), timeout=30)  # fmt: skip
+        response = httpx.post(
+            f"{open_gateway.url}/api/generate",
+            json={**BODY, "prompt": f"o{i}"},
+            headers=bearer(keys.team_a),
+            timeout=30,
+        )
         assert response.status_code == 200
         assert response.headers["x-cache"] == "BYPASS"
     closed = httpx.post(
@@ -201,13 +209,20 @@ def test_limits_fail_open_without_redis_or_closed_when_configured(
 
 def test_refuses_to_start_without_keys_unless_told(tmp_path: Path) -> None:
     env = {"PATH": "/usr/bin:/bin", "GATEWAY_PORT": "1"}
-    refused = subprocess.run([sys.executable, "-m", "llm_gateway"], env=env, capture_output=True,
-                             text=True, timeout=60)  # fmt: skip
+    refused = subprocess.run(
+        [sys.executable, "-m", "llm_gateway"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert refused.returncode == 2
     assert "no API keys configured" in refused.stderr
     assert "GATEWAY_AUTH_DISABLED=true" in refused.stderr
-    plain = subprocess.run([sys.executable, "-m", "llm_gateway"], env={**env, "GATEWAY_API_KEYS": "llmsk-abc"},
-                           capture_output=True, text=True, timeout=60)  # fmt: skip
+    plain_env = {**env, "GATEWAY_API_KEYS": "llmsk-abc"}
+    plain = subprocess.run(
+        [sys.executable, "-m", "llm_gateway"],
+        env=plain_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert plain.returncode == 2
     assert "GATEWAY_API_KEYS" in plain.stderr
     assert "llmsk-abc" not in plain.stderr
@@ -216,8 +231,11 @@ def test_refuses_to_start_without_keys_unless_told(tmp_path: Path) -> None:
 def test_auth_disabled_is_said_loudly(
     gateway_factory: GatewayFactory, emulator: Emulator, redis_server: RedisServer
 ) -> None:
-    gateway = gateway_factory(GATEWAY_UPSTREAM_URL=emulator.url, GATEWAY_REDIS_URL=redis_server.url,
-                              GATEWAY_LOG_LEVEL="info")  # fmt: skip
+    gateway = gateway_factory(
+        GATEWAY_UPSTREAM_URL=emulator.url,
+        GATEWAY_REDIS_URL=redis_server.url,
+        GATEWAY_LOG_LEVEL="info",
+    )
     deadline = time.monotonic() + 5
     while "AUTHENTICATION IS DISABLED" not in gateway.log_text():
         assert time.monotonic() < deadline

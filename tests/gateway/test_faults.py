@@ -44,9 +44,11 @@ def test_stale_if_error_then_503_after_the_stale_window(
 ) -> None:
     upstream = emulator_factory()
     gateway = gateway_factory(
-        GATEWAY_UPSTREAM_URL=upstream.url, GATEWAY_REDIS_URL=redis_server.url,
-        GATEWAY_CACHE_TTL_SECONDS="1", GATEWAY_CACHE_STALE_SECONDS="2",
-    )  # fmt: skip
+        GATEWAY_UPSTREAM_URL=upstream.url,
+        GATEWAY_REDIS_URL=redis_server.url,
+        GATEWAY_CACHE_TTL_SECONDS="1",
+        GATEWAY_CACHE_STALE_SECONDS="2",
+    )
     body = {"model": "llama3.2", "prompt": "stale me", "options": GREEDY, "stream": False}
     with httpx.Client(base_url=gateway.url, timeout=30) as http:
         fresh = http.post("/api/generate", json=body)
@@ -78,9 +80,11 @@ def test_hanging_upstream_times_out_within_the_bound(
     gateway_factory: GatewayFactory, emulator: Emulator, redis_server: RedisServer
 ) -> None:
     gateway = gateway_factory(
-        GATEWAY_UPSTREAM_URL=emulator.url, GATEWAY_REDIS_URL=redis_server.url,
-        GATEWAY_FIRST_BYTE_TIMEOUT_SECONDS="1", GATEWAY_IDLE_TIMEOUT_SECONDS="0.5",
-    )  # fmt: skip
+        GATEWAY_UPSTREAM_URL=emulator.url,
+        GATEWAY_REDIS_URL=redis_server.url,
+        GATEWAY_FIRST_BYTE_TIMEOUT_SECONDS="1",
+        GATEWAY_IDLE_TIMEOUT_SECONDS="0.5",
+    )
     emulator.faults(hang_next=1)
     started = time.monotonic()
     hung = httpx.post(
@@ -92,8 +96,8 @@ def test_hanging_upstream_times_out_within_the_bound(
     assert 0.9 < elapsed < 5
     # A stream that stalls mid-way ends with Ollama's error line, and is not cached.
     emulator.configure(tokens=4, token_delay=1.5)
-    stalled = httpx.post(f"{gateway.url}/api/generate",
-                         json={"model": "llama3.2", "prompt": "stall", "options": GREEDY}, timeout=30)  # fmt: skip
+    stall = {"model": "llama3.2", "prompt": "stall", "options": GREEDY}
+    stalled = httpx.post(f"{gateway.url}/api/generate", json=stall, timeout=30)
     assert stalled.status_code == 200
     last = orjson.loads(stalled.content.splitlines()[-1])
     assert "sent nothing for" in last["error"]
@@ -126,8 +130,11 @@ def test_ready_reports_upstream_and_redis(
 def test_sigterm_lets_the_stream_finish_then_exits_0(
     gateway_factory: GatewayFactory, emulator: Emulator, redis_server: RedisServer
 ) -> None:
-    gateway = gateway_factory(GATEWAY_UPSTREAM_URL=emulator.url, GATEWAY_REDIS_URL=redis_server.url,
-                              GATEWAY_SHUTDOWN_GRACE_SECONDS="20")  # fmt: skip
+    gateway = gateway_factory(
+        GATEWAY_UPSTREAM_URL=emulator.url,
+        GATEWAY_REDIS_URL=redis_server.url,
+        GATEWAY_SHUTDOWN_GRACE_SECONDS="20",
+    )
     emulator.configure(tokens=10, token_delay=0.2)
     chunks: list[dict[str, object]] = []
     first_chunk = threading.Event()
