@@ -19,6 +19,7 @@ from llm_gateway.observe import AccessLog
 from llm_gateway.openapi import install_proxy_schema
 from llm_gateway.ops import router as ops_router
 from llm_gateway.proxy import ProxyEndpoint
+from llm_gateway.request_id import RequestIdMiddleware
 from llm_gateway.routes import PROXY_ROUTES
 from llm_gateway.services import Services
 from llm_gateway.settings import Settings
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None, access_log: AccessLog | None = 
             Route(route.path, ProxyEndpoint(route, services.proxy), methods=list(route.methods))
         )
     install_proxy_schema(app)
+    app.add_middleware(RequestIdMiddleware)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:

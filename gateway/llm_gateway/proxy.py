@@ -34,6 +34,7 @@ from llm_gateway.keys import ApiKey, KeyRing, plausible_key, presented_key, utcn
 from llm_gateway.metrics import GatewayMetrics
 from llm_gateway.observe import Recorder, RequestRecord, request_id_from
 from llm_gateway.redis_guard import Unavailable
+from llm_gateway.request_id import SCOPE_KEY
 from llm_gateway.routes import ProxyRoute
 from llm_gateway.settings import Settings
 from llm_gateway.upstream import Upstream, UpstreamFailure
@@ -110,7 +111,7 @@ class Proxy:
 
     async def handle(self, route: ProxyRoute, scope: Scope, receive: Receive, send: Send) -> None:
         headers = header_map(scope)
-        request_id = request_id_from(headers.get("x-request-id"))
+        request_id = scope.get(SCOPE_KEY) or request_id_from(headers.get("x-request-id"))
         record = self.recorder.start(request_id, scope["method"], scope["path"], route.endpoint)
         reply_headers = {"X-Request-ID": request_id}
         if route.kind is not None:
@@ -281,8 +282,10 @@ class Proxy:
             async with cancel_on_disconnect(receive) as gone:
                 started = time.perf_counter()
                 try:
+                    # The path as the client sent it (still percent-encoded).
+                    path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
                     response = await self.upstream.open(
-                        scope["method"], scope["path"], body or None, headers,
+                        scope["method"], path, body or None, headers,
                         scope.get("query_string", b"").decode("latin-1"),
                     )  # fmt: skip
                     try:

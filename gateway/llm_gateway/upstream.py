@@ -121,7 +121,10 @@ class Upstream:
         """Send the request and wait for the response headers (the first byte)."""
         forwarded = {name: headers[name] for name in _FORWARD_REQUEST_HEADERS if name in headers}
         url = f"{path}?{query}" if query else path
-        request = self._client.build_request(method, url, content=body, headers=forwarded)
+        try:
+            request = self._client.build_request(method, url, content=body, headers=forwarded)
+        except (httpx.InvalidURL, ValueError) as exc:
+            raise UpstreamFailure("request", 400, f"cannot forward this request: {exc}") from None
         started = time.monotonic()
         deadline = started + self.timeouts.total
         try:
