@@ -61,9 +61,12 @@ class ModelCatalog:
             self._metrics.upstream_up.set(0)
             log.warning("cannot read the upstream's models: %s", exc)
             return False
+        new_models = set(digests) - set(self._digests)
         self._digests = digests
         self._last_refresh = time.monotonic()
         self._metrics.upstream_up.set(1)
+        if new_models:
+            self._metrics.start_series(sorted(self.label(m) for m in new_models))
         return True
 
     async def refresh_if_stale(self, min_age: float = 1.0) -> None:

@@ -24,6 +24,11 @@ TOKENS_PER_SECOND_BUCKETS = (1, 2, 5, 10, 20, 30, 50, 75, 100, 150, 200, 300, 50
 
 OTHER_MODEL = "other"
 NO_KEY = "-"
+# Endpoints whose answers are cached, as metric labels.
+CACHED_ENDPOINTS = (
+    "generate", "chat", "embed", "embeddings", "openai_chat", "openai_completions",
+    "openai_embeddings",
+)  # fmt: skip
 
 
 class GatewayMetrics:
@@ -113,3 +118,17 @@ class GatewayMetrics:
             "llm_gateway_build_info", "Gateway version (always 1).", ["version"],
             registry=r, multiprocess_mode="max",
         )  # fmt: skip
+
+    def start_series(self, models: list[str]) -> None:
+        """Create the usual series at 0, so that rate() sees their first increment.
+
+        A labelled counter is only exported once it has a value; without this, the
+        first request of a model would be invisible to `rate()` and `increase()`.
+        """
+        for model in models:
+            self.tokens_generated.labels(model)
+            self.prompt_tokens.labels(model)
+            for endpoint in CACHED_ENDPOINTS:
+                self.requests.labels(model, endpoint, "200")
+                self.cache_hits.labels(model, endpoint)
+                self.cache_misses.labels(model, endpoint)
