@@ -60,6 +60,7 @@ class Services:
         return cls(settings, metrics, upstream, guard, catalog, flights, proxy)
 
     async def start(self) -> None:
+        await self.upstream.start()
         await self.catalog.start()
 
     async def stop(self) -> None:
