@@ -64,6 +64,22 @@ return {0, remaining, reset, 0, value}
 """
 
 
+# Ends a request's Redis side in one round trip: store its entry and/or free its slot.
+_SETTLE_SCRIPT = """
+if ARGV[1] ~= '' then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end
+if ARGV[3] ~= '' then redis.call('ZREM', KEYS[2], ARGV[3]) end
+return 1
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A concurrency slot held by one request."""
+
+    key_name: str
+    lease_id: str
+
+
 class Verdict(IntEnum):
     PROCEED = 0  # go upstream (with `cached` holding a stale entry, if any)
     HIT = 1  # `cached` is fresh
@@ -79,7 +95,7 @@ class Admission:
     remaining: int
     reset_ms: float
     retry_after_ms: float
-    lease: str | None
+    lease: Lease | None
 
     @property
     def limited(self) -> bool:
@@ -109,6 +125,7 @@ class Admitter:
     def __init__(self, guard: RedisGuard, lease_seconds: float) -> None:
         self._guard = guard
         self._script = guard.client.register_script(_SCRIPT)
+        self._settle_script = guard.client.register_script(_SETTLE_SCRIPT)
         self._lease_ms = lease_seconds * 1000
 
     async def admit(
@@ -146,9 +163,26 @@ class Admitter:
             int(result[1]),  # type: ignore[call-overload]
             float(result[2]),  # type: ignore[arg-type]
             float(result[3]),  # type: ignore[arg-type]
-            lease if verdict is Verdict.PROCEED else None,
+            Lease(name, lease) if lease is not None and verdict is Verdict.PROCEED else None,
         )
 
-    async def release(self, key_name: str, lease: str) -> None:
-        client: Redis = self._guard.client
-        await self._guard.run("release", lambda: client.zrem(f"llm:cc:{key_name}", lease))
+    async def settle(
+        self, lease: Lease | None, store: tuple[str, bytes, int] | None = None
+    ) -> None:
+        """Free `lease` and/or store `(key, payload, keep_ms)`: one round trip for both."""
+        if lease is None and store is None:
+            return
+        if store is None and lease is not None:
+            client: Redis = self._guard.client
+            name, lease_id = lease.key_name, lease.lease_id
+            await self._guard.run("release", lambda: client.zrem(f"llm:cc:{name}", lease_id))
+            return
+        key, payload, keep_ms = store if store is not None else ("llm:none", b"", 0)
+        keys = [key, f"llm:cc:{lease.key_name}" if lease else "llm:none"]
+        args: list[bytes | str | int] = [payload, keep_ms, lease.lease_id if lease else ""]
+        script = self._settle_script
+
+        async def call() -> object:
+            return await script(keys=keys, args=args)
+
+        await self._guard.run("store", call)

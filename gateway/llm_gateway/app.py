@@ -13,6 +13,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from llm_gateway import __version__
+from llm_gateway.asgi_io import Receive, Scope, Send
 from llm_gateway.errors import error_response, is_openai_path
 from llm_gateway.keys import KeyRing
 from llm_gateway.observe import AccessLog
@@ -47,7 +48,29 @@ def keyring_for(settings: Settings) -> KeyRing | None:
     return keyring
 
 
-def create_app(settings: Settings | None = None, access_log: AccessLog | None = None) -> FastAPI:
+class GatewayApp:
+    """The ASGI entry: proxy paths go straight to their endpoint, the rest to FastAPI.
+
+    The proxy routes are also registered in FastAPI (405s, unknown methods, the
+    OpenAPI schema, `/v1/models/{model}`), but the hot exact-path requests skip
+    Starlette's middleware stack and router: they are most of the traffic.
+    """
+
+    def __init__(self, api: FastAPI, endpoints: dict[str, ProxyEndpoint]) -> None:
+        self.api = api
+        self.state = api.state
+        self._endpoints = endpoints
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            endpoint = self._endpoints.get(scope["path"])
+            if endpoint is not None and scope["method"] in endpoint.route.methods:
+                await endpoint(scope, receive, send)
+                return
+        await self.api(scope, receive, send)
+
+
+def create_app(settings: Settings | None = None, access_log: AccessLog | None = None) -> GatewayApp:
     settings = settings or Settings()
     keyring = keyring_for(settings)
     services = Services.build(settings, keyring, access_log or AccessLog(settings.access_log))
@@ -70,10 +93,12 @@ def create_app(settings: Settings | None = None, access_log: AccessLog | None = 
     )
     app.state.services = services
     app.include_router(ops_router)
+    endpoints: dict[str, ProxyEndpoint] = {}
     for route in PROXY_ROUTES:
-        app.router.routes.append(
-            Route(route.path, ProxyEndpoint(route, services.proxy), methods=list(route.methods))
-        )
+        endpoint = ProxyEndpoint(route, services.proxy)
+        app.router.routes.append(Route(route.path, endpoint, methods=list(route.methods)))
+        if "{" not in route.path:
+            endpoints[route.path] = endpoint
     install_proxy_schema(app)
     app.add_middleware(RequestIdMiddleware)
 
@@ -96,4 +121,4 @@ def create_app(settings: Settings | None = None, access_log: AccessLog | None = 
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return error_response(500, "internal error", openai=is_openai_path(request.url.path))
 
-    return app
+    return GatewayApp(app, endpoints)

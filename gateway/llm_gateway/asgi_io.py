@@ -13,14 +13,12 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+
+from starlette.types import Message, Receive, Scope, Send
 
 from llm_gateway.errors import GatewayError
 
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Any]
-Send = Callable[[Message], Any]
+__all__ = ["ClientGone", "Message", "Receive", "Reply", "Scope", "Send", "header_map", "read_body"]
 
 
 def header_map(scope: Scope) -> dict[str, str]:

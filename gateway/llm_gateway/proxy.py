@@ -5,13 +5,16 @@ Each proxy route is a small ASGI app (`ProxyEndpoint`) over one shared `Proxy`.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from llm_gateway.admission import Admission, Admitter, Limits, Verdict
+from llm_gateway.admission import Admission, Admitter, Lease, Limits, Verdict
 from llm_gateway.asgi_io import (
     ClientGone,
     Receive,
@@ -40,6 +43,7 @@ from llm_gateway.settings import Settings
 from llm_gateway.upstream import Upstream, UpstreamFailure
 
 _MAX_MODEL_NAME = 256
+log = logging.getLogger("llm_gateway")
 
 
 def _now_ms() -> int:
@@ -127,6 +131,13 @@ class Proxy:
             ).send_to(send)
         except ClientGone:
             record.status = 499
+        except Exception:
+            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            record.status = 500
+            with contextlib.suppress(Exception):  # fails if the response had started
+                await Reply(
+                    500, reply_headers, error_body(500, "internal error", route.openai)
+                ).send_to(send)
         finally:
             self.recorder.finish(record)
 
@@ -259,9 +270,9 @@ class Proxy:
                 raise GatewayError(429, message)
         return admission
 
-    async def _release(self, limits: Limits | None, admission: Admission | None) -> None:
-        if limits is not None and admission is not None and admission.lease is not None:
-            await self.admitter.release(limits.key_name, admission.lease)
+    async def _release(self, lease: Lease | None) -> None:
+        if lease is not None:
+            await self.admitter.settle(lease)
 
     # -- pass-through routes ----------------------------------------------------------
 
@@ -303,7 +314,7 @@ class Proxy:
             if gone.is_set():
                 record.status = 499
         finally:
-            await self._release(limits, admission)
+            await self._release(admission.lease if admission else None)
 
     @staticmethod
     def _failure_error(failure: UpstreamFailure) -> GatewayError:
@@ -345,16 +356,19 @@ class Proxy:
                         record.status = 200
                         hit.on_first_byte = record.mark_first_byte
                         await hit.send_to(send)
-                        await self._release(limits, admission)
+                        await self._release(admission.lease if admission else None)
                         return
                 else:
                     stale = entry
         record.cache = "MISS" if plan.key is not None and plan.lookup and redis_ok else "BYPASS"
+        lease = admission.lease if admission is not None else None
         flight = self.flights.get(plan.key) if plan.key is not None else None
         if flight is not None:
             record.cache = "COALESCED"
         else:
-            flight = self._launch(route, kind, body, headers, plan, wanted, record.model)
+            # The flight frees the slot with its store, in one round trip.
+            flight = self._launch(route, kind, body, headers, plan, wanted, record.model, lease)
+            lease = None
         reply_headers["X-Cache"] = record.cache
         flight.join()
         try:
@@ -371,7 +385,7 @@ class Proxy:
             if flight.usage is not None:
                 record.prompt_tokens = flight.usage.prompt_tokens
                 record.generated_tokens = flight.usage.generated_tokens
-            await self._release(limits, admission)
+            await self._release(lease)
 
     def _replay(
         self,
@@ -397,11 +411,22 @@ class Proxy:
         plan: CachePlan,
         wanted: Wanted,
         model_label: str,
+        lease: Lease | None,
     ) -> Flight:
         flight = Flight(plan.key, wanted.form, wanted.include_usage)
-        upstream, store, metrics = self.upstream, self.store, self.metrics
+        upstream, store, metrics, admitter = self.upstream, self.store, self.metrics, self.admitter
 
         async def run(flight: Flight) -> None:
+            settled = False
+            try:
+                await call(flight)
+                settled = True
+            finally:
+                if not settled and lease is not None:
+                    # Cancelled or failed: free the slot without holding up the cancel.
+                    asyncio.get_running_loop().create_task(admitter.settle(lease))
+
+        async def call(flight: Flight) -> None:
             started = time.perf_counter()
             try:
                 response = await upstream.open("POST", route.path, body, headers)
@@ -409,6 +434,7 @@ class Proxy:
                 metrics.upstream_errors.labels(failure.reason).inc()
                 flight.upstream_seconds = time.perf_counter() - started
                 flight.fail(failure)
+                await admitter.settle(lease)
                 return
             flight.started(response.status, response.content_type)
             try:
@@ -420,6 +446,7 @@ class Proxy:
                 if wanted.form is not Form.JSON:
                     flight.publish(_midstream_error(wanted.form, failure.message))
                 flight.finish(False)
+                await admitter.settle(lease)
                 return
             finally:
                 await response.aclose()
@@ -438,8 +465,10 @@ class Proxy:
                             usage.generated_tokens / usage.generation_seconds
                         )
             flight.finish(complete)
+            entry = None
             if complete and plan.key is not None and plan.store:
-                await store.put(plan.key, store.entry(wanted.form, content, _now_ms()))
+                entry = store.record(plan.key, wanted.form, content, _now_ms())
+            await admitter.settle(lease, entry)
 
         self.flights.add(flight)
         flight.launch(run)

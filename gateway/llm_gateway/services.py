@@ -43,7 +43,7 @@ class Services:
         )
         # A lease outlives the longest request, so a crashed replica's slots expire.
         admitter = Admitter(guard, lease_seconds=settings.total_timeout_seconds + 60)
-        store = CacheStore(guard, settings.cache_ttl_seconds, settings.cache_stale_seconds)
+        store = CacheStore(settings.cache_ttl_seconds, settings.cache_stale_seconds)
         catalog = ModelCatalog(upstream, metrics, settings.model_refresh_seconds)
         flights = FlightRegistry()
         proxy = Proxy(

@@ -39,6 +39,32 @@ def test_redis_stopped_in_the_middle_of_200_requests_fails_none(
     assert metric_value(gateway.metrics(), "llm_redis_errors_total") >= 1
 
 
+def test_a_hanging_redis_costs_a_bounded_delay_not_a_failure(
+    gateway_factory: GatewayFactory, emulator: Emulator, own_redis: RedisServer
+) -> None:
+    gateway = gateway_factory(GATEWAY_UPSTREAM_URL=emulator.url, GATEWAY_REDIS_URL=own_redis.url,
+                              GATEWAY_REDIS_TIMEOUT_SECONDS="0.2")  # fmt: skip
+    body = {"model": "llama3.2", "prompt": "frozen", "options": GREEDY, "stream": False}
+    with httpx.Client(base_url=gateway.url, timeout=30) as http:
+        http.post("/api/generate", json=body)
+        assert http.post("/api/generate", json=body).headers["x-cache"] == "HIT"
+        own_redis.pause()
+        try:
+            slowest = 0.0
+            for _ in range(20):
+                started = time.monotonic()
+                response = http.post("/api/generate", json=body)
+                slowest = max(slowest, time.monotonic() - started)
+                assert response.status_code == 200
+                assert response.headers["x-cache"] == "BYPASS"
+            assert slowest < 1.5  # one Redis timeout (0.2 s), never a pile of them
+        finally:
+            own_redis.resume()
+        time.sleep(0.3)
+        verdicts = [http.post("/api/generate", json=body).headers["x-cache"] for _ in range(5)]
+        assert "HIT" in verdicts
+
+
 def test_stale_if_error_then_503_after_the_stale_window(
     gateway_factory: GatewayFactory, emulator_factory: EmulatorFactory, redis_server: RedisServer
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -43,8 +44,18 @@ class RedisServer:
 
     def stop(self) -> None:
         if self._proc is not None:
+            self.resume()  # a frozen server cannot act on SIGTERM
             self._proc.stop()
             self._proc = None
+
+    def pause(self) -> None:
+        """Freeze the server (SIGSTOP): connections stay open, nothing answers."""
+        if self._proc is not None:
+            self._proc.signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self._proc is not None:
+            self._proc.signal(signal.SIGCONT)
 
     @property
     def running(self) -> bool:
