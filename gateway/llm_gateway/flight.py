@@ -33,15 +33,23 @@ class Flight:
         self.followers = 0
         self.upstream_seconds = 0.0
         self.usage: Usage | None = None
-        self._changed = asyncio.Event()
+        # Futures of readers waiting for the next change (cheaper than an Event each).
+        self._waiters: list[asyncio.Future[None]] = []
         self._task: asyncio.Task[None] | None = None
         self._on_landed: list[Callable[[], None]] = []
 
     # -- the writer side (the flight's task) --------------------------------------
 
     def _notify(self) -> None:
-        self._changed.set()
-        self._changed = asyncio.Event()
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _changed(self) -> asyncio.Future[None]:
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        return waiter
 
     def started(self, status: int, content_type: str) -> None:
         self.status, self.content_type = status, content_type
@@ -95,23 +103,22 @@ class Flight:
     async def wait_started(self) -> None:
         """Until status and headers are known (or the call failed before them)."""
         while self.status is None and not self.done:
-            await self._changed.wait()
+            await self._changed()
 
     async def wait_done(self) -> None:
         while not self.done:
-            await self._changed.wait()
+            await self._changed()
 
     async def follow(self) -> AsyncIterator[bytes]:
         """Every chunk, from the first, as soon as it exists."""
         sent = 0
         while True:
-            changed = self._changed
             while sent < len(self.chunks):
                 yield self.chunks[sent]
                 sent += 1
             if self.done:
                 return
-            await changed.wait()
+            await self._changed()
 
     @property
     def body(self) -> bytes:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import os
 import re
 import sys
@@ -17,11 +19,16 @@ from llm_gateway.metrics import NO_KEY, OTHER_MODEL, GatewayMetrics
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
+# New ids: a random per-process prefix and a counter, unique without a syscall each.
+_ID_PREFIX = os.urandom(8).hex()
+_ID_COUNTER = itertools.count(1)
+
+
 def request_id_from(header: str | None) -> str:
     """The client's X-Request-ID when it is safe to echo and log, else a new one."""
     if header and _REQUEST_ID.match(header):
         return header
-    return os.urandom(16).hex()
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
 
 
 @dataclass(slots=True)
@@ -47,17 +54,35 @@ class RequestRecord:
 
 
 class AccessLog:
-    """One JSON line per request on a stream (stdout by default)."""
+    """One JSON line per request on a stream (stdout by default).
 
-    def __init__(self, enabled: bool, stream: IO[bytes] | None = None) -> None:
+    Lines are buffered and flushed by `run_flusher` every `interval` seconds (and at
+    shutdown), not one syscall per request.
+    """
+
+    def __init__(self, enabled: bool, stream: IO[bytes] | None = None, interval: float = 0.2):
         self.enabled = enabled
         self._stream = stream if stream is not None else sys.stdout.buffer
+        self._interval = interval
+        self._pending: list[bytes] = []
 
     def write(self, line: dict[str, object]) -> None:
-        if not self.enabled:
-            return
-        self._stream.write(orjson.dumps(line) + b"\n")
-        self._stream.flush()
+        if self.enabled:
+            self._pending.append(orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE))
+
+    def flush(self) -> None:
+        if self._pending:
+            pending, self._pending = self._pending, []
+            self._stream.write(b"".join(pending))
+            self._stream.flush()
+
+    async def run_flusher(self) -> None:
+        try:
+            while True:
+                await asyncio.sleep(self._interval)
+                self.flush()
+        finally:
+            self.flush()
 
 
 class Recorder:

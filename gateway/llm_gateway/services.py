@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
@@ -29,6 +31,8 @@ class Services:
     catalog: ModelCatalog
     flights: FlightRegistry
     proxy: Proxy
+    access_log: AccessLog
+    _flusher: asyncio.Task[None] | None = None
 
     @classmethod
     def build(cls, settings: Settings, keyring: KeyRing | None, access_log: AccessLog) -> Services:
@@ -57,13 +61,18 @@ class Services:
             recorder=Recorder(metrics, access_log),
             metrics=metrics,
         )
-        return cls(settings, metrics, upstream, guard, catalog, flights, proxy)
+        return cls(settings, metrics, upstream, guard, catalog, flights, proxy, access_log)
 
     async def start(self) -> None:
         await self.upstream.start()
         await self.catalog.start()
+        self._flusher = asyncio.create_task(self.access_log.run_flusher(), name="access-log")
 
     async def stop(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
         await self.catalog.stop()
         await self.flights.cancel_all()
         await self.upstream.aclose()

@@ -153,15 +153,15 @@ class Upstream:
                 response = await session.request(
                     method, url, data=body, headers=forwarded, allow_redirects=False
                 )
-        except TimeoutError:
-            if time.monotonic() - started >= self.timeouts.first_byte:
-                raise UpstreamFailure(
-                    "timeout", 504,
-                    f"upstream sent no response within {self.timeouts.first_byte:.0f}s",
-                ) from None  # fmt: skip
+        except aiohttp.ServerTimeoutError:  # aiohttp's own: the connect timeout
             raise UpstreamFailure(
                 "connect", 503,
                 f"upstream did not accept a connection within {self.timeouts.connect:.0f}s",
+            ) from None  # fmt: skip
+        except TimeoutError:  # ours: no response headers within the first-byte bound
+            raise UpstreamFailure(
+                "timeout", 504,
+                f"upstream sent no response within {self.timeouts.first_byte:.0f}s",
             ) from None  # fmt: skip
         except aiohttp.ClientConnectorError as exc:
             raise UpstreamFailure("connect", 503, f"upstream unreachable: {exc}") from None

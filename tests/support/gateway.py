@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -59,6 +60,19 @@ class GatewayProcess:
             if line.startswith("{"):
                 lines.append(orjson.loads(line))
         return lines
+
+    def wait_for_access_log(
+        self, predicate: Callable[[list[dict[str, object]]], bool], timeout: float = 5.0
+    ) -> list[dict[str, object]]:
+        """The access log once `predicate` holds (lines are flushed every 0.2 s)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            lines = self.access_log()
+            if predicate(lines):
+                return lines
+            if time.monotonic() > deadline:
+                raise AssertionError(f"access log never matched; last lines: {lines[-3:]}")
+            time.sleep(0.05)
 
     def metrics(self) -> str:
         return httpx.get(f"{self.url}/metrics", timeout=5).text
