@@ -58,7 +58,11 @@ function request()
   local body = string.format(
     '{"model":"llama3.2","prompt":"miss %s %d %d","stream":false,"options":{"temperature":0}}',
     prefix, id, counter)
-  return wrk.format("POST", nil, {["Content-Type"] = "application/json"}, body)
+  -- wrk.format does not merge the -H headers: pass them on explicitly.
+  local headers = {}
+  for name, value in pairs(wrk.headers) do headers[name] = value end
+  headers["Content-Type"] = "application/json"
+  return wrk.format("POST", nil, headers, body)
 end
 """
 
@@ -96,6 +100,34 @@ class WrkResult:
     rps: float
     errors: int
     wrk_cpu_seconds: float
+    requests: int
+    # CPU the target's processes used during the run (robust to a noisy host).
+    target_cpu_seconds: float = 0.0
+
+    @property
+    def cpu_ms_per_request(self) -> float:
+        return 1000 * self.target_cpu_seconds / max(self.requests, 1)
+
+
+def process_cpu_seconds(pids: list[int]) -> float:
+    """utime + stime of the processes and their children (nginx workers), in seconds."""
+    total = 0
+    ticks = os.sysconf("SC_CLK_TCK")
+    seen: set[int] = set()
+    todo = list(pids)
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+        todo.extend(int(c) for c in children)
+    return total / ticks
 
 
 @dataclass
@@ -123,7 +155,12 @@ def _ms(text: str) -> float:
 
 
 def wrk(
-    url: str, script: Path, connections: int, seconds: int, headers: dict[str, str]
+    url: str,
+    script: Path,
+    connections: int,
+    seconds: int,
+    headers: dict[str, str],
+    pids: list[int] | None = None,
 ) -> WrkResult:
     threads = 1 if connections == 1 else 2
     argv = [
@@ -138,11 +175,13 @@ def wrk(
     for name, value in headers.items():
         argv += ["-H", f"{name}: {value}"]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    target_before = process_cpu_seconds(pids or [])
     out = subprocess.run([*argv, url], capture_output=True, text=True, check=True).stdout
+    target_cpu = process_cpu_seconds(pids or []) - target_before
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    p50 = re.search(r"50%\s+(\S+)", out)
-    p99 = re.search(r"99%\s+(\S+)", out)
+    p50 = re.search(r"^\s+50%\s+(\S+)", out, re.MULTILINE)
+    p99 = re.search(r"^\s+99%\s+(\S+)", out, re.MULTILINE)
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     errors = sum(
         int(n)
@@ -150,9 +189,13 @@ def wrk(
             r"(?:Non-2xx or 3xx responses|Socket errors:.*?timeout)\s*:?\s*(\d+)", out
         )
     )
-    if p50 is None or p99 is None or rps is None:
+    count = re.search(r"(\d+) requests in", out)
+    if p50 is None or p99 is None or rps is None or count is None:
         raise RuntimeError(f"cannot read wrk output:\n{out}")
-    return WrkResult(_ms(p50.group(1)), _ms(p99.group(1)), float(rps.group(1)), errors, cpu)
+    return WrkResult(
+        _ms(p50.group(1)), _ms(p99.group(1)), float(rps.group(1)), errors, cpu,
+        int(count.group(1)), target_cpu,
+    )  # fmt: skip
 
 
 async def ttfb(url: str, headers: dict[str, str], count: int) -> list[float]:
@@ -203,6 +246,13 @@ class Stack:
         proc = ManagedProcess(argv, port, self.workdir / f"{name}.log", env=env, cwd=ROOT).start()
         self.procs.append(proc)
         return proc
+
+    def pids(self, name: str) -> list[int]:
+        return [
+            p.proc.pid
+            for p in self.procs
+            if p.log_path.name == f"{name}.log" and p.proc is not None
+        ]
 
     def emulator(self, name: str, first_token_delay: float) -> str:
         port = free_port()
@@ -280,9 +330,13 @@ def main() -> None:
                 {"Authorization": f"Bearer {stack.key}"},
             ),
         }
-        gateway_pid = next(
-            p.proc.pid for p in stack.procs if p.log_path.name == "gateway.log" and p.proc
-        )
+        gateway_pid = stack.pids("gateway")[0]
+        pids = {
+            "direct": stack.pids("emulator"),
+            "nginx": stack.pids("nginx"),
+            "reference": stack.pids("reference"),
+            "llm_gateway": stack.pids("gateway"),
+        }
         hit_lua, miss_lua = workdir / "hit.lua", workdir / "miss.lua"
         hit_lua.write_text(HIT_LUA)
         miss_lua.write_text(MISS_LUA)
@@ -300,10 +354,11 @@ def main() -> None:
         for round_number in range(args.rounds):
             print(f"round {round_number + 1}/{args.rounds} ...", file=sys.stderr)
             for name, (url, headers) in targets.items():
-                hit1 = wrk(f"{url}/api/generate", hit_lua, 1, args.seconds, headers)
-                hit32 = wrk(f"{url}/api/generate", hit_lua, 32, args.seconds, headers)
-                miss1 = wrk(f"{url}/api/generate", miss_lua, 1, args.seconds, headers)
-                miss16 = wrk(f"{url}/api/generate", miss_lua, 16, args.seconds, headers)
+                own = pids[name]
+                hit1 = wrk(f"{url}/api/generate", hit_lua, 1, args.seconds, headers, own)
+                hit32 = wrk(f"{url}/api/generate", hit_lua, 32, args.seconds, headers, own)
+                miss1 = wrk(f"{url}/api/generate", miss_lua, 1, args.seconds, headers, own)
+                miss16 = wrk(f"{url}/api/generate", miss_lua, 16, args.seconds, headers, own)
                 for result in (hit1, hit32, miss1, miss16):
                     wrk_cpu.add(result.wrk_cpu_seconds)
                     wall += args.seconds
@@ -315,6 +370,8 @@ def main() -> None:
                 series(name, "miss_p50").add(miss1.p50_ms)
                 series(name, "miss_p99").add(miss1.p99_ms)
                 series(name, "miss_rps16").add(miss16.rps)
+                series(name, "hit_cpu").add(hit32.cpu_ms_per_request)
+                series(name, "miss_cpu").add(miss16.cpu_ms_per_request)
             for name, (url, headers) in slow_targets.items():
                 times = asyncio.run(ttfb(url, headers, args.ttfb_requests))
                 series(name, "ttfb_p50").add(statistics.median(times))
@@ -359,6 +416,8 @@ def report(
         ("miss_p50_overhead", "miss overhead p50 ms", 3),
         ("miss_p99_overhead", "miss overhead p99 ms", 3),
         ("miss_rps16", "misses/s (c=16)", 0),
+        ("hit_cpu", "CPU ms per hit (c=32)", 3),
+        ("miss_cpu", "CPU ms per miss (c=16)", 3),
         ("ttfb_p50", "stream TTFB p50 ms", 2),
         ("ttfb_overhead", "TTFB overhead p50 ms", 2),
     ]
@@ -375,6 +434,11 @@ def report(
         f"{args.rounds} rounds of {args.seconds} s per cell; median (min-max)."
     )
     print("Note: the reference gateway forces stream:false, so its TTFB is the whole generation.")
+    print(
+        "CPU ms per request: user+system time of that column's own processes (the emulator "
+        "for direct, nginx's master and workers, the gateway process) divided by requests "
+        "served; it does not count the emulator behind the gateways."
+    )
 
 
 if __name__ == "__main__":
