@@ -39,7 +39,7 @@ def _stat_fields(entry: Path) -> list[str]:
 
 
 def run_processes(
-    run_id: str, workdir: Path, known_pids: Iterable[int] = ()
+    run_id: str, workdir: Path | None, known_pids: Iterable[int] = ()
 ) -> list[tuple[int, str]]:
     """(pid, command line) of every live process of a run.
 
@@ -47,10 +47,11 @@ def run_processes(
     directory or command line is in the work dir (every service starts there), it is one
     of `known_pids`, or it is in the session of any of those (every service leads its
     own session). nginx and redis-server overwrite their environment with their process
-    title, hence the other signs.
+    title, hence the other signs. Without `workdir` (another run uses the same one),
+    only the environment and `known_pids` count.
     """
     needle = f"{RUN_MARKER_VARIABLE}={run_id}".encode()
-    where = str(workdir).encode()
+    where = str(workdir).encode() if workdir is not None else None
     table: dict[int, tuple[str, int, str]] = {}
     roots = set(known_pids)
     for entry in Path("/proc").iterdir():
@@ -71,8 +72,10 @@ def run_processes(
             cwd = os.readlink(entry / "cwd").encode()
         except OSError:
             cwd = b""
-        inside = cwd == where or cwd.startswith(where + b"/")
-        if inside or needle in environ.split(b"\0") or where in raw:
+        inside = where is not None and (
+            cwd == where or cwd.startswith(where + b"/") or where in raw
+        )
+        if inside or needle in environ.split(b"\0"):
             roots.add(pid)
     return sorted(
         (pid, cmdline)
@@ -98,8 +101,11 @@ class LocalStackProcess:
         stack_file: Path | None = E2E_STACK_FILE,
         args: Sequence[str] = ("--free-ports", "--emulate"),
         env: dict[str, str] | None = None,
+        owns_workdir: bool = True,
     ) -> None:
         self.workdir = workdir
+        # False when another run already uses the work dir: its processes are not ours.
+        self.owns_workdir = owns_workdir
         self.outputs_path = workdir / "outputs.json"
         self.run_id = uuid.uuid4().hex
         argv = [*stack_command(), "local", "up", "--workdir", str(workdir)]
@@ -189,10 +195,14 @@ class LocalStackProcess:
         return self.proc.returncode
 
     def leftovers(self) -> list[tuple[int, str]]:
-        return run_processes(self.run_id, self.workdir, self.seen_pids)
+        return run_processes(self.run_id, self._own_workdir, self.seen_pids)
+
+    @property
+    def _own_workdir(self) -> Path | None:
+        return self.workdir if self.owns_workdir else None
 
     def kill_leftovers(self) -> None:
         """A safety net for failed tests: the assertions use `leftovers()`."""
-        for pid, _ in run_processes(self.run_id, self.workdir):
+        for pid, _ in run_processes(self.run_id, self._own_workdir):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)

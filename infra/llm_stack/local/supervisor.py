@@ -77,6 +77,16 @@ def log_tail(spec: ServiceSpec, limit: int = LOG_TAIL_BYTES) -> str:
         return ""
 
 
+def describe_exit(code: int) -> str:
+    """`exited with code 3`, or `was killed by SIGKILL` (Popen's negative codes)."""
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
+
+
 def _signal_group(pid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
@@ -133,7 +143,7 @@ class Supervisor:
                 code = running.proc.poll()
                 if code is not None:
                     raise StartFailed(
-                        running.spec.name, f"exited with code {code}", log_tail(running.spec)
+                        running.spec.name, describe_exit(code), log_tail(running.spec)
                     )
                 if running.spec.ready.passed():
                     pending.remove(running)
@@ -182,7 +192,7 @@ class Supervisor:
             _signal_group(running.pid, signal.SIGKILL)
             running.restart_at = now + running.backoff
             self._events(
-                f"{spec.name} (pid {running.pid}) exited with code {code}; "
+                f"{spec.name} (pid {running.pid}) {describe_exit(code)}; "
                 f"restarting in {running.backoff:.0f}s (log: {spec.log})"
             )
             running.backoff = min(running.backoff * 2, MAX_BACKOFF_SECONDS)
