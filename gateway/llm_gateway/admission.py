@@ -13,8 +13,6 @@ import os
 from dataclasses import dataclass
 from enum import IntEnum
 
-from redis.asyncio import Redis
-
 from llm_gateway.redis_guard import UNAVAILABLE, RedisGuard, Unavailable
 
 _SCRIPT = """
@@ -124,8 +122,6 @@ class Limits:
 class Admitter:
     def __init__(self, guard: RedisGuard, lease_seconds: float) -> None:
         self._guard = guard
-        self._script = guard.client.register_script(_SCRIPT)
-        self._settle_script = guard.client.register_script(_SETTLE_SCRIPT)
         self._lease_ms = lease_seconds * 1000
 
     async def admit(
@@ -146,10 +142,10 @@ class Admitter:
             now_ms + self._lease_ms,
             1 if cache_key else 0,
         ]
-        script = self._script
+        client = self._guard.client
 
         async def call() -> list[object]:
-            result: list[object] = await script(keys=keys, args=args)
+            result: list[object] = await client.script(_SCRIPT, keys, args)
             return result
 
         result = await self._guard.run("admit", call)
@@ -172,17 +168,14 @@ class Admitter:
         """Free `lease` and/or store `(key, payload, keep_ms)`: one round trip for both."""
         if lease is None and store is None:
             return
+        client = self._guard.client
         if store is None and lease is not None:
-            client: Redis = self._guard.client
             name, lease_id = lease.key_name, lease.lease_id
-            await self._guard.run("release", lambda: client.zrem(f"llm:cc:{name}", lease_id))
+            await self._guard.run(
+                "release", lambda: client.call("ZREM", f"llm:cc:{name}", lease_id)
+            )
             return
         key, payload, keep_ms = store if store is not None else ("llm:none", b"", 0)
         keys = [key, f"llm:cc:{lease.key_name}" if lease else "llm:none"]
         args: list[bytes | str | int] = [payload, keep_ms, lease.lease_id if lease else ""]
-        script = self._settle_script
-
-        async def call() -> object:
-            return await script(keys=keys, args=args)
-
-        await self._guard.run("store", call)
+        await self._guard.run("store", lambda: client.script(_SETTLE_SCRIPT, keys, args))

@@ -364,7 +364,11 @@ class Proxy:
         lease = admission.lease if admission is not None else None
         flight = self.flights.get(plan.key) if plan.key is not None else None
         if flight is not None:
-            record.cache = "COALESCED"
+            # A flight that already finished (its entry is being written) is a hit.
+            landed = flight.done and flight.complete
+            record.cache = "HIT" if landed else "COALESCED"
+            if landed:
+                reply_headers["Age"] = "0"
         else:
             # The flight frees the slot with its store, in one round trip.
             flight = self._launch(route, kind, body, headers, plan, wanted, record.model, lease)

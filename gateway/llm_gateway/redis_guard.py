@@ -6,17 +6,13 @@ hanging Redis costs one timeout per interval rather than one per request.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
-
 from llm_gateway.metrics import GatewayMetrics
+from llm_gateway.redis_client import RedisClient, RedisReplyError
 
 T = TypeVar("T")
 log = logging.getLogger("llm_gateway.redis")
@@ -31,26 +27,10 @@ class Unavailable:
 UNAVAILABLE = Unavailable()
 
 
-def redis_client(url: str, timeout: float) -> Redis:
-    # No socket_timeout: redis-py would then arm a timer for every write and every
-    # read (a measurable share of the hot path); `RedisGuard.run` bounds each whole
-    # call with one timer instead.
-    return Redis.from_url(
-        url,
-        socket_timeout=None,
-        socket_connect_timeout=timeout,
-        health_check_interval=0,
-        retry_on_timeout=False,
-        max_connections=512,
-    )
-
-
 class RedisGuard:
-    def __init__(
-        self, client: Redis, timeout: float, retry_after: float, metrics: GatewayMetrics
-    ) -> None:
+    def __init__(self, client: RedisClient, retry_after: float, metrics: GatewayMetrics) -> None:
+        # The client bounds every call with its own timeout (see redis_client.py).
         self.client = client
-        self._timeout = timeout
         self._retry_after = retry_after
         self._metrics = metrics
         self._down_until = 0.0
@@ -63,19 +43,17 @@ class RedisGuard:
     async def run(
         self, operation: str, call: Callable[[], Awaitable[T]], force: bool = False
     ) -> T | Unavailable:
-        """`call()` within the timeout; `force` tries even while Redis is considered down."""
+        """`call()`, or UNAVAILABLE; `force` tries even while Redis is considered down."""
         if not force and not self.available:
             return UNAVAILABLE
         try:
-            async with asyncio.timeout(self._timeout):
-                result = await call()
-        except (TimeoutError, RedisError, OSError) as exc:
+            result = await call()
+        except (TimeoutError, ConnectionError, OSError, RedisReplyError) as exc:
             self._metrics.redis_errors.labels(operation).inc()
             self._down_until = time.monotonic() + self._retry_after
-            # Pooled connections to a Redis that went away are dead: drop them all, so
-            # the first try after `retry_after` uses a fresh connection.
-            with contextlib.suppress(Exception):
-                await self.client.connection_pool.disconnect()
+            # A Redis that went away leaves a dead connection: the first try after
+            # `retry_after` must use a fresh one.
+            self.client.reset()
             if not self._logged_down:
                 log.warning("redis unavailable (%s: %s); serving without it", operation, exc)
                 self._logged_down = True
@@ -87,5 +65,6 @@ class RedisGuard:
         return result
 
     async def ping(self) -> bool:
-        result = await self.run("ping", self.client.ping, force=True)
-        return result is True
+        client = self.client
+        result = await self.run("ping", lambda: client.call("PING"), force=True)
+        return result == b"PONG"

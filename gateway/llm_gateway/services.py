@@ -17,7 +17,8 @@ from llm_gateway.keys import KeyRing
 from llm_gateway.metrics import GatewayMetrics
 from llm_gateway.observe import AccessLog, Recorder
 from llm_gateway.proxy import Proxy
-from llm_gateway.redis_guard import RedisGuard, redis_client
+from llm_gateway.redis_client import RedisClient
+from llm_gateway.redis_guard import RedisGuard
 from llm_gateway.settings import Settings
 from llm_gateway.upstream import Upstream
 
@@ -40,8 +41,7 @@ class Services:
         metrics.build.labels(__version__).set(1)
         upstream = Upstream(settings)
         guard = RedisGuard(
-            redis_client(settings.redis_url, settings.redis_timeout_seconds),
-            settings.redis_timeout_seconds,
+            RedisClient(settings.redis_url, settings.redis_timeout_seconds),
             settings.redis_retry_after_seconds,
             metrics,
         )
