@@ -66,8 +66,11 @@ def test_edge_tls_is_1_2_and_1_3_with_forward_secret_aead_ciphers(tmp_path: Path
         assert "GCM" in suite or "CHACHA20" in suite, suite
     assert f"ssl_certificate {tmp_path / 'edge.crt'};" in edge
     assert f"ssl_certificate_key {tmp_path / 'edge.key'};" in edge
-    assert 'Strict-Transport-Security "max-age=31536000" always' in edge
     assert "server_tokens off;" in text
+    # dev turns HSTS off (a laptop's localhost); prod keeps the one-year default.
+    assert "Strict-Transport-Security" not in edge
+    prod = render_nginx_conf(stack_file("prod"), _loopback(tmp_path))
+    assert 'Strict-Transport-Security "max-age=31536000" always' in prod
 
 
 def test_hsts_left_out_when_its_max_age_is_zero(tmp_path: Path) -> None:
