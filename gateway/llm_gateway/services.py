@@ -12,6 +12,7 @@ from llm_gateway import __version__
 from llm_gateway.admission import Admitter
 from llm_gateway.cache.store import CacheStore
 from llm_gateway.catalog import ModelCatalog
+from llm_gateway.checks import Gatekeeper
 from llm_gateway.flight import FlightRegistry
 from llm_gateway.keys import KeyRing
 from llm_gateway.metrics import GatewayMetrics
@@ -19,6 +20,7 @@ from llm_gateway.observe import AccessLog, Recorder
 from llm_gateway.proxy import Proxy
 from llm_gateway.redis_client import RedisClient
 from llm_gateway.redis_guard import RedisGuard
+from llm_gateway.relay import Relay
 from llm_gateway.settings import Settings
 from llm_gateway.upstream import Upstream
 
@@ -52,10 +54,10 @@ class Services:
         flights = FlightRegistry()
         proxy = Proxy(
             settings=settings,
-            keyring=keyring,
+            gatekeeper=Gatekeeper(keyring, metrics, settings.max_messages),
             upstream=upstream,
             admitter=admitter,
-            store=store,
+            relay=Relay(upstream, admitter, store, flights, metrics),
             catalog=catalog,
             flights=flights,
             recorder=Recorder(metrics, access_log),
