@@ -26,9 +26,7 @@ def _parser() -> argparse.ArgumentParser:
         "up", help="start the local stack (foreground)", description=LOCAL_UP_HELP
     )
     which = up.add_mutually_exclusive_group()
-    which.add_argument(
-        "--stack", default="dev", help="stack name: reads Pulumi.<stack>.yaml (default: dev)"
-    )
+    which.add_argument("--stack", help="stack name: reads Pulumi.<stack>.yaml (default: dev)")
     which.add_argument("--config", type=Path, metavar="PATH", help="a Pulumi.<stack>.yaml file")
     up.add_argument(
         "--free-ports",
@@ -63,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from llm_stack.local.runner import UpOptions, run_up
 
     options = UpOptions(
-        stack=args.stack,
+        stack=args.stack or "dev",
         config_path=args.config,
         free_ports=args.free_ports,
         workdir=args.workdir,
