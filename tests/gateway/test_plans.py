@@ -16,7 +16,9 @@ DIGEST = "d" * 64
 def test_deterministic_mode_caches_only_greedy_or_seeded() -> None:
     plan = cache_plan("deterministic", Kind.GENERATE, GREEDY, {}, DIGEST)
     assert plan is not None
-    assert plan.key is not None and plan.lookup and plan.store
+    assert plan.key is not None
+    assert plan.lookup
+    assert plan.store
     sampled = {"model": "llama3.2", "prompt": "x"}
     assert cache_plan("deterministic", Kind.GENERATE, sampled, {}, DIGEST) is NO_CACHE
     assert cache_plan("all", Kind.GENERATE, sampled, {}, DIGEST) != NO_CACHE
@@ -47,7 +49,8 @@ def test_cache_control(directive: str, lookup: bool, store: bool) -> None:
 def test_latest_is_implied() -> None:
     short = cache_plan("all", Kind.GENERATE, GREEDY, {}, DIGEST)
     tagged = cache_plan("all", Kind.GENERATE, {**GREEDY, "model": "llama3.2:latest"}, {}, DIGEST)
-    assert short is not None and tagged is not None
+    assert short is not None
+    assert tagged is not None
     assert short.key == tagged.key
 
 
