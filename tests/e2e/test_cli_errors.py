@@ -136,13 +136,13 @@ def test_a_service_failing_mid_start_stops_everything_already_started(tmp_path: 
     assert "stopping everything that started" in result.stdout
 
 
-def test_sigterm_during_start_up_stops_what_started_and_exits_0(tmp_path: Path) -> None:
+def test_ctrl_c_during_start_up_stops_what_started_and_exits_0(tmp_path: Path) -> None:
     process = LocalStackProcess(tmp_path / "w").start()
     try:
         deadline = time.monotonic() + 60
         while "  redis " not in process.console() and time.monotonic() < deadline:
             time.sleep(0.02)
-        process.signal(signal.SIGTERM)
+        process.signal(signal.SIGINT)  # what Ctrl-C sends
         assert process.wait(timeout=60) == 0, process.console()
     finally:
         process.stop()

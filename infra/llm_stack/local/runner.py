@@ -121,6 +121,7 @@ class LocalRun:
         self.options = options
         self.console = console
         self.stop = threading.Event()
+        # Inherited when set, so that a caller (the tests) can find every process of the run.
         self.run_id = os.environ.get(RUN_MARKER_VARIABLE) or random_tokens.token_hex(8)
         self._outputs_lock = threading.Lock()
         self._ready = False
