@@ -7,6 +7,7 @@ with Redis caching and Prometheus scraping the gateways and the nginx exporter.
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -199,3 +200,18 @@ def test_prometheus_scrapes_every_target_and_counts_the_requests(
     poll(scraped, 30, f"Prometheus reports {requests} chat requests")
     nginx_up = stack.prometheus("query", query='nginx_up{job="nginx"}')["result"]
     assert [float(r["value"][1]) for r in nginx_up] == [1.0]
+
+
+def test_the_printed_curl_command_works_as_pasted(stack: RunningStack) -> None:
+    console = stack.process.console()
+    (command,) = [line.strip() for line in console.splitlines() if line.strip().startswith("curl ")]
+    assert f"--cacert {stack.local['caCert']}" in command
+    result = subprocess.run(
+        ["/bin/sh", "-c", command + " -sS -D /dev/stderr"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "HTTP/1.1 200" in result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["model"] == MODEL
+    assert answer["done"] is True
