@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import time
 from collections.abc import Iterator
@@ -58,6 +59,17 @@ def test_an_invalid_config_gets_the_deploys_own_message(tmp_path: Path) -> None:
     assert "llm-stack:ollama.instances: Input should be greater than or equal to 1" in result.stderr
     assert "llm-stack:edge.typo" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_workdir_holding_other_files_is_refused_and_left_alone(tmp_path: Path) -> None:
+    workdir = tmp_path / "somebody-elses"
+    workdir.mkdir(mode=0o755)
+    (workdir / "notes.txt").write_text("mine")
+    result = _run(workdir, E2E_STACK_FILE, "--free-ports", "--emulate")
+    assert result.returncode == 2
+    assert "is not empty and was not made by `llm-stack local up`" in result.stderr
+    assert [p.name for p in workdir.iterdir()] == ["notes.txt"]
+    assert stat.S_IMODE(workdir.stat().st_mode) == 0o755
 
 
 def test_invalid_yaml_is_reported_as_such(tmp_path: Path) -> None:

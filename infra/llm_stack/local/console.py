@@ -47,6 +47,11 @@ class Console:
     def ollama(self, real: RealOllama | None, probed_url: str | None, plan: LocalPlan) -> None:
         if real is not None:
             self.line(f"  Ollama: using the real Ollama {real.version} at {real.url}")
+            instances = plan.config.ollama.instances
+            if instances > 1:
+                self.line(
+                    f"  note: ollama.instances is {instances}; locally this one Ollama serves all"
+                )
             return
         why = (
             f"no Ollama answers on {probed_url}"

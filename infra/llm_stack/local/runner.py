@@ -74,10 +74,29 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
             signal.signal(sig, old)
 
 
+def claim_workdir(layout: Layout) -> None:
+    """Create the work dir, or accept an empty one or one a previous run made.
+
+    The run makes the directory private (0700) and rewrites files in it, so a directory
+    that holds anything else (`--workdir /tmp`, a home directory) is refused.
+    """
+    workdir = layout.workdir
+    if workdir.exists():
+        if not workdir.is_dir():
+            raise LocalStackError(f"work dir {workdir} is not a directory", "give a directory")
+        if any(workdir.iterdir()) and not layout.lock.exists():
+            raise LocalStackError(
+                f"work dir {workdir} is not empty and was not made by `llm-stack local up`",
+                "give a new or empty directory with --workdir DIR (it is made private and "
+                "filled with the stack's files)",
+            )
+    workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
 @contextmanager
 def workdir_lock(layout: Layout) -> Iterator[None]:
     """One run per work dir: a second one would share ports, logs and Redis data."""
-    layout.workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    claim_workdir(layout)
     handle: IO[str] = layout.lock.open("a+")
     try:
         try:
