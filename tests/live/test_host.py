@@ -61,13 +61,17 @@ def test_an_identical_request_through_the_edge_is_a_cache_hit(stack: LiveStack) 
     assert json.loads(second.body)["done"] is True
 
 
-def test_prometheus_has_every_gateway_and_the_nginx_exporter_up(stack: LiveStack) -> None:
+def test_prometheus_has_every_gateway_the_nginx_exporter_and_itself_up(stack: LiveStack) -> None:
+    expected = {
+        "llm-gateway": ["up"] * stack.gateway_count(),
+        "nginx": ["up"],
+        "prometheus": ["up"],
+    }
+
     def all_up() -> dict[str, list[str]] | None:
         by_job: dict[str, list[str]] = {}
         for target in stack.prometheus_api("targets")["activeTargets"]:
             by_job.setdefault(target["labels"]["job"], []).append(target["health"])
-        gateways_up = by_job.get("llm-gateway") == ["up"] * stack.gateway_count()
-        return by_job if gateways_up and by_job.get("nginx") == ["up"] else None
+        return by_job if all(by_job.get(job) == up for job, up in expected.items()) else None
 
-    by_job = poll(all_up, 60, "Prometheus reports the gateways and the nginx exporter up")
-    assert by_job.get("prometheus") == ["up"]
+    poll(all_up, 60, f"Prometheus reports {expected}")
