@@ -2,7 +2,8 @@
 
 The task relays the response chunk by chunk to the flight's followers, counts tokens,
 and ends the request's Redis side in one round trip (store the entry if it is
-complete, free the concurrency slot of the request that launched it).
+complete, free the concurrency slot of the request that launched it) before the
+followers' responses end.
 """
 
 from __future__ import annotations
@@ -121,11 +122,13 @@ class Relay:
         complete = is_complete(kind, form, response.status, content)
         if complete:
             self._count_tokens(flight, kind, content, model_label)
-        flight.finish(complete)
         entry = None
         if complete and plan.key is not None and plan.store:
             entry = self._store.record(plan.key, form, content, now_ms())
+        # Store before the followers' responses end: a client that asks again right
+        # after its answer, through any replica, finds the entry (read-your-writes).
         await self._admitter.settle(lease, entry)
+        flight.finish(complete)
 
     def _count_tokens(self, flight: Flight, kind: Kind, content: bytes, model: str) -> None:
         usage = flight.usage = usage_of(kind, flight.form, content)

@@ -8,9 +8,11 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+import redis
 
 from tests.support.emulator import Emulator
 from tests.support.gateway import GatewayFactory, GatewayProcess
+from tests.support.latency_proxy import latency_proxy
 from tests.support.redis_server import RedisServer
 
 GREEDY = {"temperature": 0}
@@ -231,3 +233,26 @@ def test_ttl_expiry(
         assert generate(http, stream=False, prompt="ttl").headers["x-cache"] == "HIT"
         time.sleep(1.2)
         assert generate(http, stream=False, prompt="ttl").headers["x-cache"] == "MISS"
+
+
+def test_an_answer_is_in_the_cache_before_its_client_has_it(
+    gateway_factory: GatewayFactory, emulator: Emulator, redis_server: RedisServer
+) -> None:
+    """Read-your-writes: when a client has its answer, the entry is already in Redis, so
+    asking again at once through any replica hits. The gateway reaches Redis over a
+    link with 30 ms of latency, so an answer sent before its store completed would be
+    caught by the check right after it."""
+    with latency_proxy(redis_server.port, 0.03) as slow_link:
+        gateway = gateway_factory(
+            GATEWAY_UPSTREAM_URL=emulator.url,
+            GATEWAY_REDIS_URL=f"redis://127.0.0.1:{slow_link.port}/0",
+        )
+        store = redis.Redis.from_url(redis_server.url)
+        store.flushdb()
+        with httpx.Client(timeout=30) as http:
+            for i, stream in enumerate((False, True, False, True)):
+                body = {"model": "llama3.2", "prompt": f"ryw {i}", "options": GREEDY,
+                        "stream": stream}  # fmt: skip
+                first = http.post(f"{gateway.url}/api/generate", json=body)
+                assert first.headers["x-cache"] == "MISS"
+                assert len(store.keys("llm:c1:*")) == i + 1, (i, stream)
