@@ -32,6 +32,7 @@ def serve() -> int:
     import uvicorn
 
     from llm_gateway.app import AuthConfigError, create_app, keyring_for
+    from llm_gateway.http_protocol import CoalescingHttpToolsProtocol
     from llm_gateway.settings import Settings
 
     try:
@@ -59,7 +60,7 @@ def serve() -> int:
         "host": settings.host,
         "port": settings.port,
         "loop": "uvloop",
-        "http": "httptools",
+        "http": CoalescingHttpToolsProtocol,
         "access_log": False,
         "log_level": settings.log_level,
         "timeout_graceful_shutdown": int(settings.shutdown_grace_seconds) or None,

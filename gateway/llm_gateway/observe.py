@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import IO
 
 import orjson
+from prometheus_client import Counter, Histogram
 
 from llm_gateway.metrics import NO_KEY, OTHER_MODEL, GatewayMetrics
 
@@ -85,36 +86,63 @@ class AccessLog:
             self.flush()
 
 
+@dataclass(frozen=True, slots=True)
+class _Series:
+    """The labelled series one shape of request (model, endpoint, status, cache) updates."""
+
+    requests: Counter
+    duration: Histogram
+    outcome: Counter | None  # hits, misses, coalesced or stale served, by the cache result
+    first_token: Histogram
+    upstream: Histogram
+    overhead: Histogram
+
+    @classmethod
+    def of(cls, m: GatewayMetrics, model: str, endpoint: str, status: int, cache: str) -> _Series:
+        outcome = {
+            "HIT": m.cache_hits, "MISS": m.cache_misses, "COALESCED": m.coalesced,
+            "STALE": m.stale_served,
+        }.get(cache)  # fmt: skip
+        return cls(
+            m.requests.labels(model, endpoint, str(status)),
+            m.request_duration.labels(model, endpoint, cache),
+            outcome.labels(model, endpoint) if outcome is not None else None,
+            m.time_to_first_token.labels(model, endpoint),
+            m.upstream_duration.labels(endpoint),
+            m.overhead.labels(endpoint),
+        )
+
+
 class Recorder:
     def __init__(self, metrics: GatewayMetrics, access_log: AccessLog) -> None:
         self.metrics = metrics
         self.access_log = access_log
+        # Looking series up by label values costs a few µs each, seven times a request;
+        # the shapes are few (every label is bounded), so each is looked up once.
+        self._series: dict[tuple[str, str, int, str], _Series] = {}
 
     def start(self, request_id: str, method: str, path: str, endpoint: str) -> RequestRecord:
         self.metrics.in_flight.inc()
         return RequestRecord(request_id, method, path, endpoint, time.perf_counter())
 
     def finish(self, record: RequestRecord) -> None:
-        m = self.metrics
-        m.in_flight.dec()
+        self.metrics.in_flight.dec()
         duration = time.perf_counter() - record.started
         endpoint, model, cache = record.endpoint, record.model, record.cache
-        m.requests.labels(model, endpoint, str(record.status)).inc()
-        m.request_duration.labels(model, endpoint, cache).observe(duration)
-        if cache == "HIT":
-            m.cache_hits.labels(model, endpoint).inc()
-        elif cache == "MISS":
-            m.cache_misses.labels(model, endpoint).inc()
-        elif cache == "COALESCED":
-            m.coalesced.labels(model, endpoint).inc()
-        elif cache == "STALE":
-            m.stale_served.labels(model, endpoint).inc()
+        shape = (model, endpoint, record.status, cache)
+        series = self._series.get(shape)
+        if series is None:
+            series = self._series[shape] = _Series.of(self.metrics, *shape)
+        series.requests.inc()
+        series.duration.observe(duration)
+        if series.outcome is not None:
+            series.outcome.inc()
         ttft = record.first_byte_at - record.started if record.first_byte_at else None
         if ttft is not None and record.status == 200:
-            m.time_to_first_token.labels(model, endpoint).observe(ttft)
+            series.first_token.observe(ttft)
         if record.upstream_seconds:
-            m.upstream_duration.labels(endpoint).observe(record.upstream_seconds)
-            m.overhead.labels(endpoint).observe(max(0.0, duration - record.upstream_seconds))
+            series.upstream.observe(record.upstream_seconds)
+            series.overhead.observe(max(0.0, duration - record.upstream_seconds))
         if self.access_log.enabled:
             line: dict[str, object] = {
                 "time": datetime.now(UTC).isoformat(timespec="milliseconds"),

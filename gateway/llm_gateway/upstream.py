@@ -125,6 +125,9 @@ class Upstream:
             auto_decompress=False,
             skip_auto_headers=_SKIP_AUTO_HEADERS,
             trust_env=False,
+            # One session serves every client: a cookie set on one answer must not ride
+            # along on other clients' requests (and not storing them saves work).
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
 
     async def open(

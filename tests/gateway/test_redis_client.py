@@ -48,6 +48,47 @@ async def test_pipelined_calls_keep_their_order(redis_server: RedisServer) -> No
         await client.aclose()
 
 
+async def test_commands_sent_in_one_turn_leave_in_one_write(redis_server: RedisServer) -> None:
+    client = RedisClient(redis_server.url, timeout=1.0)
+    try:
+        await client.call("DEL", "batched")
+        protocol = client._protocol
+        assert protocol is not None
+        assert protocol.transport is not None
+        transport = protocol.transport
+        writes: list[bytes] = []
+        real_write = transport.write
+
+        def counting_write(data: bytes) -> None:
+            writes.append(data)
+            real_write(data)
+
+        protocol.transport = type("T", (), {"write": staticmethod(counting_write),
+                                           "abort": transport.abort})()  # fmt: skip
+        results = await asyncio.gather(*(client.call("INCR", "batched") for _ in range(50)))
+        assert results == list(range(1, 51))
+        assert len(writes) == 1
+        assert writes[0].count(b"INCR") == 50
+    finally:
+        await client.aclose()
+
+
+async def test_a_call_on_a_closed_connection_fails_at_once(redis_server: RedisServer) -> None:
+    client = RedisClient(redis_server.url, timeout=5.0)
+    try:
+        await client.call("PING")
+        protocol = client._protocol
+        assert protocol is not None
+        protocol.fail(ConnectionError("gone"))
+        started = time.monotonic()
+        with pytest.raises(ConnectionError, match="closed"):
+            await protocol.send(["PING"], started)
+        assert time.monotonic() - started < 1.0  # not left to the watchdog
+        assert await client.call("PING") == b"PONG"  # the next call reconnects
+    finally:
+        await client.aclose()
+
+
 async def test_scripts_load_themselves_after_a_flush(redis_server: RedisServer) -> None:
     client = RedisClient(redis_server.url, timeout=1.0)
     try:
