@@ -1,9 +1,10 @@
-"""uvicorn's httptools protocol, with the writes of one event-loop turn sent as one.
+"""uvicorn's httptools protocol, with a response's head and body sent in one write.
 
 uvicorn writes a response's head and its body separately: two `send()` syscalls per
-response, and two segments the client wakes up for. Here both leave together,
-as do the head and first chunk of a stream, and chunks that arrive in the same
-turn. The cost is one pass of the event loop (microseconds) before bytes leave.
+response, and two segments the client wakes up for. Here a write is held until the
+next one (which then leaves with it, at once) or until the end of the event-loop
+turn: a whole response leaves in one write with no added delay, and a stream's
+head, waiting for its first chunk, leaves after one pass of the loop.
 """
 
 from __future__ import annotations
@@ -27,9 +28,13 @@ class CoalescingTransport:
     def write(self, data: bytes) -> None:
         if not data:
             return
-        if not self._outbox:
-            self._loop.call_soon(self.flush)
+        if self._outbox:
+            # A head waiting for its body (or a chunk for the next): both leave now.
+            self._outbox.append(data)
+            self.flush()
+            return
         self._outbox.append(data)
+        self._loop.call_soon(self.flush)
 
     def flush(self) -> None:
         if not self._outbox:

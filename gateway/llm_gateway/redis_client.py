@@ -72,9 +72,9 @@ class _Protocol(asyncio.Protocol):
         self.pending: deque[tuple[asyncio.Future[Any], float]] = deque()
         self.transport: asyncio.Transport | None = None
         self.closed = False
-        # Commands sent in one turn of the event loop leave in one write: under load
-        # many requests reach Redis in the same turn, and each write is a syscall
-        # that also wakes Redis.
+        # Under load, commands sent in one turn of the event loop leave in one write
+        # (each write is a syscall that also wakes Redis). On an idle connection a
+        # command leaves at once: waiting for the turn to end would only add latency.
         self._outbox: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -110,11 +110,16 @@ class _Protocol(asyncio.Protocol):
         if self.closed:
             future.set_exception(ConnectionError("redis connection closed"))
             return future
+        # hiredis's stub types the tuple as one element; it takes any length.
+        command = hiredis.pack_command(tuple(args))  # type: ignore[arg-type]
+        idle = not self.pending and not self._outbox
         self.pending.append((future, now))
+        if idle and self.transport is not None:
+            self.transport.write(command)
+            return future
         if not self._outbox:
             loop.call_soon(self._flush)
-        # hiredis's stub types the tuple as one element; it takes any length.
-        self._outbox.append(hiredis.pack_command(tuple(args)))  # type: ignore[arg-type]
+        self._outbox.append(command)
         return future
 
     def _flush(self) -> None:

@@ -35,17 +35,27 @@ def coalescing() -> tuple[CoalescingTransport, RecordingTransport]:
     return CoalescingTransport(real, asyncio.get_running_loop()), real  # type: ignore[arg-type]
 
 
-async def test_a_head_and_body_written_in_one_turn_leave_in_one_write() -> None:
+async def test_a_head_and_its_body_leave_in_one_write_at_once() -> None:
     transport, real = coalescing()
     transport.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
     transport.write(b"")
+    assert real.writes == []  # the head waits for its body ...
     transport.write(b"{}")
-    assert real.writes == []  # nothing leaves before the turn ends
+    assert real.writes == [b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}"]  # ... not longer
     await asyncio.sleep(0)
-    assert real.writes == [b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}"]
-    transport.write(b"next")
+    assert len(real.writes) == 1
+
+
+async def test_a_lone_write_leaves_when_the_turn_ends() -> None:
+    """A stream's head, before its first chunk: held one pass of the loop, no more."""
+    transport, real = coalescing()
+    transport.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+    assert real.writes == []
     await asyncio.sleep(0)
-    assert real.writes[1:] == [b"next"]
+    assert real.writes == [b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"]
+    transport.write(b"5\r\nfirst\r\n")
+    await asyncio.sleep(0)
+    assert real.writes[1:] == [b"5\r\nfirst\r\n"]
 
 
 async def test_close_sends_what_is_pending_first_and_abort_drops_it() -> None:
