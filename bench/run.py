@@ -227,6 +227,11 @@ async def ttfb(url: str, headers: dict[str, str], count: int) -> list[float]:
     return times
 
 
+def overhead(target: Series, direct: Series) -> Series:
+    """Round by round: what the target added to the emulator called directly."""
+    return Series([t - d for t, d in zip(target.values, direct.values, strict=True)])
+
+
 def rss_mb(pid: int) -> float:
     status = Path(f"/proc/{pid}/status").read_text()
     match = re.search(r"VmRSS:\s+(\d+) kB", status)
@@ -261,13 +266,13 @@ class Stack:
                           "--first-token-delay", str(first_token_delay)], port)  # fmt: skip
         return f"http://127.0.0.1:{port}"
 
-    def nginx(self, upstream: str) -> str:
+    def nginx(self, name: str, upstream: str) -> str:
         port = free_port()
-        run = self.workdir / "nginx"
+        run = self.workdir / name
         run.mkdir()
         conf = run / "nginx.conf"
         conf.write_text(NGINX_CONF.format(run=run, port=port, upstream=upstream.rsplit(":", 1)[1]))
-        self.start("nginx", ["nginx", "-c", str(conf), "-p", str(run)], port)
+        self.start(name, ["nginx", "-c", str(conf), "-p", str(run)], port)
         return f"http://127.0.0.1:{port}"
 
     def gateway(self, name: str, upstream: str) -> tuple[str, ManagedProcess]:
@@ -315,7 +320,7 @@ def main() -> None:
         slow = stack.emulator("emulator-slow", 0.05)
         targets = {
             "direct": (fast, {}),
-            "nginx": (stack.nginx(fast), {}),
+            "nginx": (stack.nginx("nginx", fast), {}),
             "reference": (stack.reference("reference", fast), {}),
             "llm_gateway": (
                 stack.gateway("gateway", fast)[0],
@@ -324,6 +329,8 @@ def main() -> None:
         }
         slow_targets = {
             "direct": (slow, {}),
+            # The bare proxy hop, for what one more process on the path costs here.
+            "nginx": (stack.nginx("nginx-slow", slow), {}),
             "reference": (stack.reference("reference-slow", slow), {}),
             "llm_gateway": (
                 stack.gateway("gateway-slow", slow)[0],
@@ -375,25 +382,16 @@ def main() -> None:
             for name, (url, headers) in slow_targets.items():
                 times = asyncio.run(ttfb(url, headers, args.ttfb_requests))
                 series(name, "ttfb_p50").add(statistics.median(times))
+            # The same without the 50 ms wait: every process stays warm and awake.
+            for name in slow_targets:
+                url, headers = targets[name]
+                times = asyncio.run(ttfb(url, headers, args.ttfb_requests))
+                series(name, "ttfb0_p50").add(statistics.median(times))
         direct = rows["direct"]
         for name in ("nginx", "reference", "llm_gateway"):
-            for metric in ("miss_p50", "miss_p99"):
-                overhead = [
-                    v - d
-                    for v, d in zip(rows[name][metric].values, direct[metric].values, strict=True)
-                ]
-                rows[name][f"{metric}_overhead"] = Series(overhead)
-            if (name in slow_targets or name == "nginx") and "ttfb_p50" in rows[name]:
-                rows[name]["ttfb_overhead"] = Series(
-                    [
-                        v - d
-                        for v, d in zip(
-                            rows[name]["ttfb_p50"].values,
-                            direct["ttfb_p50"].values,
-                            strict=True,
-                        )
-                    ]
-                )
+            for metric in ("miss_p50", "miss_p99", "ttfb_p50", "ttfb0_p50"):
+                if metric in rows[name]:
+                    rows[name][f"{metric}_overhead"] = overhead(rows[name][metric], direct[metric])
         report(rows, rss_mb(gateway_pid), wrk_cpu, wall, args)
     finally:
         stack.stop()
@@ -419,7 +417,9 @@ def report(
         ("hit_cpu", "CPU ms per hit (c=32)", 3),
         ("miss_cpu", "CPU ms per miss (c=16)", 3),
         ("ttfb_p50", "stream TTFB p50 ms", 2),
-        ("ttfb_overhead", "TTFB overhead p50 ms", 2),
+        ("ttfb_p50_overhead", "TTFB overhead p50 ms", 2),
+        ("ttfb0_p50", "TTFB, no wait, p50 ms", 3),
+        ("ttfb0_p50_overhead", "TTFB overhead, no wait", 3),
     ]
     names = ["direct", "nginx", "reference", "llm_gateway"]
     width = 26
@@ -434,6 +434,11 @@ def report(
         f"{args.rounds} rounds of {args.seconds} s per cell; median (min-max)."
     )
     print("Note: the reference gateway forces stream:false, so its TTFB is the whole generation.")
+    print(
+        "TTFB: new connection per request, time to the first body byte; the emulator waits "
+        '50 ms before its first token ("no wait": it answers at once, so no process on '
+        "the path goes idle between request and first token)."
+    )
     print(
         "CPU ms per request: user+system time of that column's own processes (the emulator "
         "for direct, nginx's master and workers, the gateway process) divided by requests "
