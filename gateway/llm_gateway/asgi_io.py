@@ -90,6 +90,11 @@ class Reply:
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
+# A request answered sooner than this never starts a watcher task: most misses and
+# every hit. A client that leaves earlier is still seen, as soon as the watcher starts.
+WATCH_AFTER_SECONDS = 0.02
+
+
 @contextlib.asynccontextmanager
 async def cancel_on_disconnect(receive: Receive) -> AsyncIterator[asyncio.Event]:
     """Cancel the current task when the client disconnects; the event says whether it did.
@@ -100,6 +105,7 @@ async def cancel_on_disconnect(receive: Receive) -> AsyncIterator[asyncio.Event]
     task = asyncio.current_task()
     assert task is not None
     gone = asyncio.Event()
+    loop = asyncio.get_running_loop()
 
     async def watch() -> None:
         while True:
@@ -109,7 +115,13 @@ async def cancel_on_disconnect(receive: Receive) -> AsyncIterator[asyncio.Event]
                 task.cancel()
                 return
 
-    watcher = asyncio.get_running_loop().create_task(watch())
+    watcher: asyncio.Task[None] | None = None
+
+    def start_watching() -> None:
+        nonlocal watcher
+        watcher = loop.create_task(watch())
+
+    timer = loop.call_later(WATCH_AFTER_SECONDS, start_watching)
     try:
         yield gone
     except asyncio.CancelledError:
@@ -118,4 +130,6 @@ async def cancel_on_disconnect(receive: Receive) -> AsyncIterator[asyncio.Event]
         # The client left: swallow our own cancellation, nobody is listening.
         task.uncancel()
     finally:
-        watcher.cancel()
+        timer.cancel()
+        if watcher is not None:
+            watcher.cancel()

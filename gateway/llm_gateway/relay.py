@@ -100,11 +100,13 @@ class Relay:
             return
         flight.started(response.status, response.content_type)
         try:
+            live = form is not Form.JSON
             async for chunk in response.chunks():
                 flight.publish(chunk)
-                # Let followers forward it now, before this task reads on or does its
-                # end-of-stream work: the first byte is what clients wait for.
-                await asyncio.sleep(0)
+                if live:
+                    # Let followers forward it now, before this task reads on or does
+                    # its end-of-stream work: the first byte is what clients wait for.
+                    await asyncio.sleep(0)
         except UpstreamFailure as failure:
             metrics.upstream_errors.labels(failure.reason).inc()
             flight.failure = failure

@@ -72,3 +72,22 @@ def test_disconnect_while_waiting_for_the_first_token_cancels_too(
     while emulator.stats()["cancelled"] < 1:
         assert time.monotonic() < deadline, f"upstream not cancelled: {emulator.stats()}"
         time.sleep(0.05)
+
+
+def test_a_client_leaving_at_once_still_cancels_the_upstream(
+    gateway: GatewayProcess, emulator: Emulator
+) -> None:
+    """The disconnect watcher starts only after a few ms (fast answers never need one);
+    a client gone before that is still seen when it starts."""
+    emulator.configure(first_token_delay=5)
+    body = orjson.dumps({"model": "llama3.2", "prompt": "gone at once", "stream": False})
+    with socket.create_connection(("127.0.0.1", gateway.port)) as sock:
+        sock.sendall(
+            b"POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+    deadline = time.monotonic() + 4
+    while emulator.stats()["cancelled"] < 1:
+        assert time.monotonic() < deadline, f"upstream not cancelled: {emulator.stats()}"
+        time.sleep(0.05)
