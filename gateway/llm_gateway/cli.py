@@ -47,8 +47,6 @@ def serve() -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    # One line per request comes from our access log; httpx's own would double it.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
     if settings.auth_disabled:
         log.warning(
             "\n%s\nAUTHENTICATION IS DISABLED (GATEWAY_AUTH_DISABLED=true): anyone who can\n"

@@ -4,11 +4,11 @@ Connect, first byte (headers; generous, a cold model load takes tens of seconds)
 idle between streamed chunks, and total are separate: a slow first token is normal,
 a stream that stalls mid-way is not.
 
-Why aiohttp and not httpx: on this project's reference machine one non-streamed call
-to the emulator costs 0.80 ms of CPU through httpx (httpcore transport), 0.55 ms
-through httpx on an aiohttp transport, and 0.18 ms through aiohttp directly
-(bench numbers in the README). httpx was the gateway's bottleneck on misses, so the
-upstream client is aiohttp's pooled session, behind this module's small interface.
+Why not httpx (the obvious choice) or aiohttp: on this project's reference machine
+one non-streamed call to the emulator costs 0.80 ms of CPU through httpx (httpcore
+transport), 0.55 ms through httpx on an aiohttp transport and 0.18 ms through
+aiohttp, and aiohttp was still a quarter of the gateway's CPU per miss. The client
+is `http1.Pool` (see there for what it saved), behind this module's small interface.
 """
 
 from __future__ import annotations
@@ -17,16 +17,13 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
-import aiohttp
-from yarl import URL
-
+from llm_gateway.http1 import ConnectionLost, ConnectTimeout, Pool, ProtocolError, Response
 from llm_gateway.settings import Settings
 
 # Request headers worth passing on; client keys and hop-by-hop headers are not.
 _FORWARD_REQUEST_HEADERS = ("content-type", "accept", "user-agent", "x-request-id")
-# Byte-exact relay: never ask Ollama to compress, never add a client User-Agent.
-_SKIP_AUTO_HEADERS = ("Accept-Encoding", "User-Agent")
 
 
 class UpstreamFailure(Exception):
@@ -59,16 +56,16 @@ class Timeouts:
 class UpstreamResponse:
     """An open upstream response: status and headers now, body chunks as they arrive."""
 
-    def __init__(self, response: aiohttp.ClientResponse, timeouts: Timeouts, deadline: float):
+    def __init__(self, response: Response, timeouts: Timeouts, deadline: float):
         self._response = response
         self._timeouts = timeouts
         self._deadline = deadline
-        self._finished = False
         self.status = response.status
-        self.content_type = response.headers.get("Content-Type", "application/json")
+        content_type = response.header(b"content-type")
+        self.content_type = content_type.decode("latin-1") if content_type else "application/json"
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        content = self._response.content
+        response = self._response
         idle = self._timeouts.idle
         while True:
             remaining = self._deadline - time.monotonic()
@@ -77,17 +74,14 @@ class UpstreamResponse:
             wait = min(idle, remaining)
             try:
                 async with asyncio.timeout(wait):
-                    chunk = await content.readany()
+                    chunk = await response.next_chunk()
             except TimeoutError:
                 raise UpstreamFailure(
                     "timeout", 504, f"upstream sent nothing for {wait:.0f}s"
                 ) from None
-            except aiohttp.ClientError as exc:
+            except (ConnectionLost, ProtocolError) as exc:
                 raise UpstreamFailure("stream", 502, f"upstream connection lost: {exc}") from None
             if not chunk:
-                if not content.is_eof():
-                    raise UpstreamFailure("stream", 502, "upstream connection lost")
-                self._finished = True
                 return
             yield chunk
 
@@ -95,12 +89,9 @@ class UpstreamResponse:
         return b"".join([chunk async for chunk in self.chunks()])
 
     async def aclose(self) -> None:
-        if self._finished:
-            self._response.release()  # back to the pool
-        else:
-            # Abandoned mid-way: drop the connection, so Ollama sees the client go and
-            # stops generating.
-            self._response.close()
+        # Back to the pool when complete; abandoned mid-way, the connection is dropped,
+        # so Ollama sees the client go and stops generating.
+        self._response.release()
 
 
 class Upstream:
@@ -108,26 +99,28 @@ class Upstream:
 
     def __init__(self, settings: Settings) -> None:
         self.timeouts = Timeouts.from_settings(settings)
-        self._base = settings.upstream_url
+        base = urlsplit(settings.upstream_url)
+        if base.scheme not in ("http", "https") or not base.hostname:
+            raise ValueError(f"upstream URL must be http(s)://host[:port]: {settings.upstream_url}")
+        tls = base.scheme == "https"
+        self._host = base.hostname
+        self._port = base.port or (443 if tls else 80)
+        self._tls = tls
+        self._prefix = base.path.rstrip("/")
+        default_port = self._port == (443 if tls else 80)
+        host = self._host if ":" not in self._host else f"[{self._host}]"
+        authority = host if default_port else f"{host}:{self._port}"
+        self._host_header = f"host: {authority}\r\n".encode("latin-1")
         self._max_connections = settings.upstream_max_connections
-        self._session: aiohttp.ClientSession | None = None
+        self._pool: Pool | None = None
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(
-            limit=self._max_connections, limit_per_host=0, keepalive_timeout=30, use_dns_cache=True
-        )
-        timeout = aiohttp.ClientTimeout(
-            total=None, connect=None, sock_connect=self.timeouts.connect, sock_read=None
-        )
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            timeout=timeout,
-            auto_decompress=False,
-            skip_auto_headers=_SKIP_AUTO_HEADERS,
-            trust_env=False,
-            # One session serves every client: a cookie set on one answer must not ride
-            # along on other clients' requests (and not storing them saves work).
-            cookie_jar=aiohttp.DummyCookieJar(),
+        self._pool = Pool(
+            self._host,
+            self._port,
+            tls=self._tls,
+            limit=self._max_connections,
+            connect_timeout=self.timeouts.connect,
         )
 
     async def open(
@@ -139,39 +132,38 @@ class Upstream:
         query: str = "",
     ) -> UpstreamResponse:
         """Send the request and wait for the response headers (the first byte)."""
-        session = self._session
-        if session is None:
+        pool = self._pool
+        if pool is None:
             raise RuntimeError("Upstream.start() was not called")
-        forwarded = {name: headers[name] for name in _FORWARD_REQUEST_HEADERS if name in headers}
-        try:
-            # The path is passed on as the client sent it (percent-encoding kept).
-            url = URL(
-                f"{self._base}{path}?{query}" if query else f"{self._base}{path}", encoded=True
-            )
-        except ValueError as exc:
-            raise UpstreamFailure("request", 400, f"cannot forward this request: {exc}") from None
+        # The path is passed on as the client sent it (percent-encoding kept).
+        target = f"{self._prefix}{path}?{query}" if query else f"{self._prefix}{path}"
+        if not target.startswith("/") or any(c <= " " or c == "\x7f" for c in target):
+            raise UpstreamFailure("request", 400, f"cannot forward this request path: {target!r}")
+        lines = [self._host_header]
+        for name in _FORWARD_REQUEST_HEADERS:
+            value = headers.get(name)
+            if value is not None:
+                lines.append(f"{name}: {value}\r\n".encode("latin-1", "replace"))
         started = time.monotonic()
         try:
             async with asyncio.timeout(self.timeouts.first_byte):
-                response = await session.request(
-                    method, url, data=body, headers=forwarded, allow_redirects=False
-                )
-        except aiohttp.ServerTimeoutError:  # aiohttp's own: the connect timeout
+                response = await pool.request(method, target, b"".join(lines), body or b"")
+        except ConnectTimeout:
             raise UpstreamFailure(
                 "connect", 503,
                 f"upstream did not accept a connection within {self.timeouts.connect:.0f}s",
             ) from None  # fmt: skip
-        except TimeoutError:  # ours: no response headers within the first-byte bound
+        except TimeoutError:  # no response headers within the first-byte bound
             raise UpstreamFailure(
                 "timeout", 504,
                 f"upstream sent no response within {self.timeouts.first_byte:.0f}s",
             ) from None  # fmt: skip
-        except aiohttp.ClientConnectorError as exc:
-            raise UpstreamFailure("connect", 503, f"upstream unreachable: {exc}") from None
-        except (aiohttp.ClientError, ValueError) as exc:
+        except (ConnectionLost, ProtocolError) as exc:
             raise UpstreamFailure("protocol", 502, f"upstream failed: {exc}") from None
+        except OSError as exc:  # refused, unreachable, name not resolved
+            raise UpstreamFailure("connect", 503, f"upstream unreachable: {exc}") from None
         return UpstreamResponse(response, self.timeouts, started + self.timeouts.total)
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        if self._pool is not None:
+            await self._pool.aclose()

@@ -1,53 +1,100 @@
-"""The upstream client on its own, against a small aiohttp server on loopback."""
+"""The upstream client on its own, against a scripted server on loopback."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from aiohttp import web
 from llm_gateway.settings import Settings
-from llm_gateway.upstream import Upstream
+from llm_gateway.upstream import Upstream, UpstreamFailure
 
 from tests.support.ports import free_port
 
 
 @pytest.fixture
-async def cookie_server() -> AsyncIterator[tuple[str, list[str | None]]]:
-    """Sets a cookie on every answer and notes the Cookie header of each request."""
-    seen: list[str | None] = []
+async def recording_server() -> AsyncIterator[tuple[str, list[bytes]]]:
+    """Answers every request with a cookie and notes each request's head."""
+    heads: list[bytes] = []
 
-    async def handle(request: web.Request) -> web.Response:
-        seen.append(request.headers.get("Cookie"))
-        response = web.json_response({"ok": True})
-        response.set_cookie("session", f"client-{len(seen)}")
-        return response
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next(
+                    (int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                     if line.lower().startswith(b"content-length:")),
+                    0,
+                )  # fmt: skip
+                await reader.readexactly(length)
+                heads.append(head)
+                body = b'{"ok": true}'
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                    b"set-cookie: session=client-%d\r\ncontent-length: %d\r\n\r\n%s"
+                    % (len(heads), len(body), body)
+                )
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
 
-    app = web.Application()
-    app.router.add_post("/api/generate", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
     port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    server = await asyncio.start_server(handle, "127.0.0.1", port)
     try:
-        # A host name, not an IP: cookie jars ignore cookies from IP addresses.
-        yield f"http://localhost:{port}", seen
+        yield f"http://localhost:{port}", heads
     finally:
-        await runner.cleanup()
+        server.close()
 
 
-async def test_cookies_from_one_answer_never_reach_another_request(
-    cookie_server: tuple[str, list[str | None]],
+async def test_only_the_forwarded_headers_reach_ollama_and_no_cookie_ever(
+    recording_server: tuple[str, list[bytes]],
 ) -> None:
-    """One pooled session serves every client: it must not carry state between them."""
-    url, seen = cookie_server
+    """One pooled client serves every client: no keys upstream, no state between clients."""
+    url, heads = recording_server
     upstream = Upstream(Settings(upstream_url=url))
     await upstream.start()
+    client_headers = {
+        "authorization": "Bearer llmsk-secret",
+        "x-api-key": "llmsk-secret",
+        "cookie": "session=client-1",
+        "content-type": "application/json",
+        "x-request-id": "abc-123",
+    }
     try:
         for _ in range(3):
-            response = await upstream.open("POST", "/api/generate", b"{}", {})
+            response = await upstream.open("POST", "/api/generate", b"{}", client_headers)
+            assert response.content_type == "application/json"
             assert await response.read() == b'{"ok": true}'
             await response.aclose()
     finally:
         await upstream.aclose()
-    assert seen == [None, None, None]
+    port = url.rsplit(":", 1)[1]
+    assert (
+        heads
+        == [
+            b"POST /api/generate HTTP/1.1\r\nhost: localhost:%s\r\ncontent-type: application/json"
+            b"\r\nx-request-id: abc-123\r\ncontent-length: 2\r\n\r\n" % port.encode()
+        ]
+        * 3
+    )
+
+
+async def test_a_path_that_cannot_be_forwarded_is_refused(
+    recording_server: tuple[str, list[bytes]],
+) -> None:
+    url, heads = recording_server
+    upstream = Upstream(Settings(upstream_url=url))
+    await upstream.start()
+    try:
+        with pytest.raises(UpstreamFailure) as failure:
+            await upstream.open("GET", "/api/tags x", None, {})
+        assert failure.value.status == 400
+    finally:
+        await upstream.aclose()
+    assert heads == []
+
+
+def test_the_upstream_url_must_be_http() -> None:
+    with pytest.raises(ValueError, match="http"):
+        Upstream(Settings(upstream_url="ftp://ollama:11434"))

@@ -1,0 +1,292 @@
+"""A lean HTTP/1.1 client for the one upstream: a bounded pool of keep-alive connections.
+
+Why not aiohttp, which this replaced: aiohttp's request machinery was a quarter of
+the gateway's CPU per cache miss. Measured on this project's reference machine by
+interleaved A/B runs of the whole gateway: with this client, misses/s at
+concurrency 16 +32%, CPU per miss -27%, miss latency at concurrency 1 -10%.
+It does only what talking to Ollama needs: one origin, a byte body, the response
+head at once and the body chunk by chunk as it arrives (chunked, Content-Length,
+or until close), keep-alive reuse, a bounded pool, one retry when a kept
+connection turns out closed. No redirects, cookies, proxies or compression.
+Parsing is httptools' (llhttp, the parser uvicorn uses for the other side).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections import deque
+
+import httptools
+
+# Pause reading from a connection holding this much unread body (a slow client).
+_HIGH_WATER = 1024 * 1024
+
+
+class ConnectionLost(Exception):
+    """The upstream closed or reset the connection before the response was complete."""
+
+
+class ProtocolError(Exception):
+    """The upstream sent something that is not an HTTP/1.1 response."""
+
+
+class ConnectTimeout(Exception):
+    """The upstream did not accept a connection in time."""
+
+
+class _Connection(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self._reset()
+
+    def _reset(self) -> None:
+        self._parser = httptools.HttpResponseParser(self)
+        loop = asyncio.get_running_loop()
+        self.head: asyncio.Future[None] = loop.create_future()
+        self.status = 0
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.chunks: deque[bytes] = deque()
+        self.buffered = 0
+        self.complete = False
+        self.error: Exception | None = None
+        self.received = False
+        self.keep_alive = False
+        self.until_close = True
+        self._waiter: asyncio.Future[None] | None = None
+        self._paused = False
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.received = True
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(ProtocolError(f"invalid HTTP response: {exc}"))
+            self.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.head.done() and not self.complete and self.until_close and exc is None:
+            self.on_message_complete()  # a body delimited by the end of the connection
+            return
+        if not self.complete:
+            reason = f": {exc}" if exc else ""
+            self._fail(ConnectionLost(f"upstream closed the connection{reason}"))
+
+    # httptools callbacks
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        name = name.lower()
+        if name in (b"content-length", b"transfer-encoding"):
+            self.until_close = False
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self.status = self._parser.get_status_code()
+        # Asked now: once the message is complete the parser has reset and says no.
+        self.keep_alive = self._parser.should_keep_alive()
+        if not self.head.done():
+            self.head.set_result(None)
+
+    def on_body(self, body: bytes) -> None:
+        self.chunks.append(body)
+        self.buffered += len(body)
+        if self.buffered > _HIGH_WATER and not self._paused and self.transport is not None:
+            self._paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def on_message_complete(self) -> None:
+        self.complete = True
+        self._wake()
+
+    # used by Response and Pool
+
+    def _fail(self, error: Exception) -> None:
+        self.error = error
+        if not self.head.done():
+            self.head.set_exception(error)
+            self.head.exception()  # retrieved: nobody may be waiting any more
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def next_chunk(self) -> bytes:
+        """The next piece of body; b"" at its end. Raises ConnectionLost / ProtocolError."""
+        while not self.chunks:
+            if self.complete:
+                return b""
+            if self.error is not None:
+                raise self.error
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        chunk = self.chunks.popleft()
+        self.buffered -= len(chunk)
+        if self._paused and self.buffered <= _HIGH_WATER // 4 and self.transport is not None:
+            self._paused = False
+            self.transport.resume_reading()
+        return chunk
+
+    def reusable(self) -> bool:
+        return (
+            self.complete
+            and not self.closed
+            and self.error is None
+            and not self.chunks
+            and self.keep_alive
+        )
+
+    def prepare(self) -> None:
+        """Ready for the next request on this connection."""
+        self._reset()
+
+    def abort(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+
+class Response:
+    """A response whose head has arrived; the body is read with `next_chunk`."""
+
+    __slots__ = ("_connection", "_pool", "_released", "headers", "status")
+
+    def __init__(self, pool: Pool, connection: _Connection) -> None:
+        self._pool = pool
+        self._connection = connection
+        self._released = False
+        self.status = connection.status
+        self.headers = connection.headers
+
+    def header(self, name: bytes) -> bytes | None:
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+    async def next_chunk(self) -> bytes:
+        return await self._connection.next_chunk()
+
+    @property
+    def complete(self) -> bool:
+        return self._connection.complete
+
+    def release(self) -> None:
+        """Done with it: the connection goes back to the pool if it can be reused."""
+        if not self._released:
+            self._released = True
+            self._pool.put_back(self._connection)
+
+
+class Pool:
+    """Keep-alive connections to one origin, at most `limit` open at a time."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        tls: bool = False,
+        limit: int = 256,
+        connect_timeout: float = 5.0,
+        idle_seconds: float = 30.0,
+    ) -> None:
+        self._host = host
+        self._port = port
+        self._ssl = ssl.create_default_context() if tls else None
+        self._slots = asyncio.Semaphore(limit)
+        self._connect_timeout = connect_timeout
+        self._idle_seconds = idle_seconds
+        # Idle connections, newest last, with the loop time they were put back.
+        self._idle: deque[tuple[_Connection, float]] = deque()
+        self._closed = False
+
+    async def request(self, method: str, target: str, headers: bytes, body: bytes) -> Response:
+        """Send a request (`headers`: raw header lines, CRLF-terminated) and wait for its head.
+
+        A reused connection that the upstream had already closed is replaced once: a
+        request it never read is safe to send again.
+        """
+        await self._slots.acquire()
+        try:
+            has_body = bool(body) or method in ("POST", "PUT", "PATCH")
+            length = b"content-length: %d\r\n\r\n" % len(body) if has_body else b"\r\n"
+            request_line = f"{method} {target} HTTP/1.1\r\n".encode("latin-1")
+            payload = b"".join((request_line, headers, length, body))
+            connection = self._idle_connection()
+            if connection is not None:
+                try:
+                    return await self._exchange(connection, method, payload)
+                except ConnectionLost:
+                    if connection.received:
+                        raise
+            return await self._exchange(await self._connect(), method, payload)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    async def _exchange(self, connection: _Connection, method: str, payload: bytes) -> Response:
+        assert connection.transport is not None
+        connection.transport.write(payload)
+        try:
+            await connection.head
+        except BaseException:
+            connection.abort()
+            raise
+        if method == "HEAD":
+            # The head says how long a body would be, but none follows: not reusable.
+            connection.complete = True
+            connection.closed = True
+            with contextlib.suppress(Exception):
+                assert connection.transport is not None
+                connection.transport.close()
+        return Response(self, connection)
+
+    def _idle_connection(self) -> _Connection | None:
+        now = asyncio.get_running_loop().time()
+        while self._idle:
+            connection, since = self._idle.pop()
+            if not connection.closed and now - since < self._idle_seconds:
+                return connection
+            connection.abort()
+        return None
+
+    async def _connect(self) -> _Connection:
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(self._connect_timeout):
+                _, connection = await loop.create_connection(
+                    _Connection, self._host, self._port, ssl=self._ssl
+                )
+        except TimeoutError:
+            raise ConnectTimeout(
+                f"no connection to {self._host}:{self._port} within {self._connect_timeout:g}s"
+            ) from None
+        return connection
+
+    def put_back(self, connection: _Connection) -> None:
+        self._slots.release()
+        if connection.reusable() and not self._closed:
+            connection.prepare()
+            self._idle.append((connection, asyncio.get_running_loop().time()))
+        else:
+            connection.abort()
+
+    async def aclose(self) -> None:
+        self._closed = True
+        while self._idle:
+            connection, _ = self._idle.pop()
+            connection.abort()

@@ -1,0 +1,239 @@
+"""The gateway's HTTP/1.1 client against scripted servers on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import pytest
+from llm_gateway.http1 import ConnectionLost, Pool, ProtocolError
+
+from tests.support.ports import free_port
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+HEADERS = b"host: test\r\ncontent-type: application/json\r\n"
+
+
+class Server:
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.connections = 0
+
+
+@asynccontextmanager
+async def serve(handler: Handler) -> AsyncIterator[Server]:
+    """A server that runs `handler` on each connection, counting connections."""
+    server = Server(free_port())
+
+    async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        server.connections += 1
+        try:
+            await handler(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    listener = await asyncio.start_server(on_connection, "127.0.0.1", server.port)
+    try:
+        yield server
+    finally:
+        listener.close()
+
+
+async def read_request(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":")[1])
+    return head, await reader.readexactly(length)
+
+
+def answer(body: bytes, extra: bytes = b"") -> bytes:
+    return b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n%s\r\n%s" % (len(body), extra, body)
+
+
+async def read_all(pool: Pool, method: str = "POST", body: bytes = b"{}") -> tuple[int, bytes]:
+    response = await pool.request(method, "/api/generate", HEADERS, body)
+    chunks = []
+    while chunk := await response.next_chunk():
+        chunks.append(chunk)
+    response.release()
+    return response.status, b"".join(chunks)
+
+
+async def test_keep_alive_connections_are_reused_and_requests_arrive_whole() -> None:
+    seen: list[bytes] = []
+
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            head, body = await read_request(reader)
+            seen.append(head + body)
+            writer.write(answer(body))
+
+    async with serve(echo) as server:
+        pool = Pool("127.0.0.1", server.port)
+        for i in range(5):
+            assert await read_all(pool, body=b'{"n": %d}' % i) == (200, b'{"n": %d}' % i)
+        await pool.aclose()
+    assert server.connections == 1
+    assert seen[0].startswith(b"POST /api/generate HTTP/1.1\r\nhost: test\r\n")
+    assert b"content-length: 8\r\n\r\n" in seen[0]
+
+
+async def test_chunks_arrive_while_the_server_is_still_sending() -> None:
+    go_on = asyncio.Event()
+
+    async def stream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+        await go_on.wait()
+        writer.write(b"6\r\nsecond\r\n0\r\n\r\n")
+        await reader.read()
+
+    async with serve(stream) as server:
+        pool = Pool("127.0.0.1", server.port)
+        response = await pool.request("POST", "/api/generate", HEADERS, b"{}")
+        assert await response.next_chunk() == b"first"  # before the server sent more
+        go_on.set()
+        assert await response.next_chunk() == b"second"
+        assert await response.next_chunk() == b""
+        assert response.complete
+        response.release()
+        await pool.aclose()
+
+
+async def test_a_body_ended_by_closing_the_connection_is_complete_and_not_reused() -> None:
+    async def until_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\n\r\nall of it")
+        await writer.drain()
+
+    async with serve(until_close) as server:
+        pool = Pool("127.0.0.1", server.port)
+        assert await read_all(pool) == (200, b"all of it")
+        assert await read_all(pool) == (200, b"all of it")
+        await pool.aclose()
+    assert server.connections == 2
+
+
+async def test_a_kept_connection_the_server_dropped_is_replaced_once() -> None:
+    async def one_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(answer(b"ok"))  # keep-alive by default, then closed anyway
+        await writer.drain()
+
+    async with serve(one_answer) as server:
+        pool = Pool("127.0.0.1", server.port)
+        assert await read_all(pool) == (200, b"ok")
+        await asyncio.sleep(0.05)  # the close has reached the client
+        assert await read_all(pool) == (200, b"ok")
+        await pool.aclose()
+    assert server.connections == 2
+
+
+async def test_connection_close_from_the_server_is_honoured() -> None:
+    async def closing(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await read_request(reader)
+            writer.write(answer(b"ok", b"connection: close\r\n"))
+
+    async with serve(closing) as server:
+        pool = Pool("127.0.0.1", server.port)
+        for _ in range(3):
+            assert await read_all(pool) == (200, b"ok")
+        await pool.aclose()
+    assert server.connections == 3
+
+
+async def test_a_connection_lost_mid_body_is_an_error_not_an_end() -> None:
+    async def cut(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly part")
+        await writer.drain()
+
+    async with serve(cut) as server:
+        pool = Pool("127.0.0.1", server.port)
+        response = await pool.request("POST", "/api/generate", HEADERS, b"{}")
+        assert await response.next_chunk() == b"only part"
+        with pytest.raises(ConnectionLost):
+            await response.next_chunk()
+        response.release()
+        await pool.aclose()
+
+
+async def test_garbage_is_a_protocol_error() -> None:
+    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"SSH-2.0-OpenSSH_9.2\r\n\r\n")
+        await reader.read()
+
+    async with serve(garbage) as server:
+        pool = Pool("127.0.0.1", server.port)
+        with pytest.raises(ProtocolError):
+            await pool.request("POST", "/api/generate", HEADERS, b"{}")
+        await pool.aclose()
+
+
+async def test_nobody_listening_is_an_os_error() -> None:
+    pool = Pool("127.0.0.1", free_port())
+    with pytest.raises(OSError):  # noqa: PT011 - refused, whatever the errno's name
+        await pool.request("GET", "/", HEADERS, b"")
+
+
+async def test_head_has_no_body_and_the_next_request_still_works() -> None:
+    async def with_head(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            head, _ = await read_request(reader)
+            if head.startswith(b"HEAD"):
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 17\r\n\r\n")
+            else:
+                writer.write(answer(b"Ollama is running"))
+
+    async with serve(with_head) as server:
+        pool = Pool("127.0.0.1", server.port)
+        assert await read_all(pool, "HEAD", b"") == (200, b"")
+        assert await read_all(pool, "GET", b"") == (200, b"Ollama is running")
+        await pool.aclose()
+
+
+async def test_an_abandoned_response_drops_its_connection() -> None:
+    closed = asyncio.Event()
+
+    async def long(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+        await reader.read()  # returns when the client drops the connection
+        closed.set()
+
+    async with serve(long) as server:
+        pool = Pool("127.0.0.1", server.port)
+        response = await pool.request("POST", "/api/generate", HEADERS, b"{}")
+        assert await response.next_chunk() == b"first"
+        response.release()
+        await asyncio.wait_for(closed.wait(), 2)
+        await pool.aclose()
+
+
+async def test_the_pool_never_opens_more_than_its_limit() -> None:
+    release = asyncio.Event()
+
+    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await read_request(reader)
+            await release.wait()
+            writer.write(answer(b"ok"))
+
+    async with serve(slow) as server:
+        pool = Pool("127.0.0.1", server.port, limit=1)
+        first = asyncio.ensure_future(read_all(pool))
+        second = asyncio.ensure_future(read_all(pool))
+        await asyncio.sleep(0.1)
+        assert server.connections == 1  # the second waits for the first's connection
+        release.set()
+        assert await first == (200, b"ok")
+        assert await second == (200, b"ok")
+        await pool.aclose()
+    assert server.connections == 1
