@@ -14,7 +14,6 @@ Parsing is httptools' (llhttp, the parser uvicorn uses for the other side).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ssl
 from collections import deque
 
@@ -40,9 +39,10 @@ class _Connection(asyncio.Protocol):
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.closed = False
-        self._reset()
+        self.prepare()
 
-    def _reset(self) -> None:
+    def prepare(self) -> None:
+        """Ready for a (next) request on this connection."""
         self._parser = httptools.HttpResponseParser(self)
         loop = asyncio.get_running_loop()
         self.head: asyncio.Future[None] = loop.create_future()
@@ -149,10 +149,6 @@ class _Connection(asyncio.Protocol):
             and self.keep_alive
         )
 
-    def prepare(self) -> None:
-        """Ready for the next request on this connection."""
-        self._reset()
-
     def abort(self) -> None:
         self.closed = True
         if self.transport is not None:
@@ -247,12 +243,10 @@ class Pool:
             connection.abort()
             raise
         if method == "HEAD":
-            # The head says how long a body would be, but none follows: not reusable.
+            # The head says how long a body would be, but none follows; the parser
+            # would wait for it, so the connection is dropped on release.
             connection.complete = True
-            connection.closed = True
-            with contextlib.suppress(Exception):
-                assert connection.transport is not None
-                connection.transport.close()
+            connection.keep_alive = False
         return Response(self, connection)
 
     def _idle_connection(self) -> _Connection | None:

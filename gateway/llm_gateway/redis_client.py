@@ -112,7 +112,7 @@ class _Protocol(asyncio.Protocol):
             return future
         # hiredis's stub types the tuple as one element; it takes any length.
         command = hiredis.pack_command(tuple(args))  # type: ignore[arg-type]
-        idle = not self.pending and not self._outbox
+        idle = not self.pending  # (commands in the outbox are pending too)
         self.pending.append((future, now))
         if idle and self.transport is not None:
             self.transport.write(command)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -77,6 +78,10 @@ class Settings(BaseSettings):
     def _http_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
             raise ValueError("GATEWAY_UPSTREAM_URL must start with http:// or https://")
+        url = urlsplit(value)
+        if not url.hostname:
+            raise ValueError("GATEWAY_UPSTREAM_URL names no host")
+        url.port  # noqa: B018 - raises ValueError on a port that is not one
         return value.rstrip("/")
 
     @field_validator("redis_url")

@@ -14,6 +14,7 @@ is `http1.Pool` (see there for what it saved), behind this module's small interf
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from urllib.parse import urlsplit
 from llm_gateway.http1 import ConnectionLost, ConnectTimeout, Pool, ProtocolError, Response
 from llm_gateway.settings import Settings
 
+# Bytes a request target cannot carry on the wire (controls, space, DEL).
+_UNSENDABLE = re.compile(r"[\x00-\x20\x7f]")
 # Request headers worth passing on; client keys and hop-by-hop headers are not.
 _FORWARD_REQUEST_HEADERS = ("content-type", "accept", "user-agent", "x-request-id")
 
@@ -99,11 +102,10 @@ class Upstream:
 
     def __init__(self, settings: Settings) -> None:
         self.timeouts = Timeouts.from_settings(settings)
+        # Settings has checked the URL: http(s), a host, a valid port.
         base = urlsplit(settings.upstream_url)
-        if base.scheme not in ("http", "https") or not base.hostname:
-            raise ValueError(f"upstream URL must be http(s)://host[:port]: {settings.upstream_url}")
         tls = base.scheme == "https"
-        self._host = base.hostname
+        self._host = base.hostname or ""
         self._port = base.port or (443 if tls else 80)
         self._tls = tls
         self._prefix = base.path.rstrip("/")
@@ -137,7 +139,7 @@ class Upstream:
             raise RuntimeError("Upstream.start() was not called")
         # The path is passed on as the client sent it (percent-encoding kept).
         target = f"{self._prefix}{path}?{query}" if query else f"{self._prefix}{path}"
-        if not target.startswith("/") or any(c <= " " or c == "\x7f" for c in target):
+        if not target.startswith("/") or _UNSENDABLE.search(target):
             raise UpstreamFailure("request", 400, f"cannot forward this request path: {target!r}")
         lines = [self._host_header]
         for name in _FORWARD_REQUEST_HEADERS:

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 from llm_gateway.settings import Settings
 from llm_gateway.upstream import Upstream, UpstreamFailure
+from pydantic import ValidationError
 
 from tests.support.ports import free_port
 
@@ -95,6 +96,11 @@ async def test_a_path_that_cannot_be_forwarded_is_refused(
     assert heads == []
 
 
-def test_the_upstream_url_must_be_http() -> None:
-    with pytest.raises(ValueError, match="http"):
-        Upstream(Settings(upstream_url="ftp://ollama:11434"))
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [("ftp://ollama:11434", "http:// or https://"), ("http://", "no host"),
+     ("http://ollama:99999", "[Pp]ort")],
+)  # fmt: skip
+def test_an_upstream_url_the_client_cannot_use_is_refused_at_start(url: str, problem: str) -> None:
+    with pytest.raises(ValidationError, match=problem):
+        Settings(upstream_url=url)
