@@ -119,7 +119,7 @@ async def test_a_body_ended_by_closing_the_connection_is_complete_and_not_reused
     assert server.connections == 2
 
 
-async def test_a_kept_connection_the_server_dropped_is_replaced_once() -> None:
+async def test_a_kept_connection_known_to_be_closed_is_not_used() -> None:
     async def one_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
         writer.write(answer(b"ok"))  # keep-alive by default, then closed anyway
@@ -132,6 +132,47 @@ async def test_a_kept_connection_the_server_dropped_is_replaced_once() -> None:
         assert await read_all(pool) == (200, b"ok")
         await pool.aclose()
     assert server.connections == 2
+
+
+async def test_a_request_on_a_kept_connection_closed_unanswered_is_sent_again_once() -> None:
+    """The server reads the second request on the kept connection and closes it without
+    a byte of answer (an idle timeout racing the request): it goes again on a new one."""
+    requests: list[bytes] = []
+
+    async def answers_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        _, body = await read_request(reader)
+        requests.append(body)
+        writer.write(answer(body))
+        _, body = await read_request(reader)
+        requests.append(body)  # read, never answered: the connection just closes
+
+    async with serve(answers_once) as server:
+        pool = Pool("127.0.0.1", server.port)
+        assert await read_all(pool, body=b"1") == (200, b"1")
+        assert await read_all(pool, body=b"2") == (200, b"2")
+        await pool.aclose()
+    assert requests == [b"1", b"2", b"2"]
+    assert server.connections == 2
+
+
+async def test_a_kept_connection_closed_after_part_of_an_answer_is_not_retried() -> None:
+    """Bytes of an answer came back, so the request was handled: sending it again could
+    run a generation twice."""
+
+    async def half(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(answer(b"ok"))
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncont")
+        await writer.drain()
+
+    async with serve(half) as server:
+        pool = Pool("127.0.0.1", server.port)
+        assert await read_all(pool) == (200, b"ok")
+        with pytest.raises(ConnectionLost):
+            await pool.request("POST", "/api/generate", HEADERS, b"{}")
+        await pool.aclose()
+    assert server.connections == 1
 
 
 async def test_connection_close_from_the_server_is_honoured() -> None:
