@@ -14,6 +14,19 @@ from tests.support.gateway import GatewayProcess
 GREEDY = {"temperature": 0}
 
 
+def raw_generate(body: bytes) -> bytes:
+    """A POST /api/generate for a raw socket, which can leave without closing politely."""
+    head = b"POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    return head + f"Content-Length: {len(body)}\r\n\r\n".encode() + body
+
+
+def wait_for_a_cancelled_upstream_call(emulator: Emulator, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while emulator.stats()["cancelled"] < 1:
+        assert time.monotonic() < deadline, f"upstream not cancelled: {emulator.stats()}"
+        time.sleep(0.05)
+
+
 def test_first_token_arrives_while_the_upstream_is_still_generating(
     client: httpx.Client, emulator: Emulator
 ) -> None:
@@ -40,16 +53,9 @@ def test_client_disconnect_cancels_the_upstream_and_stores_nothing(
     emulator.configure(tokens=40, token_delay=0.1)
     body = orjson.dumps({"model": "llama3.2", "prompt": "abandon me", "options": GREEDY})
     with socket.create_connection(("127.0.0.1", gateway.port)) as sock:
-        sock.sendall(
-            b"POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            + f"Content-Length: {len(body)}\r\n\r\n".encode()
-            + body
-        )
+        sock.sendall(raw_generate(body))
         assert b"200 OK" in sock.recv(4096)  # headers and the first chunk(s)
-    deadline = time.monotonic() + 5
-    while emulator.stats()["cancelled"] < 1:
-        assert time.monotonic() < deadline, f"upstream not cancelled: {emulator.stats()}"
-        time.sleep(0.05)
+    wait_for_a_cancelled_upstream_call(emulator, 5)
     emulator.configure(tokens=4, token_delay=0)
     again = client.post("/api/generate", json={"model": "llama3.2", "prompt": "abandon me",
                                                 "options": GREEDY})  # fmt: skip
@@ -62,16 +68,9 @@ def test_disconnect_while_waiting_for_the_first_token_cancels_too(
     emulator.configure(first_token_delay=5)
     body = orjson.dumps({"model": "llama3.2", "prompt": "slow start", "stream": False})
     with socket.create_connection(("127.0.0.1", gateway.port)) as sock:
-        sock.sendall(
-            b"POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            + f"Content-Length: {len(body)}\r\n\r\n".encode()
-            + body
-        )
+        sock.sendall(raw_generate(body))
         time.sleep(0.3)
-    deadline = time.monotonic() + 4
-    while emulator.stats()["cancelled"] < 1:
-        assert time.monotonic() < deadline, f"upstream not cancelled: {emulator.stats()}"
-        time.sleep(0.05)
+    wait_for_a_cancelled_upstream_call(emulator, 4)
 
 
 def test_a_client_leaving_at_once_still_cancels_the_upstream(
@@ -82,12 +81,5 @@ def test_a_client_leaving_at_once_still_cancels_the_upstream(
     emulator.configure(first_token_delay=5)
     body = orjson.dumps({"model": "llama3.2", "prompt": "gone at once", "stream": False})
     with socket.create_connection(("127.0.0.1", gateway.port)) as sock:
-        sock.sendall(
-            b"POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            + f"Content-Length: {len(body)}\r\n\r\n".encode()
-            + body
-        )
-    deadline = time.monotonic() + 4
-    while emulator.stats()["cancelled"] < 1:
-        assert time.monotonic() < deadline, f"upstream not cancelled: {emulator.stats()}"
-        time.sleep(0.05)
+        sock.sendall(raw_generate(body))
+    wait_for_a_cancelled_upstream_call(emulator, 4)
