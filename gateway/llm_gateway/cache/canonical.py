@@ -63,9 +63,13 @@ OLLAMA_DEFAULT_OPTIONS: Mapping[str, Any] = {
 _OPENAI_DEFAULTS: Mapping[str, Any] = {"temperature": 1, "top_p": 1}
 
 
+# orjson writes integers of at most 64 bits; a float past that stays a float.
+_INT_RANGE = (-(2**63), 2**64)
+
+
 def _number(value: Any) -> Any:
     # 1 and 1.0 mean the same to Ollama; bools are ints to Python but not to Ollama.
-    if isinstance(value, float) and value.is_integer():
+    if isinstance(value, float) and value.is_integer() and _INT_RANGE[0] <= value < _INT_RANGE[1]:
         return int(value)
     return value
 

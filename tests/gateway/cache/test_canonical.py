@@ -193,3 +193,37 @@ def test_deterministic(kind: Kind, body: dict[str, Any], expected: bool) -> None
 )
 def test_load_only_requests(kind: Kind, body: dict[str, Any], expected: bool) -> None:
     assert is_load_only(kind, body) is expected
+
+
+def test_integral_floats_past_64_bits_stay_floats_and_stay_apart() -> None:
+    # orjson reads a JSON integer past 64 bits as a float; the key must not choke on it.
+    huge = {"model": "llama3.2", "prompt": "hi", "options": {"seed": 1233e77, "": -1e30}}
+    assert key(huge) != key({**huge, "options": {"seed": 1234e77, "": -1e30}})
+    assert key({"model": "m", "options": {"seed": 2.0**63}}) == key(
+        {"model": "m", "options": {"seed": 2**63}}
+    )
+
+
+# Past-64-bit integers as orjson reads them (floats) are the leaves most likely to break.
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20)
+    | st.integers(min_value=18, max_value=300).map(lambda e: float(-(10**e) if e % 2 else 10**e)),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=20,
+)  # fmt: skip
+FIELDS = ["model", "prompt", "messages", "options", "images", "input", "stop", "max_tokens",
+          "temperature", "seed", "top_p", "think", "format", "tools",
+          "encoding_format"]  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(kind=st.sampled_from(list(Kind)), body=st.dictionaries(st.sampled_from(FIELDS), json_values))
+def test_any_json_body_gets_a_stable_key(kind: Kind, body: dict[str, Any]) -> None:
+    # Whatever JSON a client sends, the key is computed (the gateway never fails on it)
+    # and the same for the same body.
+    first = cache_key(kind, "m", DIGEST, body)
+    assert first == cache_key(kind, "m", DIGEST, copy.deepcopy(body))
+    is_deterministic(kind, body)
+    is_load_only(kind, body)
