@@ -7,7 +7,10 @@ concurrency 16 +32%, CPU per miss -27%, miss latency at concurrency 1 -10%.
 It does only what talking to Ollama needs: one origin, a byte body, the response
 head at once and the body chunk by chunk as it arrives (chunked, Content-Length,
 or until close), keep-alive reuse, a bounded pool, one retry when a kept
-connection turns out closed. No redirects, cookies, proxies or compression.
+connection turns out closed, and the response's time bounds (first byte, idle,
+total) kept by one lazily re-armed timer per exchange: a streamed token costs a
+timestamp, not a timer (`asyncio.timeout` around each read cost 4.4 µs per chunk
+here). No redirects, cookies, proxies or compression.
 Parsing is httptools' (llhttp, the parser uvicorn uses for the other side).
 """
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
+from dataclasses import dataclass
 
 import httptools
 
@@ -35,16 +39,39 @@ class ConnectTimeout(Exception):
     """The upstream did not accept a connection in time."""
 
 
+class ResponseTimeout(Exception):
+    """A bound of the response passed: `phase` is "first_byte", "idle" or "total"."""
+
+    def __init__(self, phase: str) -> None:
+        super().__init__(f"upstream response {phase} timeout")
+        self.phase = phase
+
+
+@dataclass(frozen=True, slots=True)
+class Bounds:
+    """Seconds: to the response head, between body bytes, and for the whole response."""
+
+    first_byte: float
+    idle: float
+    total: float
+
+
+# A bound that is due within this much is treated as passed (timers fire a little early).
+_TIMER_SLACK = 0.001
+
+
 class _Connection(asyncio.Protocol):
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.closed = False
+        self._timer: asyncio.TimerHandle | None = None
         self.prepare()
 
     def prepare(self) -> None:
         """Ready for a (next) request on this connection."""
+        self.unwatch()
         self._parser = httptools.HttpResponseParser(self)
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         self.head: asyncio.Future[None] = loop.create_future()
         self.status = 0
         self.headers: list[tuple[bytes, bytes]] = []
@@ -57,6 +84,8 @@ class _Connection(asyncio.Protocol):
         self.until_close = True
         self._waiter: asyncio.Future[None] | None = None
         self._paused = False
+        self._bounds: Bounds | None = None
+        self._head_by = self._end_by = self._last_data = 0.0
 
     # asyncio.Protocol
 
@@ -65,6 +94,8 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.received = True
+        if self._timer is not None:
+            self._last_data = self._loop.time()
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -94,6 +125,11 @@ class _Connection(asyncio.Protocol):
         self.keep_alive = self._parser.should_keep_alive()
         if not self.head.done():
             self.head.set_result(None)
+        if self._timer is not None and self._bounds is not None:
+            # From the head on, the idle bound applies (sooner than the first-byte one).
+            self._timer.cancel()
+            due = min(self._last_data + self._bounds.idle, self._end_by)
+            self._timer = self._loop.call_at(due, self._check)
 
     def on_body(self, body: bytes) -> None:
         self.chunks.append(body)
@@ -105,12 +141,51 @@ class _Connection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         self.complete = True
+        self.unwatch()
         self._wake()
+
+    # time bounds
+
+    def watch(self, bounds: Bounds) -> None:
+        """Fail the response when one of `bounds` passes (from now: the request is sent)."""
+        now = self._loop.time()
+        self._bounds = bounds
+        self._head_by = now + bounds.first_byte
+        self._end_by = now + bounds.total
+        self._last_data = now
+        self._timer = self._loop.call_at(min(self._head_by, self._end_by), self._check)
+
+    def unwatch(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _check(self) -> None:
+        # Fired at the earliest bound that could have passed; data that came since
+        # moved the idle bound on, so this re-arms for it instead of failing.
+        self._timer = None
+        bounds = self._bounds
+        if bounds is None or self.complete or self.error is not None:
+            return
+        now = self._loop.time()
+        if not self.head.done():
+            phase, due = "first_byte", self._head_by
+        else:
+            # Reading paused by us (a slow reader) is not the upstream going quiet.
+            phase, due = "idle", (now if self._paused else self._last_data) + bounds.idle
+        if self._end_by <= due:
+            phase, due = "total", self._end_by
+        if now + _TIMER_SLACK >= due:
+            self._fail(ResponseTimeout(phase))
+            self.abort()
+        else:
+            self._timer = self._loop.call_at(due, self._check)
 
     # used by Response and Pool
 
     def _fail(self, error: Exception) -> None:
         self.error = error
+        self.unwatch()
         if not self.head.done():
             self.head.set_exception(error)
             self.head.exception()  # retrieved: nobody may be waiting any more
@@ -151,6 +226,7 @@ class _Connection(asyncio.Protocol):
 
     def abort(self) -> None:
         self.closed = True
+        self.unwatch()
         if self.transport is not None:
             self.transport.abort()
 
@@ -199,6 +275,7 @@ class Pool:
         limit: int = 256,
         connect_timeout: float = 5.0,
         idle_seconds: float = 30.0,
+        bounds: Bounds | None = None,
     ) -> None:
         self._host = host
         self._port = port
@@ -206,6 +283,7 @@ class Pool:
         self._slots = asyncio.Semaphore(limit)
         self._connect_timeout = connect_timeout
         self._idle_seconds = idle_seconds
+        self._bounds = bounds
         # Idle connections, newest last, with the loop time they were put back.
         self._idle: deque[tuple[_Connection, float]] = deque()
         self._closed = False
@@ -237,6 +315,8 @@ class Pool:
     async def _exchange(self, connection: _Connection, method: str, payload: bytes) -> Response:
         assert connection.transport is not None
         connection.transport.write(payload)
+        if self._bounds is not None:
+            connection.watch(self._bounds)
         try:
             await connection.head
         except BaseException:
@@ -247,6 +327,7 @@ class Pool:
             # would wait for it, so the connection is dropped on release.
             connection.complete = True
             connection.keep_alive = False
+            connection.unwatch()
         return Response(self, connection)
 
     def _idle_connection(self) -> _Connection | None:

@@ -13,14 +13,20 @@ is `http1.Pool` (see there for what it saved), behind this module's small interf
 
 from __future__ import annotations
 
-import asyncio
 import re
-import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from llm_gateway.http1 import ConnectionLost, ConnectTimeout, Pool, ProtocolError, Response
+from llm_gateway.http1 import (
+    Bounds,
+    ConnectionLost,
+    ConnectTimeout,
+    Pool,
+    ProtocolError,
+    Response,
+    ResponseTimeout,
+)
 from llm_gateway.settings import Settings
 
 # Bytes a request target cannot carry on the wire (controls, space, DEL).
@@ -56,32 +62,34 @@ class Timeouts:
         )
 
 
+def _timed_out(timeout: ResponseTimeout, timeouts: Timeouts) -> UpstreamFailure:
+    if timeout.phase == "first_byte":
+        message = f"upstream sent no response within {timeouts.first_byte:g}s"
+    elif timeout.phase == "idle":
+        message = f"upstream sent nothing for {timeouts.idle:g}s"
+    else:
+        message = f"upstream exceeded the total time limit ({timeouts.total:g}s)"
+    return UpstreamFailure("timeout", 504, message)
+
+
 class UpstreamResponse:
     """An open upstream response: status and headers now, body chunks as they arrive."""
 
-    def __init__(self, response: Response, timeouts: Timeouts, deadline: float):
+    def __init__(self, response: Response, timeouts: Timeouts):
         self._response = response
         self._timeouts = timeouts
-        self._deadline = deadline
         self.status = response.status
         content_type = response.header(b"content-type")
         self.content_type = content_type.decode("latin-1") if content_type else "application/json"
 
     async def chunks(self) -> AsyncIterator[bytes]:
+        # The idle and total bounds are the connection's (http1.Bounds).
         response = self._response
-        idle = self._timeouts.idle
         while True:
-            remaining = self._deadline - time.monotonic()
-            if remaining <= 0:
-                raise UpstreamFailure("timeout", 504, "upstream exceeded the total time limit")
-            wait = min(idle, remaining)
             try:
-                async with asyncio.timeout(wait):
-                    chunk = await response.next_chunk()
-            except TimeoutError:
-                raise UpstreamFailure(
-                    "timeout", 504, f"upstream sent nothing for {wait:.0f}s"
-                ) from None
+                chunk = await response.next_chunk()
+            except ResponseTimeout as timeout:
+                raise _timed_out(timeout, self._timeouts) from None
             except (ConnectionLost, ProtocolError) as exc:
                 raise UpstreamFailure("stream", 502, f"upstream connection lost: {exc}") from None
             if not chunk:
@@ -123,6 +131,7 @@ class Upstream:
             tls=self._tls,
             limit=self._max_connections,
             connect_timeout=self.timeouts.connect,
+            bounds=Bounds(self.timeouts.first_byte, self.timeouts.idle, self.timeouts.total),
         )
 
     async def open(
@@ -146,25 +155,20 @@ class Upstream:
             value = headers.get(name)
             if value is not None:
                 lines.append(f"{name}: {value}\r\n".encode("latin-1", "replace"))
-        started = time.monotonic()
         try:
-            async with asyncio.timeout(self.timeouts.first_byte):
-                response = await pool.request(method, target, b"".join(lines), body or b"")
+            response = await pool.request(method, target, b"".join(lines), body or b"")
         except ConnectTimeout:
             raise UpstreamFailure(
                 "connect", 503,
-                f"upstream did not accept a connection within {self.timeouts.connect:.0f}s",
+                f"upstream did not accept a connection within {self.timeouts.connect:g}s",
             ) from None  # fmt: skip
-        except TimeoutError:  # no response headers within the first-byte bound
-            raise UpstreamFailure(
-                "timeout", 504,
-                f"upstream sent no response within {self.timeouts.first_byte:.0f}s",
-            ) from None  # fmt: skip
+        except ResponseTimeout as timeout:  # no response head within its bound
+            raise _timed_out(timeout, self.timeouts) from None
         except (ConnectionLost, ProtocolError) as exc:
             raise UpstreamFailure("protocol", 502, f"upstream failed: {exc}") from None
         except OSError as exc:  # refused, unreachable, name not resolved
             raise UpstreamFailure("connect", 503, f"upstream unreachable: {exc}") from None
-        return UpstreamResponse(response, self.timeouts, started + self.timeouts.total)
+        return UpstreamResponse(response, self.timeouts)
 
     async def aclose(self) -> None:
         if self._pool is not None:

@@ -189,3 +189,28 @@ def test_sigterm_lets_the_stream_finish_then_exits_0(
     proc = gateway.process.proc
     assert proc is not None
     assert proc.wait(10) == 0
+
+
+def test_a_stream_that_keeps_coming_is_still_cut_at_the_total_bound(
+    gateway_factory: GatewayFactory, emulator: Emulator, redis_server: RedisServer
+) -> None:
+    gateway = gateway_factory(
+        GATEWAY_UPSTREAM_URL=emulator.url,
+        GATEWAY_REDIS_URL=redis_server.url,
+        GATEWAY_FIRST_BYTE_TIMEOUT_SECONDS="1",
+        GATEWAY_IDLE_TIMEOUT_SECONDS="1",
+        GATEWAY_TOTAL_TIMEOUT_SECONDS="1.5",
+    )
+    # 40 tokens 0.1 s apart: never idle for a second, but 4 s in all.
+    emulator.configure(tokens=40, token_delay=0.1)
+    body = {"model": "llama3.2", "prompt": "long", "options": GREEDY}
+    started = time.monotonic()
+    cut = httpx.post(f"{gateway.url}/api/generate", json=body, timeout=30)
+    assert cut.status_code == 200
+    assert time.monotonic() - started < 3
+    lines = [orjson.loads(line) for line in cut.content.splitlines()]
+    assert "total time limit (1.5s)" in lines[-1]["error"]
+    assert 5 <= len(lines) - 1 < 40  # tokens relayed until the cut
+    again = httpx.post(f"{gateway.url}/api/generate", json=body, timeout=30)
+    assert again.headers["x-cache"] == "MISS"  # the cut answer was not cached
+    assert metric_value(gateway.metrics(), "llm_upstream_errors_total", reason="timeout") >= 1

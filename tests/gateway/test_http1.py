@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import pytest
-from llm_gateway.http1 import ConnectionLost, Pool, ProtocolError
+from llm_gateway.http1 import Bounds, ConnectionLost, Pool, ProtocolError, ResponseTimeout
 
 from tests.support.ports import free_port
 
@@ -276,5 +276,84 @@ async def test_the_pool_never_opens_more_than_its_limit() -> None:
         release.set()
         assert await first == (200, b"ok")
         assert await second == (200, b"ok")
+        await pool.aclose()
+    assert server.connections == 1
+
+
+def trickle(every: float, count: int) -> Handler:
+    """A chunked answer whose head comes at once and then one chunk every `every` s."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await read_request(reader)
+            writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+            for _ in range(count):
+                await asyncio.sleep(every)
+                writer.write(b"1\r\nx\r\n")
+            writer.write(b"0\r\n\r\n")
+
+    return handler
+
+
+async def test_no_head_within_the_first_byte_bound_fails_and_drops_the_connection() -> None:
+    closed = asyncio.Event()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        await reader.read()  # until the client gives up
+        closed.set()
+
+    async with serve(silent) as server:
+        pool = Pool("127.0.0.1", server.port, bounds=Bounds(0.2, 5, 5))
+        with pytest.raises(ResponseTimeout) as raised:
+            await pool.request("POST", "/api/generate", HEADERS, b"{}")
+        assert raised.value.phase == "first_byte"
+        await asyncio.wait_for(closed.wait(), 2)  # Ollama sees the client go
+        await pool.aclose()
+
+
+async def test_a_steady_stream_longer_than_the_idle_bound_is_not_idle() -> None:
+    # 12 chunks 0.05 s apart: 0.6 s in all, over three times the idle bound of 0.2 s.
+    async with serve(trickle(0.05, 12)) as server:
+        pool = Pool("127.0.0.1", server.port, bounds=Bounds(1, 0.2, 5))
+        assert await read_all(pool) == (200, b"x" * 12)
+        await pool.aclose()
+
+
+async def test_a_stream_that_stalls_fails_on_the_idle_bound() -> None:
+    async with serve(trickle(0.5, 2)) as server:
+        pool = Pool("127.0.0.1", server.port, bounds=Bounds(1, 0.2, 5))
+        response = await pool.request("POST", "/api/generate", HEADERS, b"{}")
+        with pytest.raises(ResponseTimeout) as raised:
+            await response.next_chunk()
+        assert raised.value.phase == "idle"
+        response.release()
+        await pool.aclose()
+
+
+async def test_a_stream_that_never_stalls_still_ends_on_the_total_bound() -> None:
+    async with serve(trickle(0.05, 100)) as server:
+        pool = Pool("127.0.0.1", server.port, bounds=Bounds(1, 0.2, 0.4))
+        response = await pool.request("POST", "/api/generate", HEADERS, b"{}")
+        received: list[bytes] = []
+
+        async def read_on() -> None:
+            while chunk := await response.next_chunk():
+                received.append(chunk)
+
+        with pytest.raises(ResponseTimeout) as raised:
+            await read_on()
+        assert raised.value.phase == "total"
+        assert 3 <= len(received) < 100
+        response.release()
+        await pool.aclose()
+
+
+async def test_a_finished_response_leaves_no_bound_behind_on_its_kept_connection() -> None:
+    async with serve(trickle(0, 1)) as server:
+        pool = Pool("127.0.0.1", server.port, bounds=Bounds(0.2, 0.2, 0.2))
+        assert await read_all(pool) == (200, b"x")
+        await asyncio.sleep(0.4)  # past every bound of the first exchange
+        assert await read_all(pool) == (200, b"x")  # the same connection, still good
         await pool.aclose()
     assert server.connections == 1
