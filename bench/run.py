@@ -198,32 +198,59 @@ def wrk(
     )  # fmt: skip
 
 
-async def ttfb(url: str, headers: dict[str, str], count: int) -> list[float]:
-    """Time to first body byte of `count` sequential streaming misses, in ms."""
+async def _read_rest(reader: asyncio.StreamReader, chunked: bool, left: int) -> None:
+    """The rest of a response whose first body byte was read (`left`: of its chunk or body)."""
+    await reader.readexactly(left + (2 if chunked else 0))
+    while chunked:
+        size = int((await reader.readline()).split(b";")[0], 16)
+        await reader.readexactly(size + 2)
+        if size == 0:
+            return
+
+
+async def ttfb(url: str, headers: dict[str, str], count: int, keep_alive: bool) -> list[float]:
+    """Time to first body byte of `count` sequential streaming misses, in ms.
+
+    `keep_alive`: all on one connection (how nginx's keepalive pool talks to the
+    gateway in the stack); otherwise a new connection for each request.
+    """
     times = []
     host, port = "127.0.0.1", int(url.rsplit(":", 1)[1].split("/")[0])
+    extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    connection = "" if keep_alive else "Connection: close\r\n"
+    streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
     for i in range(count):
         stamp = f"{os.getpid()} {i + int(time.time() * 1000)}"
         body = (
             '{"model":"llama3.2","prompt":"ttfb ' + stamp + '","options":{"temperature":0}}'
         ).encode()
-        extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
         request = (
             f"POST /api/generate HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n{extra}Connection: close\r\n\r\n"
+            f"Content-Length: {len(body)}\r\n{extra}{connection}\r\n"
         ).encode() + body
-        reader, writer = await asyncio.open_connection(host, port)
+        if streams is None:
+            streams = await asyncio.open_connection(host, port)
+        reader, writer = streams
         started = time.perf_counter()
         writer.write(request)
         await writer.drain()
-        head = await reader.readuntil(b"\r\n\r\n")
-        chunked = b"chunked" in head.lower()
-        if chunked:
-            await reader.readline()  # chunk size line: the first body byte follows it
+        head = (await reader.readuntil(b"\r\n\r\n")).lower()
+        chunked = b"transfer-encoding: chunked" in head
+        if chunked:  # the chunk size line: the first body byte follows it
+            left = int((await reader.readline()).split(b";")[0], 16)
+        else:
+            match = re.search(rb"content-length: *(\d+)", head)
+            left = int(match.group(1)) if match else 0
         await reader.readexactly(1)
         times.append((time.perf_counter() - started) * 1000)
-        await reader.read()
-        writer.close()
+        if keep_alive:
+            await _read_rest(reader, chunked, left - 1)
+        else:
+            await reader.read()
+            writer.close()
+            streams = None
+    if streams is not None:
+        streams[1].close()
     return times
 
 
@@ -380,16 +407,18 @@ def main() -> None:
                 series(name, "hit_cpu").add(hit32.cpu_ms_per_request)
                 series(name, "miss_cpu").add(miss16.cpu_ms_per_request)
             for name, (url, headers) in slow_targets.items():
-                times = asyncio.run(ttfb(url, headers, args.ttfb_requests))
+                times = asyncio.run(ttfb(url, headers, args.ttfb_requests, keep_alive=True))
                 series(name, "ttfb_p50").add(statistics.median(times))
+                times = asyncio.run(ttfb(url, headers, args.ttfb_requests, keep_alive=False))
+                series(name, "ttfb_new_p50").add(statistics.median(times))
             # The same without the 50 ms wait: every process stays warm and awake.
             for name in slow_targets:
                 url, headers = targets[name]
-                times = asyncio.run(ttfb(url, headers, args.ttfb_requests))
+                times = asyncio.run(ttfb(url, headers, args.ttfb_requests, keep_alive=True))
                 series(name, "ttfb0_p50").add(statistics.median(times))
         direct = rows["direct"]
         for name in ("nginx", "reference", "llm_gateway"):
-            for metric in ("miss_p50", "miss_p99", "ttfb_p50", "ttfb0_p50"):
+            for metric in ("miss_p50", "miss_p99", "ttfb_p50", "ttfb_new_p50", "ttfb0_p50"):
                 if metric in rows[name]:
                     rows[name][f"{metric}_overhead"] = overhead(rows[name][metric], direct[metric])
         report(rows, rss_mb(gateway_pid), wrk_cpu, wall, args)
@@ -418,6 +447,8 @@ def report(
         ("miss_cpu", "CPU ms per miss (c=16)", 3),
         ("ttfb_p50", "stream TTFB p50 ms", 2),
         ("ttfb_p50_overhead", "TTFB overhead p50 ms", 2),
+        ("ttfb_new_p50", "TTFB, new conn., p50 ms", 2),
+        ("ttfb_new_p50_overhead", "TTFB overhead, new conn.", 2),
         ("ttfb0_p50", "TTFB, no wait, p50 ms", 3),
         ("ttfb0_p50_overhead", "TTFB overhead, no wait", 3),
     ]
@@ -435,9 +466,11 @@ def report(
     )
     print("Note: the reference gateway forces stream:false, so its TTFB is the whole generation.")
     print(
-        "TTFB: new connection per request, time to the first body byte; the emulator waits "
-        '50 ms before its first token ("no wait": it answers at once, so no process on '
-        "the path goes idle between request and first token)."
+        "TTFB: time to the first body byte, requests one after another on one kept-alive "
+        'connection (as nginx\'s keepalive pool talks to the gateway; "new conn.": a new '
+        'connection for each); the emulator waits 50 ms before its first token ("no wait": '
+        "it answers at once, so no process on the path goes idle between request and first "
+        "token)."
     )
     print(
         "CPU ms per request: user+system time of that column's own processes (the emulator "
