@@ -37,6 +37,7 @@ class Flight:
         self._waiters: list[asyncio.Future[None]] = []
         self._task: asyncio.Task[None] | None = None
         self._on_landed: list[Callable[[], None]] = []
+        self._landed = False
 
     # -- the writer side (the flight's task) --------------------------------------
 
@@ -84,11 +85,19 @@ class Flight:
                 self._finish(False)
                 raise
             finally:
-                self._finish(self.complete)
-                for callback in self._on_landed:
-                    callback()
+                self._land()
 
-        self._task = asyncio.get_running_loop().create_task(guarded())
+        task = self._task = asyncio.get_running_loop().create_task(guarded())
+        # A task cancelled before its first step never runs `guarded`, finally included.
+        task.add_done_callback(lambda _: self._land())
+
+    def _land(self) -> None:
+        if self._landed:
+            return
+        self._landed = True
+        self._finish(self.complete)
+        for callback in self._on_landed:
+            callback()
 
     # -- the reader side (each request) -------------------------------------------
 

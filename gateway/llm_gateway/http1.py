@@ -263,6 +263,93 @@ class Response:
             self._pool.put_back(self._connection)
 
 
+def _payload(method: str, target: str, headers: bytes, body: bytes) -> bytes:
+    has_body = bool(body) or method in ("POST", "PUT", "PATCH")
+    length = b"content-length: %d\r\n\r\n" % len(body) if has_body else b"\r\n"
+    request_line = f"{method} {target} HTTP/1.1\r\n".encode("latin-1")
+    return b"".join((request_line, headers, length, body))
+
+
+class _Slots:
+    """At most `limit` connections in use; a freed slot goes to the longest waiter.
+
+    (asyncio.Semaphore, but a slot can also be taken without awaiting.)
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._free = limit
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    def take_now(self) -> bool:
+        # Free slots and waiters never coexist: give() hands a slot to a waiter first.
+        if self._free > 0:
+            self._free -= 1
+            return True
+        return False
+
+    async def take(self) -> None:
+        if self.take_now():
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.give()  # handed a slot just as it was cancelled: pass it on
+            raise
+
+    def give(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._free += 1
+
+
+class Sent:
+    """A request written on a connection, which holds a pool slot until the response ends."""
+
+    __slots__ = ("_done", "_payload", "_pool", "_reused", "connection", "method")
+
+    def __init__(
+        self, pool: Pool, connection: _Connection, method: str, payload: bytes, reused: bool
+    ) -> None:
+        self._pool = pool
+        self.connection = connection
+        self.method = method
+        self._payload = payload
+        self._reused = reused
+        self._done = False
+
+    async def response(self) -> Response:
+        """Wait for the response head. A kept connection that the upstream had already
+        closed is replaced once: a request it never read is safe to send again."""
+        pool = self._pool
+        try:
+            try:
+                return await pool._head(self.connection, self.method)
+            except ConnectionLost:
+                if self.connection.received or not self._reused:
+                    raise
+            self.connection = await pool._connect()
+            pool._write(self.connection, self._payload)
+            return await pool._head(self.connection, self.method)
+        except BaseException:
+            self.abandon()
+            raise
+        finally:
+            self._done = True
+
+    def abandon(self) -> None:
+        """Nobody will read the response: drop the connection and free its slot."""
+        if not self._done:
+            self._done = True
+            self.connection.abort()
+            self._pool._slots.give()
+
+
 class Pool:
     """Keep-alive connections to one origin, at most `limit` open at a time."""
 
@@ -280,7 +367,7 @@ class Pool:
         self._host = host
         self._port = port
         self._ssl = ssl.create_default_context() if tls else None
-        self._slots = asyncio.Semaphore(limit)
+        self._slots = _Slots(limit)
         self._connect_timeout = connect_timeout
         self._idle_seconds = idle_seconds
         self._bounds = bounds
@@ -289,34 +376,47 @@ class Pool:
         self._closed = False
 
     async def request(self, method: str, target: str, headers: bytes, body: bytes) -> Response:
-        """Send a request (`headers`: raw header lines, CRLF-terminated) and wait for its head.
+        """Send a request (`headers`: raw header lines, CRLF-terminated) and wait for its head."""
+        sent = self.send_now(method, target, headers, body)
+        if sent is None:
+            sent = await self.send(method, target, headers, body)
+        return await sent.response()
 
-        A reused connection that the upstream had already closed is replaced once: a
-        request it never read is safe to send again.
-        """
-        await self._slots.acquire()
+    def send_now(self, method: str, target: str, headers: bytes, body: bytes) -> Sent | None:
+        """The request written at once on a kept connection; None when no idle connection
+        or no slot is free (then `send` waits for them)."""
+        if not self._slots.take_now():
+            return None
+        connection = self._idle_connection()
+        if connection is None:
+            self._slots.give()
+            return None
+        payload = _payload(method, target, headers, body)
+        self._write(connection, payload)
+        return Sent(self, connection, method, payload, reused=True)
+
+    async def send(self, method: str, target: str, headers: bytes, body: bytes) -> Sent:
+        """The request written once a slot is free, on a kept or a new connection."""
+        await self._slots.take()
         try:
-            has_body = bool(body) or method in ("POST", "PUT", "PATCH")
-            length = b"content-length: %d\r\n\r\n" % len(body) if has_body else b"\r\n"
-            request_line = f"{method} {target} HTTP/1.1\r\n".encode("latin-1")
-            payload = b"".join((request_line, headers, length, body))
             connection = self._idle_connection()
-            if connection is not None:
-                try:
-                    return await self._exchange(connection, method, payload)
-                except ConnectionLost:
-                    if connection.received:
-                        raise
-            return await self._exchange(await self._connect(), method, payload)
+            reused = connection is not None
+            if connection is None:
+                connection = await self._connect()
         except BaseException:
-            self._slots.release()
+            self._slots.give()
             raise
+        payload = _payload(method, target, headers, body)
+        self._write(connection, payload)
+        return Sent(self, connection, method, payload, reused)
 
-    async def _exchange(self, connection: _Connection, method: str, payload: bytes) -> Response:
+    def _write(self, connection: _Connection, payload: bytes) -> None:
         assert connection.transport is not None
         connection.transport.write(payload)
         if self._bounds is not None:
             connection.watch(self._bounds)
+
+    async def _head(self, connection: _Connection, method: str) -> Response:
         try:
             await connection.head
         except BaseException:
@@ -353,7 +453,7 @@ class Pool:
         return connection
 
     def put_back(self, connection: _Connection) -> None:
-        self._slots.release()
+        self._slots.give()
         if connection.reusable() and not self._closed:
             connection.prepare()
             self._idle.append((connection, asyncio.get_running_loop().time()))

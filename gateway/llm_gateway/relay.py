@@ -1,9 +1,10 @@
 """Launching flights: the upstream call of a generation request, run in the flight's task.
 
-The task relays the response chunk by chunk to the flight's followers, counts tokens,
-and ends the request's Redis side in one round trip (store the entry if it is
-complete, free the concurrency slot of the request that launched it) before the
-followers' responses end.
+The request is written to the upstream at launch, in the launching request's own
+turn of the event loop (when a kept connection is free). The task then relays the
+response chunk by chunk to the flight's followers, counts tokens, and ends the
+request's Redis side in one round trip (store the entry if it is complete, free the
+concurrency slot of the request that launched it) before the followers' responses end.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from llm_gateway.errors import error_body
 from llm_gateway.flight import Flight, FlightRegistry
 from llm_gateway.metrics import GatewayMetrics
 from llm_gateway.plans import CachePlan, Wanted
-from llm_gateway.upstream import Upstream, UpstreamFailure
+from llm_gateway.upstream import Upstream, UpstreamCall, UpstreamFailure
 
 
 def now_ms() -> int:
@@ -61,12 +62,14 @@ class Relay:
         lease: Lease | None,
     ) -> Flight:
         """A new flight, registered for coalescing, its upstream call already under way."""
+        started = time.perf_counter()
+        call = self._upstream.begin("POST", path, body, headers)
         flight = Flight(plan.key, wanted.form, wanted.include_usage)
 
         async def run(flight: Flight) -> None:
             settled = False
             try:
-                await self._call(flight, path, kind, body, headers, plan, model_label, lease)
+                await self._call(flight, call, started, kind, plan, model_label, lease)
                 settled = True
             finally:
                 if not settled and lease is not None:
@@ -74,24 +77,25 @@ class Relay:
                     asyncio.get_running_loop().create_task(self._admitter.settle(lease))
 
         self._flights.add(flight)
+        # However the task ends (even cancelled before it ran), a request already sent
+        # does not keep its connection: once the answer is being read this is a no-op.
+        flight.on_landed(call.abandon)
         flight.launch(run)
         return flight
 
     async def _call(
         self,
         flight: Flight,
-        path: str,
+        call: UpstreamCall,
+        started: float,
         kind: Kind,
-        body: bytes,
-        headers: dict[str, str],
         plan: CachePlan,
         model_label: str,
         lease: Lease | None,
     ) -> None:
         metrics, form = self._metrics, flight.form
-        started = time.perf_counter()
         try:
-            response = await self._upstream.open("POST", path, body, headers)
+            response = await call.response()
         except UpstreamFailure as failure:
             metrics.upstream_errors.labels(failure.reason).inc()
             flight.upstream_seconds = time.perf_counter() - started

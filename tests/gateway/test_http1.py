@@ -7,7 +7,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import pytest
-from llm_gateway.http1 import Bounds, ConnectionLost, Pool, ProtocolError, ResponseTimeout
+from llm_gateway.http1 import (
+    Bounds,
+    ConnectionLost,
+    Pool,
+    ProtocolError,
+    ResponseTimeout,
+    _Slots,
+)
 
 from tests.support.ports import free_port
 
@@ -357,3 +364,69 @@ async def test_a_finished_response_leaves_no_bound_behind_on_its_kept_connection
         assert await read_all(pool) == (200, b"x")  # the same connection, still good
         await pool.aclose()
     assert server.connections == 1
+
+
+async def test_send_now_writes_at_once_on_a_kept_connection_and_only_then() -> None:
+    requests: list[bytes] = []
+
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            _, body = await read_request(reader)
+            requests.append(body)
+            writer.write(answer(body))
+
+    async with serve(echo) as server:
+        pool = Pool("127.0.0.1", server.port, limit=1)
+        assert pool.send_now("POST", "/api/generate", HEADERS, b"{}") is None  # none kept yet
+        assert await read_all(pool, body=b'{"n": 1}') == (200, b'{"n": 1}')
+        sent = pool.send_now("POST", "/api/generate", HEADERS, b'{"n": 2}')
+        assert sent is not None  # written before any await
+        assert pool.send_now("POST", "/api/generate", HEADERS, b"{}") is None  # no slot left
+        await asyncio.sleep(0.05)
+        assert requests == [b'{"n": 1}', b'{"n": 2}']
+        response = await sent.response()
+        assert await response.next_chunk() == b'{"n": 2}'
+        response.release()
+        await pool.aclose()
+    assert server.connections == 1
+
+
+async def test_an_abandoned_request_frees_its_slot_and_drops_its_connection() -> None:
+    dropped = asyncio.Event()
+
+    async def answer_once_then_hang(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await read_request(reader)
+        writer.write(answer(b"ok"))
+        await read_request(reader)  # the request that will be abandoned
+        await reader.read()
+        dropped.set()
+
+    async with serve(answer_once_then_hang) as server:
+        pool = Pool("127.0.0.1", server.port, limit=1)
+        assert await read_all(pool) == (200, b"ok")
+        sent = pool.send_now("POST", "/api/generate", HEADERS, b"{}")
+        assert sent is not None
+        sent.abandon()
+        sent.abandon()  # twice is harmless: the slot is given back once
+        await asyncio.wait_for(dropped.wait(), 2)  # Ollama sees the client go
+        # The one slot is free again: a new request gets a new connection.
+        assert await read_all(pool) == (200, b"ok")
+        await pool.aclose()
+    assert server.connections == 2
+
+
+async def test_a_slot_handed_to_a_cancelled_waiter_passes_to_the_next() -> None:
+    slots = _Slots(1)
+    assert slots.take_now()
+    first = asyncio.ensure_future(slots.take())
+    second = asyncio.ensure_future(slots.take())
+    await asyncio.sleep(0)
+    slots.give()  # to `first`, which is cancelled before it runs again
+    first.cancel()
+    await asyncio.wait_for(second, 1)
+    assert first.cancelled()
+    assert not slots.take_now()  # `second` holds the one slot
+    slots.give()
+    assert slots.take_now()
