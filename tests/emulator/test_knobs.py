@@ -35,14 +35,14 @@ def test_first_token_delay_is_time_to_first_byte(emulator: Emulator, http: httpx
     with http.stream("POST", "/api/generate", json=GEN) as response:
         headers_at = time.monotonic() - started
         body = response.read()
-    assert headers_at >= 0.29
+    assert headers_at >= 0.3  # never early (uvloop's own timers can be, by up to 1 ms)
     assert len(ndjson(body)) == 9
     final = ndjson(body)[-1]
     assert final["prompt_eval_duration"] >= 300_000_000
     # Non-streamed answers wait for the whole generation too.
     started = time.monotonic()
     http.post("/api/generate", json={**GEN, "stream": False})
-    assert time.monotonic() - started >= 0.29
+    assert time.monotonic() - started >= 0.3
 
 
 def test_chunks_are_delivered_one_by_one(emulator: Emulator, http: httpx.Client) -> None:
