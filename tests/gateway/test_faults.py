@@ -10,7 +10,7 @@ import httpx
 import orjson
 
 from tests.support.emulator import Emulator, EmulatorFactory
-from tests.support.gateway import GatewayFactory, metric_value
+from tests.support.gateway import GatewayFactory, GatewayProcess, metric_value
 from tests.support.redis_server import RedisServer
 
 GREEDY = {"temperature": 0}
@@ -102,15 +102,23 @@ def test_stale_if_error_then_503_after_the_stale_window(
     assert metric_value(exposition, "llm_upstream_errors_total", reason="connect") >= 1
 
 
+def bounded_gateway(
+    factory: GatewayFactory, emulator: Emulator, redis: RedisServer, idle: str, total: str
+) -> GatewayProcess:
+    """A gateway in front of `emulator` that waits 1 s at most for a response head."""
+    return factory(
+        GATEWAY_UPSTREAM_URL=emulator.url,
+        GATEWAY_REDIS_URL=redis.url,
+        GATEWAY_FIRST_BYTE_TIMEOUT_SECONDS="1",
+        GATEWAY_IDLE_TIMEOUT_SECONDS=idle,
+        GATEWAY_TOTAL_TIMEOUT_SECONDS=total,
+    )
+
+
 def test_hanging_upstream_times_out_within_the_bound(
     gateway_factory: GatewayFactory, emulator: Emulator, redis_server: RedisServer
 ) -> None:
-    gateway = gateway_factory(
-        GATEWAY_UPSTREAM_URL=emulator.url,
-        GATEWAY_REDIS_URL=redis_server.url,
-        GATEWAY_FIRST_BYTE_TIMEOUT_SECONDS="1",
-        GATEWAY_IDLE_TIMEOUT_SECONDS="0.5",
-    )
+    gateway = bounded_gateway(gateway_factory, emulator, redis_server, idle="0.5", total="900")
     emulator.faults(hang_next=1)
     started = time.monotonic()
     hung = httpx.post(
@@ -194,13 +202,7 @@ def test_sigterm_lets_the_stream_finish_then_exits_0(
 def test_a_stream_that_keeps_coming_is_still_cut_at_the_total_bound(
     gateway_factory: GatewayFactory, emulator: Emulator, redis_server: RedisServer
 ) -> None:
-    gateway = gateway_factory(
-        GATEWAY_UPSTREAM_URL=emulator.url,
-        GATEWAY_REDIS_URL=redis_server.url,
-        GATEWAY_FIRST_BYTE_TIMEOUT_SECONDS="1",
-        GATEWAY_IDLE_TIMEOUT_SECONDS="1",
-        GATEWAY_TOTAL_TIMEOUT_SECONDS="1.5",
-    )
+    gateway = bounded_gateway(gateway_factory, emulator, redis_server, idle="1", total="1.5")
     # 40 tokens 0.1 s apart: never idle for a second, but 4 s in all.
     emulator.configure(tokens=40, token_delay=0.1)
     body = {"model": "llama3.2", "prompt": "long", "options": GREEDY}
