@@ -320,15 +320,15 @@ async def test_no_head_within_the_first_byte_bound_fails_and_drops_the_connectio
 
 
 async def test_a_steady_stream_longer_than_the_idle_bound_is_not_idle() -> None:
-    # 12 chunks 0.05 s apart: 0.6 s in all, over three times the idle bound of 0.2 s.
-    async with serve(trickle(0.05, 12)) as server:
-        pool = Pool("127.0.0.1", server.port, bounds=Bounds(1, 0.2, 5))
-        assert await read_all(pool) == (200, b"x" * 12)
+    # 30 chunks 0.05 s apart: 1.5 s in all, three times the idle bound of 0.5 s.
+    async with serve(trickle(0.05, 30)) as server:
+        pool = Pool("127.0.0.1", server.port, bounds=Bounds(1, 0.5, 10))
+        assert await read_all(pool) == (200, b"x" * 30)
         await pool.aclose()
 
 
 async def test_a_stream_that_stalls_fails_on_the_idle_bound() -> None:
-    async with serve(trickle(0.5, 2)) as server:
+    async with serve(trickle(2, 2)) as server:
         pool = Pool("127.0.0.1", server.port, bounds=Bounds(1, 0.2, 5))
         response = await pool.request("POST", "/api/generate", HEADERS, b"{}")
         with pytest.raises(ResponseTimeout) as raised:
@@ -358,9 +358,9 @@ async def test_a_stream_that_never_stalls_still_ends_on_the_total_bound() -> Non
 
 async def test_a_finished_response_leaves_no_bound_behind_on_its_kept_connection() -> None:
     async with serve(trickle(0, 1)) as server:
-        pool = Pool("127.0.0.1", server.port, bounds=Bounds(0.2, 0.2, 0.2))
+        pool = Pool("127.0.0.1", server.port, bounds=Bounds(0.5, 0.5, 0.5))
         assert await read_all(pool) == (200, b"x")
-        await asyncio.sleep(0.4)  # past every bound of the first exchange
+        await asyncio.sleep(0.8)  # past every bound of the first exchange
         assert await read_all(pool) == (200, b"x")  # the same connection, still good
         await pool.aclose()
     assert server.connections == 1
