@@ -391,9 +391,7 @@ class Pool:
         if connection is None:
             self._slots.give()
             return None
-        payload = _payload(method, target, headers, body)
-        self._write(connection, payload)
-        return Sent(self, connection, method, payload, reused=True)
+        return self._start(connection, True, method, _payload(method, target, headers, body))
 
     async def send(self, method: str, target: str, headers: bytes, body: bytes) -> Sent:
         """The request written once a slot is free, on a kept or a new connection."""
@@ -406,7 +404,9 @@ class Pool:
         except BaseException:
             self._slots.give()
             raise
-        payload = _payload(method, target, headers, body)
+        return self._start(connection, reused, method, _payload(method, target, headers, body))
+
+    def _start(self, connection: _Connection, reused: bool, method: str, payload: bytes) -> Sent:
         self._write(connection, payload)
         return Sent(self, connection, method, payload, reused)
 

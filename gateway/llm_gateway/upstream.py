@@ -73,6 +73,21 @@ def _timed_out(timeout: ResponseTimeout, timeouts: Timeouts) -> UpstreamFailure:
     return UpstreamFailure("timeout", 504, message)
 
 
+def _failure(exc: BaseException, timeouts: Timeouts) -> UpstreamFailure | None:
+    """What an error of the HTTP client means for the caller; None for anything else."""
+    if isinstance(exc, ConnectTimeout):
+        return UpstreamFailure(
+            "connect", 503, f"upstream did not accept a connection within {timeouts.connect:g}s"
+        )
+    if isinstance(exc, ResponseTimeout):  # no response head within its bound
+        return _timed_out(exc, timeouts)
+    if isinstance(exc, ConnectionLost | ProtocolError):
+        return UpstreamFailure("protocol", 502, f"upstream failed: {exc}")
+    if isinstance(exc, OSError):  # refused, unreachable, name not resolved
+        return UpstreamFailure("connect", 503, f"upstream unreachable: {exc}")
+    return None
+
+
 class UpstreamResponse:
     """An open upstream response: status and headers now, body chunks as they arrive."""
 
@@ -114,13 +129,13 @@ class Upstream:
         # Settings has checked the URL: http(s), a host, a valid port.
         base = urlsplit(settings.upstream_url)
         tls = base.scheme == "https"
+        default_port = 443 if tls else 80
         self._host = base.hostname or ""
-        self._port = base.port or (443 if tls else 80)
+        self._port = base.port or default_port
         self._tls = tls
         self._prefix = base.path.rstrip("/")
-        default_port = self._port == (443 if tls else 80)
         host = self._host if ":" not in self._host else f"[{self._host}]"
-        authority = host if default_port else f"{host}:{self._port}"
+        authority = host if self._port == default_port else f"{host}:{self._port}"
         self._host_header = f"host: {authority}\r\n".encode("latin-1")
         self._max_connections = settings.upstream_max_connections
         self._pool: Pool | None = None
@@ -157,14 +172,14 @@ class Upstream:
             failure = UpstreamFailure(
                 "request", 400, f"cannot forward this request path: {target!r}"
             )
-            return UpstreamCall(self, pool, (method, target, b"", b""), None, failure)
+            return UpstreamCall(pool, self.timeouts, (method, target, b"", b""), None, failure)
         lines = [self._host_header]
         for name in _FORWARD_REQUEST_HEADERS:
             value = headers.get(name)
             if value is not None:
                 lines.append(f"{name}: {value}\r\n".encode("latin-1", "replace"))
         request = (method, target, b"".join(lines), body or b"")
-        return UpstreamCall(self, pool, request, pool.send_now(*request))
+        return UpstreamCall(pool, self.timeouts, request, pool.send_now(*request))
 
     async def open(
         self,
@@ -176,21 +191,6 @@ class Upstream:
     ) -> UpstreamResponse:
         """Send the request and wait for the response headers (the first byte)."""
         return await self.begin(method, path, body, headers, query).response()
-
-    def failure(self, exc: BaseException) -> UpstreamFailure | None:
-        """What a client error means for the caller; None for anything else."""
-        if isinstance(exc, ConnectTimeout):
-            return UpstreamFailure(
-                "connect", 503,
-                f"upstream did not accept a connection within {self.timeouts.connect:g}s",
-            )  # fmt: skip
-        if isinstance(exc, ResponseTimeout):  # no response head within its bound
-            return _timed_out(exc, self.timeouts)
-        if isinstance(exc, ConnectionLost | ProtocolError):
-            return UpstreamFailure("protocol", 502, f"upstream failed: {exc}")
-        if isinstance(exc, OSError):  # refused, unreachable, name not resolved
-            return UpstreamFailure("connect", 503, f"upstream unreachable: {exc}")
-        return None
 
     async def aclose(self) -> None:
         if self._pool is not None:
@@ -204,18 +204,18 @@ class UpstreamCall:
     request already written never holds its connection and pool slot for nothing.
     """
 
-    __slots__ = ("_failure", "_pool", "_request", "_sent", "_upstream")
+    __slots__ = ("_failure", "_pool", "_request", "_sent", "_timeouts")
 
     def __init__(
         self,
-        upstream: Upstream,
         pool: Pool,
+        timeouts: Timeouts,
         request: tuple[str, str, bytes, bytes],
         sent: Sent | None,
         failure: UpstreamFailure | None = None,
     ) -> None:
-        self._upstream = upstream
         self._pool = pool
+        self._timeouts = timeouts
         self._request = request
         self._sent = sent
         self._failure = failure
@@ -228,11 +228,11 @@ class UpstreamCall:
                 self._sent = await self._pool.send(*self._request)
             response = await self._sent.response()
         except Exception as exc:
-            failure = self._upstream.failure(exc)
+            failure = _failure(exc, self._timeouts)
             if failure is None:
                 raise
             raise failure from None
-        return UpstreamResponse(response, self._upstream.timeouts)
+        return UpstreamResponse(response, self._timeouts)
 
     def abandon(self) -> None:
         if self._sent is not None:
