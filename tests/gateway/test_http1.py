@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 from llm_gateway.http1 import (
@@ -17,49 +18,20 @@ from llm_gateway.http1 import (
 )
 
 from tests.support.ports import free_port
+from tests.support.scripted_http import Handler, Server, answer, read_request, serve
 
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 HEADERS = b"host: test\r\ncontent-type: application/json\r\n"
 
 
-class Server:
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.connections = 0
-
-
 @asynccontextmanager
-async def serve(handler: Handler) -> AsyncIterator[Server]:
-    """A server that runs `handler` on each connection, counting connections."""
-    server = Server(free_port())
-
-    async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        server.connections += 1
+async def pool_on(handler: Handler, **options: Any) -> AsyncIterator[tuple[Server, Pool]]:
+    """A scripted server and a pool of connections to it, closed at the end."""
+    async with serve(handler) as server:
+        pool = Pool("127.0.0.1", server.port, **options)
         try:
-            await handler(reader, writer)
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
+            yield server, pool
         finally:
-            writer.close()
-
-    listener = await asyncio.start_server(on_connection, "127.0.0.1", server.port)
-    try:
-        yield server
-    finally:
-        listener.close()
-
-
-async def read_request(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
-    head = await reader.readuntil(b"\r\n\r\n")
-    length = 0
-    for line in head.split(b"\r\n"):
-        if line.lower().startswith(b"content-length:"):
-            length = int(line.split(b":")[1])
-    return head, await reader.readexactly(length)
-
-
-def answer(body: bytes, extra: bytes = b"") -> bytes:
-    return b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n%s\r\n%s" % (len(body), extra, body)
+            await pool.aclose()
 
 
 async def read_all(pool: Pool, method: str = "POST", body: bytes = b"{}") -> tuple[int, bytes]:
@@ -80,11 +52,9 @@ async def test_keep_alive_connections_are_reused_and_requests_arrive_whole() -> 
             seen.append(head + body)
             writer.write(answer(body))
 
-    async with serve(echo) as server:
-        pool = Pool("127.0.0.1", server.port)
+    async with pool_on(echo) as (server, pool):
         for i in range(5):
             assert await read_all(pool, body=b'{"n": %d}' % i) == (200, b'{"n": %d}' % i)
-        await pool.aclose()
     assert server.connections == 1
     assert seen[0].startswith(b"POST /api/generate HTTP/1.1\r\nhost: test\r\n")
     assert b"content-length: 8\r\n\r\n" in seen[0]
@@ -100,8 +70,7 @@ async def test_chunks_arrive_while_the_server_is_still_sending() -> None:
         writer.write(b"6\r\nsecond\r\n0\r\n\r\n")
         await reader.read()
 
-    async with serve(stream) as server:
-        pool = Pool("127.0.0.1", server.port)
+    async with pool_on(stream) as (_server, pool):
         response = await pool.request("POST", "/api/generate", HEADERS, b"{}")
         assert await response.next_chunk() == b"first"  # before the server sent more
         go_on.set()
@@ -109,7 +78,6 @@ async def test_chunks_arrive_while_the_server_is_still_sending() -> None:
         assert await response.next_chunk() == b""
         assert response.complete
         response.release()
-        await pool.aclose()
 
 
 async def test_a_body_ended_by_closing_the_connection_is_complete_and_not_reused() -> None:
@@ -118,11 +86,9 @@ async def test_a_body_ended_by_closing_the_connection_is_complete_and_not_reused
         writer.write(b"HTTP/1.1 200 OK\r\n\r\nall of it")
         await writer.drain()
 
-    async with serve(until_close) as server:
-        pool = Pool("127.0.0.1", server.port)
+    async with pool_on(until_close) as (server, pool):
         assert await read_all(pool) == (200, b"all of it")
         assert await read_all(pool) == (200, b"all of it")
-        await pool.aclose()
     assert server.connections == 2
 
 
@@ -132,12 +98,10 @@ async def test_a_kept_connection_known_to_be_closed_is_not_used() -> None:
         writer.write(answer(b"ok"))  # keep-alive by default, then closed anyway
         await writer.drain()
 
-    async with serve(one_answer) as server:
-        pool = Pool("127.0.0.1", server.port)
+    async with pool_on(one_answer) as (server, pool):
         assert await read_all(pool) == (200, b"ok")
         await asyncio.sleep(0.05)  # the close has reached the client
         assert await read_all(pool) == (200, b"ok")
-        await pool.aclose()
     assert server.connections == 2
 
 
@@ -153,11 +117,9 @@ async def test_a_request_on_a_kept_connection_closed_unanswered_is_sent_again_on
         _, body = await read_request(reader)
         requests.append(body)  # read, never answered: the connection just closes
 
-    async with serve(answers_once) as server:
-        pool = Pool("127.0.0.1", server.port)
+    async with pool_on(answers_once) as (server, pool):
         assert await read_all(pool, body=b"1") == (200, b"1")
         assert await read_all(pool, body=b"2") == (200, b"2")
-        await pool.aclose()
     assert requests == [b"1", b"2", b"2"]
     assert server.connections == 2
 
@@ -173,12 +135,10 @@ async def test_a_kept_connection_closed_after_part_of_an_answer_is_not_retried()
         writer.write(b"HTTP/1.1 200 OK\r\ncont")
         await writer.drain()
 
-    async with serve(half) as server:
-        pool = Pool("127.0.0.1", server.port)
+    async with pool_on(half) as (server, pool):
         assert await read_all(pool) == (200, b"ok")
         with pytest.raises(ConnectionLost):
             await pool.request("POST", "/api/generate", HEADERS, b"{}")
-        await pool.aclose()
     assert server.connections == 1
 
 
@@ -188,11 +148,9 @@ async def test_connection_close_from_the_server_is_honoured() -> None:
             await read_request(reader)
             writer.write(answer(b"ok", b"connection: close\r\n"))
 
-    async with serve(closing) as server:
-        pool = Pool("127.0.0.1", server.port)
+    async with pool_on(closing) as (server, pool):
         for _ in range(3):
             assert await read_all(pool) == (200, b"ok")
-        await pool.aclose()
     assert server.connections == 3
 
 
@@ -202,14 +160,12 @@ async def test_a_connection_lost_mid_body_is_an_error_not_an_end() -> None:
         writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly part")
         await writer.drain()
 
-    async with serve(cut) as server:
-        pool = Pool("127.0.0.1", server.port)
+    async with pool_on(cut) as (_server, pool):
         response = await pool.request("POST", "/api/generate", HEADERS, b"{}")
         assert await response.next_chunk() == b"only part"
         with pytest.raises(ConnectionLost):
             await response.next_chunk()
         response.release()
-        await pool.aclose()
 
 
 async def test_garbage_is_a_protocol_error() -> None:
@@ -218,11 +174,9 @@ async def test_garbage_is_a_protocol_error() -> None:
         writer.write(b"SSH-2.0-OpenSSH_9.2\r\n\r\n")
         await reader.read()
 
-    async with serve(garbage) as server:
-        pool = Pool("127.0.0.1", server.port)
+    async with pool_on(garbage) as (_server, pool):
         with pytest.raises(ProtocolError):
             await pool.request("POST", "/api/generate", HEADERS, b"{}")
-        await pool.aclose()
 
 
 async def test_nobody_listening_is_an_os_error() -> None:
@@ -240,11 +194,9 @@ async def test_head_has_no_body_and_the_next_request_still_works() -> None:
             else:
                 writer.write(answer(b"Ollama is running"))
 
-    async with serve(with_head) as server:
-        pool = Pool("127.0.0.1", server.port)
+    async with pool_on(with_head) as (_server, pool):
         assert await read_all(pool, "HEAD", b"") == (200, b"")
         assert await read_all(pool, "GET", b"") == (200, b"Ollama is running")
-        await pool.aclose()
 
 
 async def test_an_abandoned_response_drops_its_connection() -> None:
@@ -256,13 +208,11 @@ async def test_an_abandoned_response_drops_its_connection() -> None:
         await reader.read()  # returns when the client drops the connection
         closed.set()
 
-    async with serve(long) as server:
-        pool = Pool("127.0.0.1", server.port)
+    async with pool_on(long) as (_server, pool):
         response = await pool.request("POST", "/api/generate", HEADERS, b"{}")
         assert await response.next_chunk() == b"first"
         response.release()
         await asyncio.wait_for(closed.wait(), 2)
-        await pool.aclose()
 
 
 async def test_the_pool_never_opens_more_than_its_limit() -> None:
@@ -274,8 +224,7 @@ async def test_the_pool_never_opens_more_than_its_limit() -> None:
             await release.wait()
             writer.write(answer(b"ok"))
 
-    async with serve(slow) as server:
-        pool = Pool("127.0.0.1", server.port, limit=1)
+    async with pool_on(slow, limit=1) as (server, pool):
         first = asyncio.ensure_future(read_all(pool))
         second = asyncio.ensure_future(read_all(pool))
         await asyncio.sleep(0.1)
@@ -283,7 +232,6 @@ async def test_the_pool_never_opens_more_than_its_limit() -> None:
         release.set()
         assert await first == (200, b"ok")
         assert await second == (200, b"ok")
-        await pool.aclose()
     assert server.connections == 1
 
 
@@ -310,37 +258,30 @@ async def test_no_head_within_the_first_byte_bound_fails_and_drops_the_connectio
         await reader.read()  # until the client gives up
         closed.set()
 
-    async with serve(silent) as server:
-        pool = Pool("127.0.0.1", server.port, bounds=Bounds(0.2, 5, 5))
+    async with pool_on(silent, bounds=Bounds(0.2, 5, 5)) as (_server, pool):
         with pytest.raises(ResponseTimeout) as raised:
             await pool.request("POST", "/api/generate", HEADERS, b"{}")
         assert raised.value.phase == "first_byte"
         await asyncio.wait_for(closed.wait(), 2)  # Ollama sees the client go
-        await pool.aclose()
 
 
 async def test_a_steady_stream_longer_than_the_idle_bound_is_not_idle() -> None:
     # 30 chunks 0.05 s apart: 1.5 s in all, three times the idle bound of 0.5 s.
-    async with serve(trickle(0.05, 30)) as server:
-        pool = Pool("127.0.0.1", server.port, bounds=Bounds(1, 0.5, 10))
+    async with pool_on(trickle(0.05, 30), bounds=Bounds(1, 0.5, 10)) as (_server, pool):
         assert await read_all(pool) == (200, b"x" * 30)
-        await pool.aclose()
 
 
 async def test_a_stream_that_stalls_fails_on_the_idle_bound() -> None:
-    async with serve(trickle(2, 2)) as server:
-        pool = Pool("127.0.0.1", server.port, bounds=Bounds(1, 0.2, 5))
+    async with pool_on(trickle(2, 2), bounds=Bounds(1, 0.2, 5)) as (_server, pool):
         response = await pool.request("POST", "/api/generate", HEADERS, b"{}")
         with pytest.raises(ResponseTimeout) as raised:
             await response.next_chunk()
         assert raised.value.phase == "idle"
         response.release()
-        await pool.aclose()
 
 
 async def test_a_stream_that_never_stalls_still_ends_on_the_total_bound() -> None:
-    async with serve(trickle(0.05, 100)) as server:
-        pool = Pool("127.0.0.1", server.port, bounds=Bounds(1, 0.2, 0.4))
+    async with pool_on(trickle(0.05, 100), bounds=Bounds(1, 0.2, 0.4)) as (_server, pool):
         response = await pool.request("POST", "/api/generate", HEADERS, b"{}")
         received: list[bytes] = []
 
@@ -353,16 +294,13 @@ async def test_a_stream_that_never_stalls_still_ends_on_the_total_bound() -> Non
         assert raised.value.phase == "total"
         assert 3 <= len(received) < 100
         response.release()
-        await pool.aclose()
 
 
 async def test_a_finished_response_leaves_no_bound_behind_on_its_kept_connection() -> None:
-    async with serve(trickle(0, 1)) as server:
-        pool = Pool("127.0.0.1", server.port, bounds=Bounds(0.5, 0.5, 0.5))
+    async with pool_on(trickle(0, 1), bounds=Bounds(0.5, 0.5, 0.5)) as (server, pool):
         assert await read_all(pool) == (200, b"x")
         await asyncio.sleep(0.8)  # past every bound of the first exchange
         assert await read_all(pool) == (200, b"x")  # the same connection, still good
-        await pool.aclose()
     assert server.connections == 1
 
 
@@ -375,8 +313,7 @@ async def test_send_now_writes_at_once_on_a_kept_connection_and_only_then() -> N
             requests.append(body)
             writer.write(answer(body))
 
-    async with serve(echo) as server:
-        pool = Pool("127.0.0.1", server.port, limit=1)
+    async with pool_on(echo, limit=1) as (server, pool):
         assert pool.send_now("POST", "/api/generate", HEADERS, b"{}") is None  # none kept yet
         assert await read_all(pool, body=b'{"n": 1}') == (200, b'{"n": 1}')
         sent = pool.send_now("POST", "/api/generate", HEADERS, b'{"n": 2}')
@@ -387,7 +324,6 @@ async def test_send_now_writes_at_once_on_a_kept_connection_and_only_then() -> N
         response = await sent.response()
         assert await response.next_chunk() == b'{"n": 2}'
         response.release()
-        await pool.aclose()
     assert server.connections == 1
 
 
@@ -403,8 +339,7 @@ async def test_an_abandoned_request_frees_its_slot_and_drops_its_connection() ->
         await reader.read()
         dropped.set()
 
-    async with serve(answer_once_then_hang) as server:
-        pool = Pool("127.0.0.1", server.port, limit=1)
+    async with pool_on(answer_once_then_hang, limit=1) as (server, pool):
         assert await read_all(pool) == (200, b"ok")
         sent = pool.send_now("POST", "/api/generate", HEADERS, b"{}")
         assert sent is not None
@@ -413,7 +348,6 @@ async def test_an_abandoned_request_frees_its_slot_and_drops_its_connection() ->
         await asyncio.wait_for(dropped.wait(), 2)  # Ollama sees the client go
         # The one slot is free again: a new request gets a new connection.
         assert await read_all(pool) == (200, b"ok")
-        await pool.aclose()
     assert server.connections == 2
 
 
