@@ -288,7 +288,7 @@ class Stack:
 
     def emulator(self, name: str, first_token_delay: float) -> str:
         port = free_port()
-        self.start(name, [sys.executable, "-m", "llm_stack.emulator", "--host", "127.0.0.1",
+        self.start(name, [sys.executable, "-m", "llm_emulator", "--host", "127.0.0.1",
                           "--port", str(port), "--tokens", "8",
                           "--first-token-delay", str(first_token_delay)], port)  # fmt: skip
         return f"http://127.0.0.1:{port}"

@@ -5,8 +5,8 @@ call under Pulumi mocks once per stack file.
 """
 
 import pulumi
+from llm_config import ConfigError
 from llm_stack.components.stack import run
-from llm_stack.config import ConfigError
 
 try:
     run()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from llm_stack.config.model import StackConfig
+from llm_config.model import StackConfig
 
 # Values that carry credentials: the Pulumi program passes these as secret Outputs
 # (GATEWAY_REDIS_URL holds the Redis password; GATEWAY_API_KEYS the key digests).

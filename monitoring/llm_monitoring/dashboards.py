@@ -25,7 +25,7 @@ from grafana_foundation_sdk.models.dashboard import (
     ValueMap,
     ValueMappingResult,
 )
-from llm_stack.config.model import StackConfig
+from llm_config.model import StackConfig
 
 from llm_monitoring import promql
 from llm_monitoring.jobs import GATEWAY_JOB, GPU_JOB, NGINX_JOB, selector

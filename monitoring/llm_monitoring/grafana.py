@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import posixpath
 
-from llm_stack.config.model import StackConfig
+from llm_config.model import StackConfig
 
 from llm_monitoring import yamltext
 from llm_monitoring.dashboards import DATASOURCE_UID, build_dashboards

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from llm_stack.config.model import StackConfig
+from llm_config.model import StackConfig
 
 GATEWAY_JOB = "llm-gateway"
 NGINX_JOB = "nginx"

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from llm_stack.config.model import StackConfig
+from llm_config.model import StackConfig
 
 from llm_monitoring import yamltext
 from llm_monitoring.jobs import GATEWAY_JOB, GPU_JOB, NGINX_JOB, PROMETHEUS_JOB, target_labels

@@ -6,7 +6,7 @@ and the labels to keep (`by`); an empty `by` sums everything into one series.
 
 from __future__ import annotations
 
-from llm_stack.config.model import StackConfig
+from llm_config.model import StackConfig
 
 from llm_monitoring.jobs import GATEWAY_JOB, selector
 

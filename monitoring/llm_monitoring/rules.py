@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from llm_stack.config.model import StackConfig
+from llm_config.model import StackConfig
 
 from llm_monitoring import promql, yamltext
 from llm_monitoring.dashboards import overview_title

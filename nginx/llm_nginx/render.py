@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 import jinja2
-from llm_stack.config.model import StackConfig
+from llm_config.model import StackConfig
 
 from llm_nginx.topology import STUB_STATUS_PATH, NginxTopology
 

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from llm_stack.config.model import StackConfig
+from llm_config.model import StackConfig
 
 # host:port with a DNS name or IPv4 address, or [IPv6]:port.
 _ADDRESS_RE = re.compile(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import uvloop
-from llm_stack.emulator.exchange import precise_sleep
+from llm_emulator.exchange import precise_sleep
 
 
 def test_precise_sleep_never_ends_early_on_uvloop() -> None:

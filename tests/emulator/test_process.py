@@ -8,7 +8,7 @@ import time
 
 import httpx
 import pytest
-from llm_stack.emulator import EmulatorSettings, create_app
+from llm_emulator import EmulatorSettings, create_app
 
 from tests.support.emulator import Emulator, EmulatorFactory
 from tests.support.ports import free_port, port_is_open
@@ -18,7 +18,7 @@ from tests.support.processes import ManagedProcess
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_cli_announces_and_exits_cleanly(tmp_path, sig: int) -> None:  # type: ignore[no-untyped-def]
     port = free_port()
-    argv = [sys.executable, "-m", "llm_stack.emulator", "--host", "127.0.0.1", "--port", str(port)]
+    argv = [sys.executable, "-m", "llm_emulator", "--host", "127.0.0.1", "--port", str(port)]
     proc = ManagedProcess(argv, port, tmp_path / "emulator.log").start()
     try:
         assert httpx.get(f"http://127.0.0.1:{port}/", timeout=5).text == "Ollama is running"
@@ -49,7 +49,7 @@ def test_bad_arguments_fail(tmp_path) -> None:  # type: ignore[no-untyped-def]
     import subprocess
 
     result = subprocess.run(
-        [sys.executable, "-m", "llm_stack.emulator", "--tokens", "-3"],
+        [sys.executable, "-m", "llm_emulator", "--tokens", "-3"],
         capture_output=True,
         timeout=30,
         check=False,

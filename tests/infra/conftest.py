@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from llm_stack.config import StackConfig, load_stack_file
+from llm_config import StackConfig, load_stack_file
 
 from tests.infra.stack_run import REPO, StackRun, prod_secrets, run_stack, stack_values
 

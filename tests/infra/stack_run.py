@@ -21,9 +21,9 @@ from typing import Any
 
 import pulumi
 import trustme
+from llm_config import read_stack_file
+from llm_config.load import SecureValue
 from llm_stack.components.stack import run
-from llm_stack.config import read_stack_file
-from llm_stack.config.load import SecureValue
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime.rpc import is_rpc_secret, unwrap_rpc_secret
 

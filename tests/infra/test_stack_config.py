@@ -8,8 +8,8 @@ from typing import Any
 
 import pulumi
 import pytest
-from llm_stack.config import ConfigError
-from llm_stack.config.api_keys import keys_file_text, validate_api_keys
+from llm_config import ConfigError
+from llm_config.api_keys import keys_file_text, validate_api_keys
 
 from tests.infra.stack_run import StackMocks, prod_secrets, run_stack, stack_values
 

@@ -11,8 +11,8 @@ from collections import Counter
 from typing import Any
 
 import pytest
+from llm_config import StackConfig
 from llm_stack.components.names import StackNames
-from llm_stack.config import StackConfig
 from pulumi.runtime.rpc import is_rpc_secret
 
 from tests.infra.stack_run import (

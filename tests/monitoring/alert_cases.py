@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from llm_stack.config.model import StackConfig
+from llm_config.model import StackConfig
 
 from tests.monitoring.gotemplate import expand
 from tests.monitoring.stacks import SERVICE, STACK

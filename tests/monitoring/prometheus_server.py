@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from llm_config.model import StackConfig
 from llm_monitoring.prometheus import (
     CONFIG_FILE_NAME,
     ScrapeTargets,
     prometheus_args,
     prometheus_files,
 )
-from llm_stack.config.model import StackConfig
 
 from tests.monitoring.tools import binary
 from tests.support.ports import free_port

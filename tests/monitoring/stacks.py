@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from llm_stack.config.load import load_stack_file, parse_stack_config
-from llm_stack.config.model import StackConfig
+from llm_config.load import load_stack_file, parse_stack_config
+from llm_config.model import StackConfig
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 import yaml
+from llm_config.model import StackConfig
 from llm_monitoring.rules import render_alert_rules
-from llm_stack.config.model import StackConfig
 
 from tests.monitoring.alert_cases import CASES, Case, Check, promtool_tests
 from tests.monitoring.promql_names import metric_names

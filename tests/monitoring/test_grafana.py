@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
+from llm_config.model import StackConfig
 from llm_monitoring.dashboards import build_dashboards
 from llm_monitoring.exporters import DCGM_METRICS, NGINX_METRICS, SCRAPE_METRICS
 from llm_monitoring.grafana import (
@@ -18,7 +19,6 @@ from llm_monitoring.grafana import (
     render_dashboard_provider,
     render_grafana_datasource,
 )
-from llm_stack.config.model import StackConfig
 
 from tests.monitoring.gateway_registry import family_samples
 from tests.monitoring.promql_names import metric_names

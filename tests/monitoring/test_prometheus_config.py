@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import yaml
+from llm_config.model import StackConfig
 from llm_monitoring.prometheus import (
     CONFIG_FILE_NAME,
     RULES_FILE_NAME,
@@ -15,7 +16,6 @@ from llm_monitoring.prometheus import (
     prometheus_files,
     render_prometheus_config,
 )
-from llm_stack.config.model import StackConfig
 
 from tests.monitoring.stacks import SERVICE, STACK, stack_config, stack_file
 from tests.monitoring.tools import explain, promtool

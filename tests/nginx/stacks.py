@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from llm_stack.config import load_stack_file, parse_stack_config
-from llm_stack.config.model import StackConfig
+from llm_config import load_stack_file, parse_stack_config
+from llm_config.model import StackConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STACK_FILES = sorted(REPO_ROOT.glob("Pulumi.*.yaml"))

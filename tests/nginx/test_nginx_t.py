@@ -13,8 +13,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from llm_config.model import StackConfig
 from llm_nginx import NginxTopology, container_topology, loopback_topology, render_nginx_conf
-from llm_stack.config.model import StackConfig
 
 from tests.nginx.stacks import STACK_FILES, small_stack, stack_file
 from tests.support.nginx_server import TlsFiles, check_config, make_tls_files, nginx_binary
@@ -47,7 +47,7 @@ def _check(directory: Path, config: StackConfig, topology: NginxTopology) -> str
 def test_every_stack_file_renders_a_config_nginx_accepts(
     path: Path, tmp_path: Path, tls_files: TlsFiles
 ) -> None:
-    from llm_stack.config import load_stack_file
+    from llm_config import load_stack_file
 
     config = load_stack_file(path)
     topology = _topology(

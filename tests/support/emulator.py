@@ -1,4 +1,4 @@
-"""A real Ollama emulator process (`python -m llm_stack.emulator`) on a free port.
+"""A real Ollama emulator process (`python -m llm_emulator`) on a free port.
 
 `emulator`: one process for the whole session, `reset()` before each test (a single
 HTTP call), restarted if a test stopped or killed it. `emulator_factory`: independent
@@ -45,7 +45,7 @@ class Emulator:
         return f"http://127.0.0.1:{self.port}"
 
     def argv(self) -> list[str]:
-        argv = [sys.executable, "-m", "llm_stack.emulator", "--host", "127.0.0.1"]
+        argv = [sys.executable, "-m", "llm_emulator", "--host", "127.0.0.1"]
         argv += ["--port", str(self.port)]
         for name, value in self.knobs.items():
             if name == "models" and not isinstance(value, str):

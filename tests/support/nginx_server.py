@@ -20,9 +20,9 @@ import httpx
 import orjson
 import pytest
 import trustme
+from llm_config.model import StackConfig
 from llm_nginx import loopback_topology, render_nginx_conf
 from llm_nginx.topology import STUB_STATUS_PATH, NginxTopology
-from llm_stack.config.model import StackConfig
 
 from tests.support.ports import free_port, wait_for_port
 from tests.support.processes import ManagedProcess

@@ -15,6 +15,7 @@ from typing import Any
 
 import pulumi
 import pulumi_docker as docker
+from llm_config.model import StackConfig
 from llm_nginx import (
     CONTAINER_CERT_PATH,
     CONTAINER_CONF_PATH,
@@ -30,7 +31,6 @@ from llm_stack.components.labels import NGINX, WILDCARD_BIND_LABEL
 from llm_stack.components.names import StackNames
 from llm_stack.components.network import StackNetworks
 from llm_stack.components.tls import EdgeCertificate
-from llm_stack.config.model import StackConfig
 
 
 def render_edge_conf(

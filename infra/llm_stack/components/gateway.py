@@ -15,11 +15,11 @@ from pathlib import Path
 import pulumi
 import pulumi_docker as docker
 import pulumi_docker_build as docker_build
+from llm_config.model import StackConfig
 from llm_stack.components import containers as c
 from llm_stack.components.labels import GATEWAY
 from llm_stack.components.names import StackNames
 from llm_stack.components.network import StackNetworks
-from llm_stack.config.model import StackConfig
 from llm_stack.gateway_env import SECRET_VARIABLES, gateway_environment
 
 KEYS_FILE = "/etc/llm-gateway/keys.json"

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import pulumi
 import pulumi_docker as docker
+from llm_config.model import StackConfig
 from llm_monitoring.grafana import grafana_files
 from llm_monitoring.prometheus import ScrapeTargets, prometheus_args, prometheus_files
 from llm_nginx import STUB_STATUS_PATH
@@ -34,7 +35,6 @@ from llm_stack.components.names import (
 )
 from llm_stack.components.network import StackNetworks
 from llm_stack.components.volumes import StackVolumes
-from llm_stack.config.model import StackConfig
 
 PROMETHEUS_CONFIG_DIR = "/etc/prometheus"
 PROMETHEUS_DATA_DIR = "/prometheus"

@@ -11,7 +11,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from llm_stack.config.model import StackConfig
+from llm_config.model import StackConfig
 
 # Ports the services listen on inside their containers.
 OLLAMA_PORT = 11434

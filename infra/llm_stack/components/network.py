@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pulumi
 import pulumi_docker as docker
+from llm_config.model import StackConfig
 from llm_stack.components.labels import (
     EDGE_NETWORK,
     EGRESS_NETWORK,
@@ -18,7 +19,6 @@ from llm_stack.components.labels import (
     STACK_LABEL,
 )
 from llm_stack.components.names import StackNames
-from llm_stack.config.model import StackConfig
 
 
 def _labels(kind: str, stack: str) -> list[docker.NetworkLabelArgs]:

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import pulumi
 import pulumi_docker as docker
+from llm_config.model import StackConfig
 from llm_stack.components import containers as c
 from llm_stack.components.labels import MODEL_PULLER, OLLAMA
 from llm_stack.components.names import OLLAMA_PORT, StackNames
 from llm_stack.components.network import StackNetworks
 from llm_stack.components.volumes import StackVolumes
-from llm_stack.config.model import StackConfig
 
 MODELS_DIR = "/root/.ollama"
 

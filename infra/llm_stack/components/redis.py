@@ -12,12 +12,12 @@ from urllib.parse import quote
 
 import pulumi
 import pulumi_docker as docker
+from llm_config.model import StackConfig
 from llm_stack.components import containers as c
 from llm_stack.components.labels import REDIS
 from llm_stack.components.names import REDIS_PORT, StackNames
 from llm_stack.components.network import StackNetworks
 from llm_stack.components.volumes import StackVolumes
-from llm_stack.config.model import StackConfig
 
 CONF_PATH = "/usr/local/etc/redis/redis.conf"
 DATA_DIR = "/data"

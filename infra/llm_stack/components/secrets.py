@@ -1,6 +1,6 @@
 """The stack's credentials: from the stack config where set, generated where allowed.
 
-Prod refuses to start without its secrets (`pulumi_source.check_secrets`); dev and
+Prod refuses to start without its secrets (`pulumi_config.check_secrets`); dev and
 test generate what is missing with `pulumi_random`, so the values stay stable in the
 state across runs instead of changing on every `pulumi up`. Every value here is a
 secret Output; the plain API key of a generated dev key is exported as a secret too.
@@ -13,9 +13,9 @@ from typing import Any
 
 import pulumi
 import pulumi_random as random
-from llm_stack.config.api_keys import keys_file_text
-from llm_stack.config.model import StackConfig
-from llm_stack.config.pulumi_source import StackSecrets
+from llm_config.api_keys import keys_file_text
+from llm_config.model import StackConfig
+from llm_stack.pulumi_config import StackSecrets
 
 DEV_KEY_NAME = "dev"
 # Same prefix as keys minted by `llm-gateway keys new`, so a leaked one is recognizable.

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import pulumi
+from llm_config.model import StackConfig
 from llm_stack.components.edge import Edge
 from llm_stack.components.gateway import GatewayService
 from llm_stack.components.monitoring import Monitoring, grafana_url
@@ -18,8 +19,7 @@ from llm_stack.components.redis import RedisCache
 from llm_stack.components.secrets import StackCredentials
 from llm_stack.components.tls import EdgeCertificate
 from llm_stack.components.volumes import StackVolumes
-from llm_stack.config.model import StackConfig
-from llm_stack.config.pulumi_source import StackSecrets, read_pulumi_config
+from llm_stack.pulumi_config import StackSecrets, read_pulumi_config
 
 COMPONENT_TYPE = "llm-stack:index:Stack"
 # Stack outputs that are secrets (exported, but kept out of the component's outputs).

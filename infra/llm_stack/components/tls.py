@@ -10,8 +10,8 @@ import ipaddress
 
 import pulumi
 import pulumi_tls as tls
-from llm_stack.config.model import StackConfig
-from llm_stack.config.pulumi_source import StackSecrets
+from llm_config.model import StackConfig
+from llm_stack.pulumi_config import StackSecrets
 
 _VALID_HOURS = 24 * 365
 # Renewed (a new cert on the next `pulumi up`) this long before it expires.
@@ -48,7 +48,7 @@ class EdgeCertificate(pulumi.ComponentResource):
     ) -> None:
         super().__init__("llm-stack:tls:EdgeCertificate", name, None, opts)
         if config.edge.tls == "provided":
-            # pulumi_source has already refused a stack without both.
+            # pulumi_config has already refused a stack without both.
             if provided.tls_cert is None or provided.tls_key is None:
                 raise ValueError("edge.tls is 'provided' but tlsCert/tlsKey are not set")
             self.cert_pem = pulumi.Output.from_input(provided.tls_cert)

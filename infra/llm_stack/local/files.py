@@ -13,13 +13,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from llm_config.api_keys import keys_file_text
+from llm_config.model import StackConfig
 from llm_gateway.keys import digest_of
 from llm_monitoring.grafana import grafana_files
 from llm_monitoring.prometheus import prometheus_files
 from llm_nginx import render_nginx_conf
 
-from llm_stack.config.api_keys import keys_file_text
-from llm_stack.config.model import StackConfig
 from llm_stack.local.errors import LocalStackError
 from llm_stack.local.plan import LocalPlan, LocalSecrets
 from llm_stack.local.source import DEV_KEY_NAME

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import quote
 
+from llm_config.model import StackConfig
 from llm_monitoring.prometheus import CONFIG_FILE_NAME, ScrapeTargets, prometheus_args
 from llm_nginx import STUB_STATUS_PATH, NginxTopology, loopback_topology
 
@@ -24,7 +25,6 @@ from llm_stack.components.labels import (
     PROMETHEUS,
     REDIS,
 )
-from llm_stack.config.model import StackConfig
 from llm_stack.gateway_env import gateway_environment
 from llm_stack.local.binaries import Binaries
 from llm_stack.local.layout import Layout
@@ -223,7 +223,7 @@ def make_plan(
     if real_ollama is None:
         models = ",".join(config.ollama.models)
         for index, port in enumerate(ports.emulators):
-            argv = [binaries.python, "-m", "llm_stack.emulator", "--host", LOOPBACK]
+            argv = [binaries.python, "-m", "llm_emulator", "--host", LOOPBACK]
             argv += ["--port", str(port), "--models", models]
             services.append(
                 _spec(

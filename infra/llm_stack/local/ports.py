@@ -13,7 +13,8 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from llm_stack.config.model import StackConfig
+from llm_config.model import StackConfig
+
 from llm_stack.local.errors import LocalStackError
 
 LOOPBACK = "127.0.0.1"

@@ -21,9 +21,9 @@ from pathlib import Path
 from types import FrameType
 from typing import IO
 
+from llm_config.load import ConfigError
 from llm_gateway.keys import mint_key
 
-from llm_stack.config.load import ConfigError
 from llm_stack.local.binaries import find_binaries
 from llm_stack.local.console import Console
 from llm_stack.local.errors import LocalStackError

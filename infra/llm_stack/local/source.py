@@ -12,15 +12,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llm_stack.config.api_keys import validate_api_keys
-from llm_stack.config.load import (
+from llm_config.api_keys import validate_api_keys
+from llm_config.load import (
     ConfigError,
     SecureValue,
     parse_stack_config,
     read_stack_file,
     stack_name_of,
 )
-from llm_stack.config.model import StackConfig
+from llm_config.model import StackConfig
+
 from llm_stack.local.errors import LocalStackError
 
 PROJECT_FILE = "Pulumi.yaml"

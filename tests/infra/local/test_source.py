@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from llm_stack.config.load import ConfigError
+from llm_config.load import ConfigError
 from llm_stack.local.errors import LocalStackError
 from llm_stack.local.source import load_source, stack_file_for
 

@@ -45,7 +45,7 @@ def _model_list(text: str) -> tuple[str, ...]:
 
 def parse_args(argv: Sequence[str] | None = None) -> EmulatorSettings:
     parser = argparse.ArgumentParser(
-        prog="python -m llm_stack.emulator",
+        prog="python -m llm_emulator",
         description="An Ollama emulator speaking Ollama's HTTP API (for tests, benchmarks, demos).",
     )
     parser.add_argument("--host", default="127.0.0.1")

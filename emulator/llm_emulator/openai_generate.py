@@ -14,12 +14,12 @@ from typing import Any
 
 import orjson
 
-from llm_stack.emulator import generate as gen
-from llm_stack.emulator.catalog import ModelEntry
-from llm_stack.emulator.errors import openai_fail as reject
-from llm_stack.emulator.errors import openai_fail_early as reject_early
-from llm_stack.emulator.exchange import Exchange
-from llm_stack.emulator.inference import (
+from llm_emulator import generate as gen
+from llm_emulator.catalog import ModelEntry
+from llm_emulator.errors import openai_fail as reject
+from llm_emulator.errors import openai_fail_early as reject_early
+from llm_emulator.exchange import Exchange
+from llm_emulator.inference import (
     BadRequest,
     Timing,
     apply_faults,
@@ -28,7 +28,7 @@ from llm_stack.emulator.inference import (
     stream_chunks,
     wait_for_whole_answer,
 )
-from llm_stack.emulator.wire import OPENAI_JSON, SSE, openai_error
+from llm_emulator.wire import OPENAI_JSON, SSE, openai_error
 
 FINGERPRINT = "fp_ollama"
 

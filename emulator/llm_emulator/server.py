@@ -9,8 +9,8 @@ from types import FrameType
 
 import uvicorn
 
-from llm_stack.emulator.app import create_app
-from llm_stack.emulator.settings import EmulatorSettings, parse_args
+from llm_emulator.app import create_app
+from llm_emulator.settings import EmulatorSettings, parse_args
 
 
 class _QuietCuts(logging.Filter):

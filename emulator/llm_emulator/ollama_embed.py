@@ -7,11 +7,11 @@ from typing import Any
 
 import orjson
 
-from llm_stack.emulator import generate as gen
-from llm_stack.emulator.catalog import ModelEntry
-from llm_stack.emulator.errors import ollama_fail as fail
-from llm_stack.emulator.exchange import Exchange
-from llm_stack.emulator.inference import (
+from llm_emulator import generate as gen
+from llm_emulator.catalog import ModelEntry
+from llm_emulator.errors import ollama_fail as fail
+from llm_emulator.exchange import Exchange
+from llm_emulator.inference import (
     BadRequest,
     Timing,
     apply_faults,
@@ -19,7 +19,7 @@ from llm_stack.emulator.inference import (
     parse_keep_alive,
     parse_object,
 )
-from llm_stack.emulator.wire import JSON
+from llm_emulator.wire import JSON
 
 
 def embed_inputs(value: Any) -> list[str]:

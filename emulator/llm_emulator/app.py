@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from llm_stack.emulator import (
+from llm_emulator import (
     control,
     ollama_embed,
     ollama_generate,
@@ -18,12 +18,12 @@ from llm_stack.emulator import (
     openai_generate,
     openai_resources,
 )
-from llm_stack.emulator.errors import ollama_fail, openai_fail
-from llm_stack.emulator.exchange import Exchange, Receive, Scope, Send
-from llm_stack.emulator.inference import apply_faults
-from llm_stack.emulator.settings import EmulatorSettings
-from llm_stack.emulator.state import INFERENCE_PATHS, EmulatorState
-from llm_stack.emulator.wire import TEXT
+from llm_emulator.errors import ollama_fail, openai_fail
+from llm_emulator.exchange import Exchange, Receive, Scope, Send
+from llm_emulator.inference import apply_faults
+from llm_emulator.settings import EmulatorSettings
+from llm_emulator.state import INFERENCE_PATHS, EmulatorState
+from llm_emulator.wire import TEXT
 
 Handler = Callable[[Exchange], Awaitable[None]]
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import orjson
 
-from llm_stack.emulator.exchange import Exchange
-from llm_stack.emulator.state import INFERENCE_PATHS
-from llm_stack.emulator.wire import JSON
+from llm_emulator.exchange import Exchange
+from llm_emulator.state import INFERENCE_PATHS
+from llm_emulator.wire import JSON
 
 PREFIX = "/_emulator/"
 

@@ -9,8 +9,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from llm_stack.emulator.catalog import Catalog
-from llm_stack.emulator.settings import EmulatorSettings
+from llm_emulator.catalog import Catalog
+from llm_emulator.settings import EmulatorSettings
 
 # Faults hit the requests that make the model work, unless `paths` says otherwise; a
 # gateway's background /api/tags polling must not eat a fault armed for a test's request.

@@ -1,7 +1,7 @@
 """Turn stack config values into a `StackConfig`, with errors that name the key.
 
 Two sources feed the same function: the Pulumi program (values read through
-`pulumi.Config`, see `pulumi_source.py`) and the local stack, which reads a
+`pulumi.Config`, see `llm_stack.pulumi_config`) and the local stack, which reads a
 `Pulumi.<stack>.yaml` file the way the CLI does. Neither source imports the other.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from llm_stack.config.model import StackConfig
+from llm_config.model import StackConfig
 
 NAMESPACE = "llm-stack"
 # Keys of the model (camelCase, as written in stack files).

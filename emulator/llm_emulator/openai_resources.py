@@ -8,14 +8,14 @@ from typing import Any
 
 import orjson
 
-from llm_stack.emulator.catalog import ModelEntry
-from llm_stack.emulator.errors import openai_fail as reject
-from llm_stack.emulator.errors import openai_fail_early as reject_early
-from llm_stack.emulator.exchange import Exchange
-from llm_stack.emulator.inference import BadRequest, apply_faults, check_types
-from llm_stack.emulator.ollama_embed import embed_inputs, embed_token_count, embed_vectors
-from llm_stack.emulator.openai_generate import parse_openai
-from llm_stack.emulator.wire import OPENAI_JSON
+from llm_emulator.catalog import ModelEntry
+from llm_emulator.errors import openai_fail as reject
+from llm_emulator.errors import openai_fail_early as reject_early
+from llm_emulator.exchange import Exchange
+from llm_emulator.inference import BadRequest, apply_faults, check_types
+from llm_emulator.ollama_embed import embed_inputs, embed_token_count, embed_vectors
+from llm_emulator.openai_generate import parse_openai
+from llm_emulator.wire import OPENAI_JSON
 
 
 async def embeddings(ex: Exchange) -> None:

@@ -15,9 +15,9 @@ from typing import Any
 
 import orjson
 
-from llm_stack.emulator.exchange import Exchange
-from llm_stack.emulator.state import Knobs
-from llm_stack.emulator.wire import go_json_error, go_type_name
+from llm_emulator.exchange import Exchange
+from llm_emulator.state import Knobs
+from llm_emulator.wire import go_json_error, go_type_name
 
 # Go's time.ParseDuration units.
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")

@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from llm_stack.emulator.state import NO_FAULTS, EmulatorState, RequestFaults
+from llm_emulator.state import NO_FAULTS, EmulatorState, RequestFaults
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

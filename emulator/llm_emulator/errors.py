@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import orjson
 
-from llm_stack.emulator.exchange import Exchange
-from llm_stack.emulator.wire import JSON, OPENAI_JSON, ollama_error, openai_error, openai_error_type
+from llm_emulator.exchange import Exchange
+from llm_emulator.wire import JSON, OPENAI_JSON, ollama_error, openai_error, openai_error_type
 
 
 async def ollama_fail(ex: Exchange, status: int, message: str) -> None:

@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi
+from llm_config.api_keys import validate_api_keys
+from llm_config.load import NAMESPACE, SECTIONS, ConfigError, parse_stack_config
+from llm_config.model import StackConfig
 from pulumi.runtime import config as runtime_config
-
-from llm_stack.config.api_keys import validate_api_keys
-from llm_stack.config.load import NAMESPACE, SECTIONS, ConfigError, parse_stack_config
-from llm_stack.config.model import StackConfig
 
 # Structured values arrive from the CLI as JSON text; everything else is a plain string.
 _STRUCTURED = frozenset(SECTIONS) - {"environment", "namePrefix"} | {"apiKeys"}

@@ -11,11 +11,11 @@ from typing import Any
 
 import orjson
 
-from llm_stack.emulator import generate as gen
-from llm_stack.emulator.catalog import ModelEntry
-from llm_stack.emulator.errors import ollama_fail as fail
-from llm_stack.emulator.exchange import Exchange
-from llm_stack.emulator.inference import (
+from llm_emulator import generate as gen
+from llm_emulator.catalog import ModelEntry
+from llm_emulator.errors import ollama_fail as fail
+from llm_emulator.exchange import Exchange
+from llm_emulator.inference import (
     BadRequest,
     Timing,
     apply_faults,
@@ -26,7 +26,7 @@ from llm_stack.emulator.inference import (
     stream_chunks,
     wait_for_whole_answer,
 )
-from llm_stack.emulator.wire import JSON, NDJSON, ollama_error, rfc3339_nano
+from llm_emulator.wire import JSON, NDJSON, ollama_error, rfc3339_nano
 
 _GENERATE_FIELDS: dict[str, type | tuple[type, ...]] = {
     "model": str, "prompt": str, "suffix": str, "system": str, "template": str,

@@ -6,11 +6,11 @@ from typing import Any
 
 import orjson
 
-from llm_stack.emulator.catalog import ModelEntry
-from llm_stack.emulator.errors import ollama_fail as fail
-from llm_stack.emulator.exchange import Exchange
-from llm_stack.emulator.inference import BadRequest, check_types, parse_object
-from llm_stack.emulator.wire import JSON, TEXT, VERSION, rfc3339_nano
+from llm_emulator.catalog import ModelEntry
+from llm_emulator.errors import ollama_fail as fail
+from llm_emulator.exchange import Exchange
+from llm_emulator.inference import BadRequest, check_types, parse_object
+from llm_emulator.wire import JSON, TEXT, VERSION, rfc3339_nano
 
 RUNNING = b"Ollama is running"
 

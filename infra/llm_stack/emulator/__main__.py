@@ -1,7 +1,0 @@
-"""`python -m llm_stack.emulator --host 127.0.0.1 --port 11434 [--tokens 8] ...`"""
-
-import sys
-
-from llm_stack.emulator.server import main
-
-sys.exit(main())
