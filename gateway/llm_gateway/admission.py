@@ -1,4 +1,10 @@
-"""Per-key limits and the cache lookup in one atomic Redis round trip (a Lua script).
+"""Per-key limits and the cache lookup in one atomic Redis round trip (a Lua script),
+and the end of a request's Redis side (store its entry, free its slot) in another.
+
+This is where the response cache is read and written: the read is the `GET` in
+`_ADMIT` (one trip with the limits), the write the `SET` in `_SETTLE` (one trip with
+freeing the slot). What an entry holds and how it is laid out is `cache/entry.py`;
+how long it lives, `cache/lifetime.py`.
 
 Rate: GCRA over a one-minute window (a key may spend its whole minute at once, then
 one request per 60/rpm seconds). Concurrency: a sorted set of leases that expire on
@@ -13,9 +19,10 @@ import os
 from dataclasses import dataclass
 from enum import IntEnum
 
+from llm_gateway.cache.entry import lua_fresh_until
 from llm_gateway.redis_guard import UNAVAILABLE, RedisGuard, Unavailable
 
-_SCRIPT = """
+_ADMIT = """
 local now = tonumber(ARGV[1])
 local limits = ARGV[2] == '1'
 local interval = tonumber(ARGV[3])
@@ -43,7 +50,7 @@ end
 local value = false
 if lookup then
   value = redis.call('GET', KEYS[3])
-  if value and tonumber(string.sub(value, 4, 16)) > now then
+  if value and FRESH_UNTIL > now then
     if limits then redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil(new_tat - now)) end
     return {1, remaining, reset, 0, value}
   end
@@ -59,11 +66,11 @@ if limits then
   redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil(new_tat - now))
 end
 return {0, remaining, reset, 0, value}
-"""
+""".replace("FRESH_UNTIL", lua_fresh_until("value"))
 
 
 # Ends a request's Redis side in one round trip: store its entry and/or free its slot.
-_SETTLE_SCRIPT = """
+_SETTLE = """
 if ARGV[1] ~= '' then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end
 if ARGV[3] ~= '' then redis.call('ZREM', KEYS[2], ARGV[3]) end
 return 1
@@ -142,23 +149,17 @@ class Admitter:
             now_ms + self._lease_ms,
             1 if cache_key else 0,
         ]
-        client = self._guard.client
-
-        async def call() -> list[object]:
-            result: list[object] = await client.script(_SCRIPT, keys, args)
-            return result
-
-        result = await self._guard.run("admit", call)
+        result = await self._guard.script("admit", _ADMIT, keys, args)
         if isinstance(result, Unavailable):
             return UNAVAILABLE
-        verdict = Verdict(int(result[0]))  # type: ignore[call-overload]
+        verdict = Verdict(int(result[0]))
         cached = result[4] if isinstance(result[4], bytes) else None
         return Admission(
             verdict,
             cached,
-            int(result[1]),  # type: ignore[call-overload]
-            float(result[2]),  # type: ignore[arg-type]
-            float(result[3]),  # type: ignore[arg-type]
+            int(result[1]),
+            float(result[2]),
+            float(result[3]),
             Lease(name, lease) if lease is not None and verdict is Verdict.PROCEED else None,
         )
 
@@ -168,14 +169,12 @@ class Admitter:
         """Free `lease` and/or store `(key, payload, keep_ms)`: one round trip for both."""
         if lease is None and store is None:
             return
-        client = self._guard.client
+        guard = self._guard
         if store is None and lease is not None:
             name, lease_id = lease.key_name, lease.lease_id
-            await self._guard.run(
-                "release", lambda: client.call("ZREM", f"llm:cc:{name}", lease_id)
-            )
+            await guard.run("release", lambda: guard.client.zrem(f"llm:cc:{name}", lease_id))
             return
         key, payload, keep_ms = store if store is not None else ("llm:none", b"", 0)
         keys = [key, f"llm:cc:{lease.key_name}" if lease else "llm:none"]
         args: list[bytes | str | int] = [payload, keep_ms, lease.lease_id if lease else ""]
-        await self._guard.run("store", lambda: client.script(_SETTLE_SCRIPT, keys, args))
+        await guard.script("store", _SETTLE, keys, args)

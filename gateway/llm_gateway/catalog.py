@@ -44,11 +44,8 @@ class ModelCatalog:
 
     async def refresh(self) -> bool:
         try:
-            response = await self._upstream.open("GET", "/api/tags", None, {})
-            try:
+            async with self._upstream.request("GET", "/api/tags", None, {}) as response:
                 body = await response.read()
-            finally:
-                await response.aclose()
             if response.status != 200:
                 raise UpstreamFailure("status", response.status, f"/api/tags: {response.status}")
             models = orjson.loads(body).get("models") or []

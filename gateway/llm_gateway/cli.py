@@ -32,7 +32,6 @@ def serve() -> int:
     import uvicorn
 
     from llm_gateway.app import AuthConfigError, create_app, keyring_for
-    from llm_gateway.http_protocol import CoalescingHttpToolsProtocol
     from llm_gateway.settings import Settings
 
     try:
@@ -58,7 +57,7 @@ def serve() -> int:
         "host": settings.host,
         "port": settings.port,
         "loop": "uvloop",
-        "http": CoalescingHttpToolsProtocol,
+        "http": "httptools",
         "access_log": False,
         "log_level": settings.log_level,
         "timeout_graceful_shutdown": int(settings.shutdown_grace_seconds) or None,

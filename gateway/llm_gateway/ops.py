@@ -37,10 +37,13 @@ async def ready(request: Request) -> ORJSONResponse:
     redis_ok = await services.guard.ping()
     upstream = "ok"
     try:
-        async with asyncio.timeout(2.0):
-            response = await services.upstream.open("GET", "/api/version", None, {})
+        # Context-managed: the connection goes back to the pool (or is dropped) even
+        # when reading the body fails or times out.
+        async with (
+            asyncio.timeout(2.0),
+            services.upstream.request("GET", "/api/version", None, {}) as response,
+        ):
             await response.read()
-            await response.aclose()
         if response.status != 200:
             upstream = f"status {response.status}"
     except (UpstreamFailure, TimeoutError) as exc:

@@ -175,13 +175,10 @@ class Proxy:
                 path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
                 query = scope.get("query_string", b"").decode("latin-1")
                 try:
-                    response = await self.upstream.open(
+                    async with self.upstream.request(
                         scope["method"], path, call.body or None, call.headers, query
-                    )
-                    try:
+                    ) as response:
                         content = await response.read()
-                    finally:
-                        await response.aclose()
                 except UpstreamFailure as failure:
                     self.metrics.upstream_errors.labels(failure.reason).inc()
                     raise failure_error(failure) from None

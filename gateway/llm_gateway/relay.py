@@ -1,10 +1,9 @@
 """Launching flights: the upstream call of a generation request, run in the flight's task.
 
-The request is written to the upstream at launch, in the launching request's own
-turn of the event loop (when a kept connection is free). The task then relays the
-response chunk by chunk to the flight's followers, counts tokens, and ends the
-request's Redis side in one round trip (store the entry if it is complete, free the
-concurrency slot of the request that launched it) before the followers' responses end.
+The task relays the response chunk by chunk to the flight's followers, counts
+tokens, and ends the request's Redis side in one round trip (store the entry if it
+is complete, free the concurrency slot of the request that launched it) before the
+followers' responses end.
 """
 
 from __future__ import annotations
@@ -16,12 +15,12 @@ from llm_gateway.admission import Admitter, Lease
 from llm_gateway.cache.canonical import Kind
 from llm_gateway.cache.completeness import is_complete, usage_of
 from llm_gateway.cache.entry import Form
-from llm_gateway.cache.store import CacheStore
+from llm_gateway.cache.lifetime import EntryLifetime
 from llm_gateway.errors import error_body
 from llm_gateway.flight import Flight, FlightRegistry
 from llm_gateway.metrics import GatewayMetrics
 from llm_gateway.plans import CachePlan, Wanted
-from llm_gateway.upstream import Upstream, UpstreamCall, UpstreamFailure
+from llm_gateway.upstream import Upstream, UpstreamFailure
 
 
 def now_ms() -> int:
@@ -40,13 +39,13 @@ class Relay:
         self,
         upstream: Upstream,
         admitter: Admitter,
-        store: CacheStore,
+        lifetime: EntryLifetime,
         flights: FlightRegistry,
         metrics: GatewayMetrics,
     ) -> None:
         self._upstream = upstream
         self._admitter = admitter
-        self._store = store
+        self._lifetime = lifetime
         self._flights = flights
         self._metrics = metrics
 
@@ -63,13 +62,14 @@ class Relay:
     ) -> Flight:
         """A new flight, registered for coalescing, its upstream call already under way."""
         started = time.perf_counter()
-        call = self._upstream.begin("POST", path, body, headers)
         flight = Flight(plan.key, wanted.form, wanted.include_usage)
 
         async def run(flight: Flight) -> None:
             settled = False
             try:
-                await self._call(flight, call, started, kind, plan, model_label, lease)
+                await self._call(
+                    flight, path, body, headers, started, kind, plan, model_label, lease
+                )
                 settled = True
             finally:
                 if not settled and lease is not None:
@@ -77,16 +77,15 @@ class Relay:
                     asyncio.get_running_loop().create_task(self._admitter.settle(lease))
 
         self._flights.add(flight)
-        # However the task ends (even cancelled before it ran), a request already sent
-        # does not keep its connection: once the answer is being read this is a no-op.
-        flight.on_landed(call.abandon)
         flight.launch(run)
         return flight
 
     async def _call(
         self,
         flight: Flight,
-        call: UpstreamCall,
+        path: str,
+        body: bytes,
+        headers: dict[str, str],
         started: float,
         kind: Kind,
         plan: CachePlan,
@@ -95,42 +94,38 @@ class Relay:
     ) -> None:
         metrics, form = self._metrics, flight.form
         try:
-            response = await call.response()
+            async with self._upstream.request("POST", path, body, headers) as response:
+                flight.started(response.status, response.content_type)
+                live = form is not Form.JSON
+                async for chunk in response.chunks():
+                    flight.publish(chunk)
+                    if live:
+                        # Let followers forward it now, before this task reads on or does
+                        # its end-of-stream work: the first byte is what clients wait for.
+                        await asyncio.sleep(0)
         except UpstreamFailure as failure:
             metrics.upstream_errors.labels(failure.reason).inc()
             flight.upstream_seconds = time.perf_counter() - started
-            flight.fail(failure)
+            if flight.status is None:
+                flight.fail(failure)
+            else:
+                flight.failure = failure
+                if form is not Form.JSON:
+                    flight.publish(midstream_error(form, failure.message))
+                flight.finish(False)
             await self._admitter.settle(lease)
             return
-        flight.started(response.status, response.content_type)
-        try:
-            live = form is not Form.JSON
-            async for chunk in response.chunks():
-                flight.publish(chunk)
-                if live:
-                    # Let followers forward it now, before this task reads on or does
-                    # its end-of-stream work: the first byte is what clients wait for.
-                    await asyncio.sleep(0)
-        except UpstreamFailure as failure:
-            metrics.upstream_errors.labels(failure.reason).inc()
-            flight.failure = failure
-            if form is not Form.JSON:
-                flight.publish(midstream_error(form, failure.message))
-            flight.finish(False)
-            await self._admitter.settle(lease)
-            return
-        finally:
-            await response.aclose()
-            flight.upstream_seconds = time.perf_counter() - started
+        flight.upstream_seconds = time.perf_counter() - started
         content = flight.body
-        if response.status >= 500:
+        status = response.status
+        if status >= 500:
             metrics.upstream_errors.labels("status").inc()
-        complete = is_complete(kind, form, response.status, content)
+        complete = is_complete(kind, form, status, content)
         if complete:
             self._count_tokens(flight, kind, content, model_label)
         entry = None
         if complete and plan.key is not None and plan.store:
-            entry = self._store.record(plan.key, form, content, now_ms())
+            entry = self._lifetime.record(plan.key, form, content, now_ms())
         # Store before the followers' responses end: a client that asks again right
         # after its answer, through any replica, finds the entry (read-your-writes).
         await self._admitter.settle(lease, entry)

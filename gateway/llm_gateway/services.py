@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry
 
 from llm_gateway import __version__
 from llm_gateway.admission import Admitter
-from llm_gateway.cache.store import CacheStore
+from llm_gateway.cache.lifetime import EntryLifetime
 from llm_gateway.catalog import ModelCatalog
 from llm_gateway.checks import Gatekeeper
 from llm_gateway.flight import FlightRegistry
@@ -18,11 +18,10 @@ from llm_gateway.keys import KeyRing
 from llm_gateway.metrics import GatewayMetrics
 from llm_gateway.observe import AccessLog, Recorder
 from llm_gateway.proxy import Proxy
-from llm_gateway.redis_client import RedisClient
-from llm_gateway.redis_guard import RedisGuard
+from llm_gateway.redis_guard import RedisGuard, connect
 from llm_gateway.relay import Relay
 from llm_gateway.settings import Settings
-from llm_gateway.upstream import Upstream
+from llm_gateway.upstream import Timeouts, Upstream
 
 
 @dataclass
@@ -41,15 +40,25 @@ class Services:
     def build(cls, settings: Settings, keyring: KeyRing | None, access_log: AccessLog) -> Services:
         metrics = GatewayMetrics(CollectorRegistry())
         metrics.build.labels(__version__).set(1)
-        upstream = Upstream(settings)
-        guard = RedisGuard(
-            RedisClient(settings.redis_url, settings.redis_timeout_seconds),
-            settings.redis_retry_after_seconds,
-            metrics,
+        timeouts = Timeouts(
+            connect=settings.connect_timeout_seconds,
+            first_byte=settings.first_byte_timeout_seconds,
+            idle=settings.idle_timeout_seconds,
+            total=settings.total_timeout_seconds,
         )
+        upstream = Upstream(
+            settings.upstream_url,
+            timeouts,
+            settings.upstream_max_connections,
+            settings.upstream_ca_file,
+        )
+        redis_client = connect(
+            settings.redis_url, settings.redis_timeout_seconds, settings.redis_ca_file
+        )
+        guard = RedisGuard(redis_client, settings.redis_retry_after_seconds, metrics)
         # A lease outlives the longest request, so a crashed replica's slots expire.
         admitter = Admitter(guard, lease_seconds=settings.total_timeout_seconds + 60)
-        store = CacheStore(settings.cache_ttl_seconds, settings.cache_stale_seconds)
+        lifetime = EntryLifetime(settings.cache_ttl_seconds, settings.cache_stale_seconds)
         catalog = ModelCatalog(upstream, metrics, settings.model_refresh_seconds)
         flights = FlightRegistry()
         proxy = Proxy(
@@ -57,7 +66,7 @@ class Services:
             gatekeeper=Gatekeeper(keyring, metrics, settings.max_messages),
             upstream=upstream,
             admitter=admitter,
-            relay=Relay(upstream, admitter, store, flights, metrics),
+            relay=Relay(upstream, admitter, lifetime, flights, metrics),
             catalog=catalog,
             flights=flights,
             recorder=Recorder(metrics, access_log),
@@ -78,4 +87,4 @@ class Services:
         await self.catalog.stop()
         await self.flights.cancel_all()
         await self.upstream.aclose()
-        await self.guard.client.aclose()
+        await self.guard.aclose()

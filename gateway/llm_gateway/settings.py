@@ -18,7 +18,11 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535)
     workers: int = Field(1, ge=1, le=64)
     upstream_url: str = "http://127.0.0.1:11434"
+    # PEM bundle of the CAs trusted for an https:// upstream (default: the system's).
+    upstream_ca_file: Path | None = None
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # PEM bundle of the CAs trusted for a rediss:// Redis (default: the system's).
+    redis_ca_file: Path | None = None
 
     # SHA-256 hex digests of accepted keys; the plain keys are never stored.
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)

@@ -1,39 +1,42 @@
-"""The one pooled HTTP client to Ollama, and the timeouts that bound each phase of a call.
+"""Calls to one Ollama (or the nginx balancer in front of several) over a pooled aiohttp
+session, and the time bounds of each phase of a call.
 
 Connect, first byte (headers; generous, a cold model load takes tens of seconds),
-idle between streamed chunks, and total are separate: a slow first token is normal,
-a stream that stalls mid-way is not.
+idle between streamed chunks, and total are separate bounds, each named in its error:
+a slow first token is normal, a stream that stalls mid-way is not.
 
-Why not httpx (the obvious choice) or aiohttp: on this project's reference machine
-one non-streamed call to the emulator costs 0.80 ms of CPU through httpx (httpcore
-transport), 0.55 ms through httpx on an aiohttp transport and 0.18 ms through
-aiohttp, and aiohttp was still a quarter of the gateway's CPU per miss. The client
-is `http1.Pool` (see there for what it saved), behind this module's small interface.
+aiohttp owns the protocol: its C parser skips 1xx interim responses, reads chunked,
+close-delimited and trailer-carrying bodies, and speaks TLS and IPv6. One session per
+upstream, opened at start-up, with a pool that never reuses a connection the peer
+wrote to while idle (`http_pool.py`). A request is sent again once, only when a kept
+connection turns out to be stale before any byte of its answer came back.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
+import ssl
 from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from pathlib import Path
+from types import SimpleNamespace
 
-from llm_gateway.http1 import (
-    Bounds,
-    ConnectionLost,
-    ConnectTimeout,
-    Pool,
-    ProtocolError,
-    Response,
-    ResponseTimeout,
-    Sent,
-)
-from llm_gateway.settings import Settings
+import aiohttp
+from yarl import URL
+
+from llm_gateway.http_pool import StrictReuseConnector
 
 # Bytes a request target cannot carry on the wire (controls, space, DEL).
 _UNSENDABLE = re.compile(r"[\x00-\x20\x7f]")
 # Request headers worth passing on; client keys and hop-by-hop headers are not.
 _FORWARD_REQUEST_HEADERS = ("content-type", "accept", "user-agent", "x-request-id")
+# aiohttp would add these on its own; Ollama gets what the client sent, or nothing.
+# (No Accept-Encoding above all: the gateway relays and caches the bytes as they come.)
+_NO_AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
+# Idle kept connections are closed after this long; nginx keeps its side 60 s by default.
+_KEEPALIVE_SECONDS = 30.0
 
 
 class UpstreamFailure(Exception):
@@ -53,187 +56,241 @@ class Timeouts:
     idle: float
     total: float
 
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Timeouts:
-        return cls(
-            connect=settings.connect_timeout_seconds,
-            first_byte=settings.first_byte_timeout_seconds,
-            idle=settings.idle_timeout_seconds,
-            total=settings.total_timeout_seconds,
+    def first_byte_failure(self, total: bool) -> UpstreamFailure:
+        if total:
+            return self.total_failure()
+        message = f"upstream sent no response within {self.first_byte:g}s"
+        return UpstreamFailure("timeout", 504, message)
+
+    def idle_failure(self) -> UpstreamFailure:
+        return UpstreamFailure("timeout", 504, f"upstream sent nothing for {self.idle:g}s")
+
+    def total_failure(self) -> UpstreamFailure:
+        return UpstreamFailure(
+            "timeout", 504, f"upstream exceeded the total time limit ({self.total:g}s)"
         )
 
 
-def _timed_out(timeout: ResponseTimeout, timeouts: Timeouts) -> UpstreamFailure:
-    if timeout.phase == "first_byte":
-        message = f"upstream sent no response within {timeouts.first_byte:g}s"
-    elif timeout.phase == "idle":
-        message = f"upstream sent nothing for {timeouts.idle:g}s"
-    else:
-        message = f"upstream exceeded the total time limit ({timeouts.total:g}s)"
-    return UpstreamFailure("timeout", 504, message)
-
-
-def _failure(exc: BaseException, timeouts: Timeouts) -> UpstreamFailure | None:
-    """What an error of the HTTP client means for the caller; None for anything else."""
-    if isinstance(exc, ConnectTimeout):
+def _client_failure(exc: aiohttp.ClientError, timeouts: Timeouts) -> UpstreamFailure:
+    """What an aiohttp error before the response head means for the caller."""
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
         return UpstreamFailure(
             "connect", 503, f"upstream did not accept a connection within {timeouts.connect:g}s"
         )
-    if isinstance(exc, ResponseTimeout):  # no response head within its bound
-        return _timed_out(exc, timeouts)
-    if isinstance(exc, ConnectionLost | ProtocolError):
-        return UpstreamFailure("protocol", 502, f"upstream failed: {exc}")
-    if isinstance(exc, OSError):  # refused, unreachable, name not resolved
+    if isinstance(exc, aiohttp.ClientSSLError):  # certificate or handshake
+        return UpstreamFailure("tls", 502, f"upstream TLS failed: {exc}")
+    if isinstance(exc, aiohttp.ClientConnectorError):  # refused, unreachable, no such name
         return UpstreamFailure("connect", 503, f"upstream unreachable: {exc}")
-    return None
+    # Disconnected or reset before an answer, or an answer that is not HTTP.
+    return UpstreamFailure("protocol", 502, f"upstream failed: {exc or type(exc).__name__}")
+
+
+def _stale(exc: aiohttp.ClientError) -> bool:
+    """The connection died under the request before any byte of an answer came back."""
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        # aiohttp puts the part of a response head it had read in `message`; with no
+        # byte read it is the plain text "Server disconnected".
+        return isinstance(exc.message, str)
+    # A reset or broken pipe on the kept socket (not: could not connect at all).
+    return isinstance(exc, aiohttp.ClientOSError) and not isinstance(
+        exc, aiohttp.ClientConnectorError
+    )
+
+
+class _BodyBounds:
+    """The idle and total bounds of one response body, kept by one timer.
+
+    A streamed chunk only notes the time; the timer is re-armed when it fires early,
+    not per chunk. When a bound is really exceeded while the reader waits on the
+    upstream, the reading task is cancelled and `expired` says which bound it was.
+    """
+
+    __slots__ = ("_handle", "_idle", "_task", "_total_at", "expired", "last", "loop", "reading")
+
+    def __init__(self, idle: float, total_at: float) -> None:
+        self.loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        self._task = task
+        self._idle = idle
+        self._total_at = total_at
+        self.last = self.loop.time()
+        self.reading = False
+        self.expired: str | None = None
+        self._handle = self.loop.call_at(min(self.last + idle, total_at), self._check)
+
+    def _check(self) -> None:
+        now = self.loop.time()
+        if now >= self._total_at:
+            phase = "total"
+        elif now - self.last >= self._idle and self.reading:
+            phase = "idle"
+        else:
+            # A chunk came since, or the reader is busy downstream: look again later.
+            due = self.last + self._idle if self.reading else now + self._idle
+            self._handle = self.loop.call_at(min(due, self._total_at), self._check)
+            return
+        self.expired = phase
+        self._task.cancel()
+
+    def cancel(self) -> None:
+        self._handle.cancel()
 
 
 class UpstreamResponse:
     """An open upstream response: status and headers now, body chunks as they arrive."""
 
-    def __init__(self, response: Response, timeouts: Timeouts):
+    __slots__ = ("_deadline", "_response", "_timeouts", "content_type", "status")
+
+    def __init__(self, response: aiohttp.ClientResponse, timeouts: Timeouts, deadline: float):
         self._response = response
         self._timeouts = timeouts
+        self._deadline = deadline
         self.status = response.status
-        content_type = response.header(b"content-type")
-        self.content_type = content_type.decode("latin-1") if content_type else "application/json"
+        self.content_type = response.headers.get("Content-Type", "application/json")
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        # The idle and total bounds are the connection's (http1.Bounds).
-        response = self._response
-        while True:
-            try:
-                chunk = await response.next_chunk()
-            except ResponseTimeout as timeout:
-                raise _timed_out(timeout, self._timeouts) from None
-            except (ConnectionLost, ProtocolError) as exc:
-                raise UpstreamFailure("stream", 502, f"upstream connection lost: {exc}") from None
-            if not chunk:
-                return
-            yield chunk
+        """Body chunks as the upstream sends them, within the idle and total bounds."""
+        content = self._response.content
+        bounds = _BodyBounds(self._timeouts.idle, self._deadline)
+        try:
+            while True:
+                bounds.reading = True
+                try:
+                    chunk = await content.readany()
+                except asyncio.CancelledError:
+                    if bounds.expired is None:
+                        raise
+                    asyncio.current_task().uncancel()  # type: ignore[union-attr]
+                    if bounds.expired == "idle":
+                        raise self._timeouts.idle_failure() from None
+                    raise self._timeouts.total_failure() from None
+                except aiohttp.ClientError as exc:
+                    message = f"upstream connection lost: {exc or type(exc).__name__}"
+                    raise UpstreamFailure("stream", 502, message) from None
+                bounds.reading = False
+                if not chunk:
+                    return
+                bounds.last = bounds.loop.time()
+                yield chunk
+        finally:
+            bounds.cancel()
 
     async def read(self) -> bytes:
         return b"".join([chunk async for chunk in self.chunks()])
 
-    async def aclose(self) -> None:
-        # Back to the pool when complete; abandoned mid-way, the connection is dropped,
-        # so Ollama sees the client go and stops generating.
+    def close(self) -> None:
+        # Back to the pool when read to the end; abandoned mid-way the connection is
+        # dropped, so Ollama sees the client go and stops generating.
         self._response.release()
 
 
 class Upstream:
-    """Calls to Ollama over one connection pool (opened at start-up, closed at shutdown)."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.timeouts = Timeouts.from_settings(settings)
-        # Settings has checked the URL: http(s), a host, a valid port.
-        base = urlsplit(settings.upstream_url)
-        tls = base.scheme == "https"
-        default_port = 443 if tls else 80
-        self._host = base.hostname or ""
-        self._port = base.port or default_port
-        self._tls = tls
-        self._prefix = base.path.rstrip("/")
-        host = self._host if ":" not in self._host else f"[{self._host}]"
-        authority = host if self._port == default_port else f"{host}:{self._port}"
-        self._host_header = f"host: {authority}\r\n".encode("latin-1")
-        self._max_connections = settings.upstream_max_connections
-        self._pool: Pool | None = None
-
-    async def start(self) -> None:
-        self._pool = Pool(
-            self._host,
-            self._port,
-            tls=self._tls,
-            limit=self._max_connections,
-            connect_timeout=self.timeouts.connect,
-            bounds=Bounds(self.timeouts.first_byte, self.timeouts.idle, self.timeouts.total),
-        )
-
-    def begin(
-        self,
-        method: str,
-        path: str,
-        body: bytes | None,
-        headers: Mapping[str, str],
-        query: str = "",
-    ) -> UpstreamCall:
-        """The call, its request already written when a kept connection is free.
-
-        Sending from the caller's own turn of the event loop, rather than from the task
-        that will read the answer, puts the request on the wire one loop pass sooner.
-        """
-        pool = self._pool
-        if pool is None:
-            raise RuntimeError("Upstream.start() was not called")
-        # The path is passed on as the client sent it (percent-encoding kept).
-        target = f"{self._prefix}{path}?{query}" if query else f"{self._prefix}{path}"
-        if not target.startswith("/") or _UNSENDABLE.search(target):
-            failure = UpstreamFailure(
-                "request", 400, f"cannot forward this request path: {target!r}"
-            )
-            return UpstreamCall(pool, self.timeouts, (method, target, b"", b""), None, failure)
-        lines = [self._host_header]
-        for name in _FORWARD_REQUEST_HEADERS:
-            value = headers.get(name)
-            if value is not None:
-                lines.append(f"{name}: {value}\r\n".encode("latin-1", "replace"))
-        request = (method, target, b"".join(lines), body or b"")
-        return UpstreamCall(pool, self.timeouts, request, pool.send_now(*request))
-
-    async def open(
-        self,
-        method: str,
-        path: str,
-        body: bytes | None,
-        headers: Mapping[str, str],
-        query: str = "",
-    ) -> UpstreamResponse:
-        """Send the request and wait for the response headers (the first byte)."""
-        return await self.begin(method, path, body, headers, query).response()
-
-    async def aclose(self) -> None:
-        if self._pool is not None:
-            await self._pool.aclose()
-
-
-class UpstreamCall:
-    """One call to the upstream: its request sent (or about to be), its answer awaited.
-
-    Whoever began a call either awaits `response()` or calls `abandon()`, so that a
-    request already written never holds its connection and pool slot for nothing.
-    """
-
-    __slots__ = ("_failure", "_pool", "_request", "_sent", "_timeouts")
+    """One upstream base URL and its connection pool (opened at start-up, closed at shutdown)."""
 
     def __init__(
         self,
-        pool: Pool,
+        base_url: str,
         timeouts: Timeouts,
-        request: tuple[str, str, bytes, bytes],
-        sent: Sent | None,
-        failure: UpstreamFailure | None = None,
+        max_connections: int,
+        ca_file: Path | None = None,
     ) -> None:
-        self._pool = pool
-        self._timeouts = timeouts
-        self._request = request
-        self._sent = sent
-        self._failure = failure
+        self.base_url = base_url.rstrip("/")
+        self.timeouts = timeouts
+        self._max_connections = max_connections
+        self._ca_file = ca_file
+        base = URL(self.base_url)
+        self._prefix = base.raw_path.rstrip("/")
+        self._origin = base.origin()
+        self._session: aiohttp.ClientSession | None = None
+        self._reuse = aiohttp.TraceConfig()
+        self._reuse.on_connection_reuseconn.append(_note_reuse)
 
-    async def response(self) -> UpstreamResponse:
-        if self._failure is not None:
-            raise self._failure
+    def _ssl(self) -> ssl.SSLContext | bool:
+        if self._origin.scheme != "https":
+            return True  # unused for http://
+        return ssl.create_default_context(cafile=str(self._ca_file) if self._ca_file else None)
+
+    async def start(self) -> None:
+        connector = StrictReuseConnector(
+            limit=self._max_connections,
+            limit_per_host=0,
+            keepalive_timeout=_KEEPALIVE_SECONDS,
+            ssl=self._ssl(),
+            ttl_dns_cache=10,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            # The phases are bounded here (see `request`); aiohttp bounds the socket connect.
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.timeouts.connect),
+            cookie_jar=aiohttp.DummyCookieJar(),
+            skip_auto_headers=_NO_AUTO_HEADERS,
+            auto_decompress=False,
+            trust_env=False,
+            trace_configs=[self._reuse],
+        )
+
+    def _target(self, path: str, query: str) -> URL:
+        target = f"{self._prefix}{path}?{query}" if query else f"{self._prefix}{path}"
+        if not target.startswith("/") or _UNSENDABLE.search(target):
+            raise UpstreamFailure("request", 400, f"cannot forward this request path: {target!r}")
+        # Passed on as the client sent it: percent-encoding kept, nothing re-encoded.
+        return self._origin.join(URL(target, encoded=True))
+
+    @asynccontextmanager
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None,
+        headers: Mapping[str, str],
+        query: str = "",
+    ) -> AsyncIterator[UpstreamResponse]:
+        """The upstream's response (its head read); released or dropped on leaving."""
+        session = self._session
+        if session is None:
+            raise RuntimeError("Upstream.start() was not called")
+        url = self._target(path, query)
+        sent = {name: headers[name] for name in _FORWARD_REQUEST_HEADERS if name in headers}
+        timeouts = self.timeouts
+        deadline = asyncio.get_running_loop().time() + timeouts.total
+        head_by_total = timeouts.total <= timeouts.first_byte
+        response: aiohttp.ClientResponse | None = None
+        for attempt in (1, 2):
+            reuse = SimpleNamespace(reused=False)
+            try:
+                async with asyncio.timeout(min(timeouts.first_byte, timeouts.total)):
+                    response = await session.request(
+                        method, url, data=body, headers=sent, allow_redirects=False,
+                        trace_request_ctx=reuse,
+                    )  # fmt: skip
+                break
+            except aiohttp.ClientError as exc:  # (before TimeoutError: some are both)
+                # A kept connection the upstream had closed: nothing of an answer came
+                # back, so sending again (once, on a fresh connection) is safe.
+                if attempt == 1 and reuse.reused and _stale(exc):
+                    continue
+                raise _client_failure(exc, timeouts) from None
+            except TimeoutError:
+                raise timeouts.first_byte_failure(head_by_total) from None
+        assert response is not None
+        upstream_response = UpstreamResponse(response, timeouts, deadline)
         try:
-            if self._sent is None:
-                self._sent = await self._pool.send(*self._request)
-            response = await self._sent.response()
-        except Exception as exc:
-            failure = _failure(exc, self._timeouts)
-            if failure is None:
-                raise
-            raise failure from None
-        return UpstreamResponse(response, self._timeouts)
+            yield upstream_response
+        finally:
+            upstream_response.close()
 
-    def abandon(self) -> None:
-        if self._sent is not None:
-            self._sent.abandon()
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+async def _note_reuse(
+    session: aiohttp.ClientSession,
+    context: SimpleNamespace,
+    params: aiohttp.TraceConnectionReuseconnParams,
+) -> None:
+    request_context = context.trace_request_ctx
+    if isinstance(request_context, SimpleNamespace):
+        request_context.reused = True

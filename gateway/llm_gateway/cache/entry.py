@@ -6,7 +6,8 @@ another form is converted (see `forms.py`).
 
 Layout in Redis: b"LC1" + fresh_until_ms (13 digits) + stored_at_ms (13 digits) +
 form (1 byte) + body. The fixed-width prefix lets the Lua admission script tell a
-fresh entry from a stale one without decoding the body.
+fresh entry from a stale one without decoding the body. This module is the one
+definition of the layout: the Lua side reads it through `lua_fresh_until`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,17 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 MAGIC = b"LC1"
-_HEADER = len(MAGIC) + 13 + 13 + 1
+_DIGITS = 13  # milliseconds since the epoch, zero-padded: good until the year 2286
+_FRESH_UNTIL = slice(len(MAGIC), len(MAGIC) + _DIGITS)
+_STORED_AT = slice(_FRESH_UNTIL.stop, _FRESH_UNTIL.stop + _DIGITS)
+_FORM = slice(_STORED_AT.stop, _STORED_AT.stop + 1)
+_HEADER = _FORM.stop
+
+
+def lua_fresh_until(value: str) -> str:
+    """A Lua expression: the fresh-until time (ms) of the encoded entry in `value`."""
+    # Lua strings are 1-based and string.sub's end is inclusive.
+    return f"tonumber(string.sub({value}, {_FRESH_UNTIL.start + 1}, {_FRESH_UNTIL.stop}))"
 
 
 class Form(StrEnum):
@@ -52,8 +63,8 @@ class Entry:
         return b"".join(
             (
                 MAGIC,
-                b"%013d" % self.fresh_until_ms,
-                b"%013d" % self.stored_at_ms,
+                b"%0*d" % (_DIGITS, self.fresh_until_ms),
+                b"%0*d" % (_DIGITS, self.stored_at_ms),
                 self.form.value.encode(),
                 self.body,
             )
@@ -65,9 +76,9 @@ class Entry:
         if len(raw) < _HEADER or not raw.startswith(MAGIC):
             return None
         try:
-            fresh_until = int(raw[3:16])
-            stored_at = int(raw[16:29])
-            form = Form(raw[29:30].decode())
+            fresh_until = int(raw[_FRESH_UNTIL])
+            stored_at = int(raw[_STORED_AT])
+            form = Form(raw[_FORM].decode())
         except ValueError:
             return None
         return cls(form, raw[_HEADER:], stored_at, fresh_until)

@@ -1,8 +1,8 @@
 """How long entries live: fresh for the TTL, then kept for the stale window, so that an
 expired entry can still be served when the upstream fails (stale-if-error).
 
-Reads go through the admission script, writes through its settle script (one round
-trip that also frees the request's concurrency slot).
+Entries are read by the admission script and written by its settle script
+(`admission.py`), each in a Redis round trip the request makes anyway.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from llm_gateway.cache.entry import Entry, Form
 
 
-class CacheStore:
+class EntryLifetime:
     def __init__(self, ttl_seconds: int, stale_seconds: int) -> None:
         self._ttl_ms = ttl_seconds * 1000
         self.keep_ms = (ttl_seconds + stale_seconds) * 1000
