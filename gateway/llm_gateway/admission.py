@@ -172,7 +172,7 @@ class Admitter:
         guard = self._guard
         if store is None and lease is not None:
             name, lease_id = lease.key_name, lease.lease_id
-            await guard.run("release", lambda: guard.client.zrem(f"llm:cc:{name}", lease_id))
+            await guard.execute("release", "ZREM", f"llm:cc:{name}", lease_id)
             return
         key, payload, keep_ms = store if store is not None else ("llm:none", b"", 0)
         keys = [key, f"llm:cc:{lease.key_name}" if lease else "llm:none"]

@@ -35,7 +35,7 @@ class Gatekeeper:
         if api_key is None:
             self._metrics.auth_failures.labels("unknown", "-").inc()
             raise GatewayError(401, "invalid API key", _CHALLENGE)
-        if api_key.expired(utcnow()):
+        if api_key.expires is not None and api_key.expired(utcnow()):
             self._metrics.auth_failures.labels("expired", api_key.name).inc()
             raise GatewayError(401, "API key expired", _CHALLENGE)
         return api_key

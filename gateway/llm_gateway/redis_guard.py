@@ -14,6 +14,7 @@ request without Redis.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -24,10 +25,11 @@ import redis.asyncio as redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from llm_gateway.metrics import GatewayMetrics
+from llm_gateway.redis_batch import BatchingClient
 
 T = TypeVar("T")
 log = logging.getLogger("llm_gateway.redis")
@@ -69,12 +71,14 @@ def connect(url: str, timeout: float, ca_file: Path | None = None) -> redis.Redi
 class RedisGuard:
     def __init__(self, client: redis.Redis, retry_after: float, metrics: GatewayMetrics) -> None:
         self.client = client
+        # The request path's commands, batched per turn of the event loop.
+        self.batch = BatchingClient(client)
         self._retry_after = retry_after
         self._metrics = metrics
         self._down_until = 0.0
         self._logged_down = False
-        # Lua scripts by source, registered once (EVALSHA, loaded again on NOSCRIPT).
-        self._scripts: dict[str, Any] = {}
+        # SHA-1 of each Lua script, by source (Redis names scripts by SHA-1).
+        self._shas: dict[str, str] = {}
 
     @property
     def available(self) -> bool:
@@ -106,14 +110,28 @@ class RedisGuard:
             self._down_until = 0.0
         return result
 
+    async def execute(self, operation: str, *args: Any) -> Any:
+        """One command on the request path (batched with this turn's others), guarded."""
+        batch = self.batch
+        return await self.run(operation, lambda: batch.execute(*args))
+
     async def script(
         self, operation: str, source: str, keys: Sequence[str], args: Sequence[Any]
     ) -> Any:
-        """Run a Lua script by SHA (loading it when Redis does not know it), guarded."""
-        script = self._scripts.get(source)
-        if script is None:
-            script = self._scripts[source] = self.client.register_script(source)
-        return await self.run(operation, lambda: script(keys=keys, args=args))
+        """Run a Lua script by SHA, loading it when Redis does not know it, guarded."""
+        sha = self._shas.get(source)
+        if sha is None:
+            sha = self._shas[source] = hashlib.sha1(source.encode()).hexdigest()  # noqa: S324
+        batch = self.batch
+
+        async def call() -> Any:
+            try:
+                return await batch.execute("EVALSHA", sha, len(keys), *keys, *args)
+            except NoScriptError:  # a restarted or flushed Redis
+                await batch.execute("SCRIPT", "LOAD", source)
+                return await batch.execute("EVALSHA", sha, len(keys), *keys, *args)
+
+        return await self.run(operation, call)
 
     async def ping(self) -> bool:
         result = await self.run("ping", self.client.ping, force=True)
