@@ -77,6 +77,14 @@ class OllamaConfig(_Section):
     memory_mb: int | None = Field(None, ge=512)
     # Seconds a model load may take before the healthcheck gives up on the instance.
     start_period_seconds: int = Field(120, ge=0)
+    # The context length every model is served with (OLLAMA_CONTEXT_LENGTH). With the
+    # gateway removing runner options from requests (gateway.runnerOptions: strip), it
+    # is the one runner shape per model: /api and /v1 clients never force a reload.
+    context_length: int | None = Field(None, ge=256, le=1048576)
+    # GPU memory of one instance, in GB: lets the model-aware router tell whether a
+    # model can load beside the ones already loaded. Unset: it counts models only
+    # (maxLoadedModels) and learns sizes from /api/ps.
+    vram_gb: float | None = Field(None, gt=0, le=4096)
 
     @model_validator(mode="after")
     def _gpus_match_instances(self) -> OllamaConfig:
@@ -113,8 +121,30 @@ class TimeoutsConfig(_Section):
         return self
 
 
+class QueueConfig(_Section):
+    """The gateway's admission queue (model-aware routing): fair per key, by priority."""
+
+    # Requests waiting for a slot in one gateway replica; above it, 503 at once.
+    max_depth: int = Field(1000, ge=1, le=100000)
+    # How long a request may wait for a slot unless its key or header says less.
+    deadline_seconds: float = Field(120.0, gt=0, le=3600)
+    # How long requests for a model that is loaded nowhere may wait before the router
+    # evicts a busy model for it (it stops feeding that instance, then loads).
+    load_patience_seconds: float = Field(20.0, ge=0, le=3600)
+
+
 class GatewayConfig(_Section):
     replicas: int = Field(1, ge=1, le=16)
+    # least-conn: every request to the nginx balancer (least_conn, blind to models);
+    # model-aware: the gateway routes to the instance that has the model loaded and a
+    # free slot, and queues fairly when none has.
+    routing: Literal["model-aware", "least-conn"] = "least-conn"
+    queue: QueueConfig = Field(default_factory=QueueConfig)
+    # How often each Ollama's /api/ps is read (model-aware routing).
+    poll_seconds: float = Field(1.5, gt=0, le=60)
+    # strip: runner options that force a reload (num_ctx, num_batch, num_gpu, main_gpu,
+    # use_mmap, num_thread) are removed from requests; pass: sent on as clients wrote them.
+    runner_options: Literal["strip", "pass"] = "strip"
     workers: int = Field(1, ge=1, le=64)
     port: Port = 8000
     cache_mode: Literal["deterministic", "all", "off"] = "deterministic"
