@@ -3,11 +3,13 @@
 The config model's defaults read these (a stack file may still override one), the
 gateway image is built with `PYTHON` and `UV` passed as build args (the Dockerfile's ARG
 defaults are checked equal to them by a test), and the tests compare against these
-names. To move a pin, change it here and nowhere else.
+names. To move a pin, change it here.
 
-Each is the newest patch of its line found (2026-11) in the project's own release
-tags or Docker Official Images' library file; the report of the change that set them
-lists the sources.
+Each is the newest patch of its line found in 2026-11: Docker Official Images'
+library files (redis, nginx, python), the projects' own release tags (prometheus,
+ollama, nginx-prometheus-exporter, dcgm-exporter, uv) and, for the newest patches
+after those snapshots (nginx 1.30.5, python 3.11.17, grafana 12.4.12), deployments
+pinning them by digest.
 """
 
 from __future__ import annotations
