@@ -11,7 +11,9 @@ source and the Docker code it calls:
 
 - healthcheck `interval`, `timeout`, `start_period`, `start_interval`: parsed with Go's
   `time.ParseDuration` on create, read back with `Duration.String()` (`120s` -> `2m0s`);
-  the schema defaults each to `0s`.
+  the schema defaults each to `0s`. (Docker also fills a zero field from the image's
+  own HEALTHCHECK; the stack sets every field but `start_interval`, which the gateway's
+  Dockerfile, the one image here with a HEALTHCHECK we know of, does not set.)
 - `memory` / `memory_swap` (MB): Docker's daemon sets MemorySwap to twice Memory when a
   memory limit comes without a swap limit (daemon `adaptContainerSettings`); the Read
   sets `memory_swap` from the container whether the program set it or not.
