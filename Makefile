@@ -5,7 +5,7 @@ VENV := .venv/.synced
 STACK ?= dev
 STATE_DIR ?= $(HOME)/.pulumi-llm-stack
 
-.PHONY: setup system-deps up preview down local test lint typecheck unit bench
+.PHONY: setup system-deps up preview down docker-engine local test lint typecheck unit bench
 
 $(VENV): pyproject.toml gateway/pyproject.toml uv.lock
 	@command -v $(UV) >/dev/null || python3 -m pip install -q uv
@@ -20,22 +20,34 @@ system-deps:
 	bash .ci/system-deps
 
 # Deploy a stack with Pulumi on this machine's Docker (dev by default: STACK=prod for
-# the GPU box). State lives in $(STATE_DIR) (Pulumi.yaml's file backend).
-up: $(VENV)
-	@command -v pulumi >/dev/null || { echo "needs the Pulumi CLI: https://www.pulumi.com/docs/iac/download-install/"; exit 1; }
-	@command -v docker >/dev/null && docker info >/dev/null 2>&1 || { echo "needs a running Docker engine (docker info fails)"; exit 1; }
-	@mkdir -p $(STATE_DIR)
-	@[ -n "$${PULUMI_CONFIG_PASSPHRASE+set}" ] || echo "note: PULUMI_CONFIG_PASSPHRASE is unset: using an empty passphrase (fine for a laptop dev stack only)"
-	PULUMI_CONFIG_PASSPHRASE="$${PULUMI_CONFIG_PASSPHRASE-}" pulumi stack select --create $(STACK)
-	PULUMI_CONFIG_PASSPHRASE="$${PULUMI_CONFIG_PASSPHRASE-}" pulumi up --stack $(STACK) --policy-pack infra/policy --yes
-	@echo; echo "gateway: $$(pulumi stack output gatewayUrl --stack $(STACK))   grafana: $$(pulumi stack output grafanaUrl --stack $(STACK))"
-	@echo "dev key: PULUMI_CONFIG_PASSPHRASE=... pulumi stack output devApiKey --show-secrets --stack $(STACK)"
+# the GPU box). State lives in $(STATE_DIR) (Pulumi.yaml's file backend). The Pulumi CLI
+# is the one on your PATH, or else the pinned release, fetched once into $(TOOLS_DIR)
+# and checked against its SHA-256 (infra/llm_stack/bootstrap/pulumi_cli.py).
+TOOLS_DIR ?= $(CURDIR)/.tools
+WITH_PULUMI = pulumi_dir="$$($(UV) run --frozen python -m llm_stack.bootstrap --tools-dir $(TOOLS_DIR))"; \
+	export PATH="$$pulumi_dir:$$PATH"; \
+	export PULUMI_CONFIG_PASSPHRASE="$${PULUMI_CONFIG_PASSPHRASE-}"
 
-preview: $(VENV)
-	PULUMI_CONFIG_PASSPHRASE="$${PULUMI_CONFIG_PASSPHRASE-}" pulumi preview --stack $(STACK) --policy-pack infra/policy
+up: $(VENV) docker-engine
+	@set -e; [ -n "$${PULUMI_CONFIG_PASSPHRASE+set}" ] || echo "note: PULUMI_CONFIG_PASSPHRASE is unset: using an empty passphrase (fine for a laptop dev stack only)"; \
+	$(WITH_PULUMI); \
+	mkdir -p $(STATE_DIR); \
+	echo "+ pulumi stack select --create $(STACK)"; pulumi stack select --create $(STACK); \
+	echo "+ pulumi up --stack $(STACK) --policy-pack infra/policy --yes"; pulumi up --stack $(STACK) --policy-pack infra/policy --yes; \
+	echo; echo "gateway: $$(pulumi stack output gatewayUrl --stack $(STACK))   grafana: $$(pulumi stack output grafanaUrl --stack $(STACK))"; \
+	echo "dev key: PULUMI_CONFIG_PASSPHRASE=... pulumi stack output devApiKey --show-secrets --stack $(STACK)"; \
+	case "$$pulumi_dir" in "$(TOOLS_DIR)"/*) echo "pulumi is not on your PATH; for the commands above: export PATH=\"$$pulumi_dir:\$$PATH\"";; esac
 
-down: $(VENV)
-	PULUMI_CONFIG_PASSPHRASE="$${PULUMI_CONFIG_PASSPHRASE-}" pulumi destroy --stack $(STACK) --yes
+preview: $(VENV) docker-engine
+	@set -e; $(WITH_PULUMI); mkdir -p $(STATE_DIR); pulumi preview --stack $(STACK) --policy-pack infra/policy
+
+down: $(VENV) docker-engine
+	@set -e; $(WITH_PULUMI); pulumi destroy --stack $(STACK) --yes
+
+# The docker provider talks to the engine even for a preview.
+docker-engine:
+	@command -v docker >/dev/null || { echo "make $(MAKECMDGOALS) deploys to Docker, and this machine has no docker command. Without Docker, \`make local\` runs the same stack as plain processes on this host."; exit 1; }
+	@docker info >/dev/null 2>&1 || { echo "docker is installed but its engine does not answer (\`docker info\` fails): start it, or check you may use its socket, then run make $(MAKECMDGOALS) again. Without Docker: \`make local\`."; exit 1; }
 
 # The same stack as plain processes on this host, no Docker: nginx, the gateway,
 # Redis, Prometheus, and Ollama (or its emulator when none answers on :11434).

@@ -8,6 +8,7 @@ them, so dependencies point one way: config <- renderers <- infra / local runner
 - `load.py`: stack values -> `StackConfig`, with errors that name each bad key;
   reading a stack file the way the Pulumi CLI does (`secure:` values stay opaque).
 - `api_keys.py`: the `apiKeys` secret's shape (the gateway's keys file), validated.
+- `images.py`: every image the stack runs or builds from, pinned in one place.
 
 How the Pulumi program reads its config (secrets included) is `llm_stack.pulumi_config`.
 """

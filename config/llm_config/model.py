@@ -16,6 +16,8 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
+from llm_config import images
+
 # repo[:port]/path:tag or ...@sha256:<64 hex>; the tag must not be `latest`.
 _IMAGE_RE = re.compile(
     r"^(?P<repo>[a-z0-9]+(?:[._/-][a-z0-9]+)*(?::[0-9]+)?(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*)"
@@ -65,7 +67,7 @@ class _Section(BaseModel):
 class OllamaConfig(_Section):
     """The Ollama pool: N instances, each on its own GPU (or all CPU-only)."""
 
-    image: PinnedImage = "ollama/ollama:0.32.15"
+    image: PinnedImage = images.OLLAMA
     instances: int = Field(1, ge=1, le=16)
     # GPU device ids or UUIDs, one per instance; empty means CPU-only.
     gpus: list[str] = Field(default_factory=list)
@@ -164,7 +166,7 @@ class EdgeConfig(_Section):
     """The TLS edge: the only published entry to the stack."""
 
     # The one nginx container: TLS edge and the internal least_conn balancer.
-    image: PinnedImage = "nginx:1.27.5-alpine"
+    image: PinnedImage = images.NGINX
     hostname: str = "localhost"
     bind_address: str = "127.0.0.1"
     https_port: Port = 443
@@ -202,7 +204,7 @@ class BalancerConfig(_Section):
 
 
 class RedisConfig(_Section):
-    image: PinnedImage = "redis:7.4.2-alpine"
+    image: PinnedImage = images.REDIS
     maxmemory_mb: int = Field(512, ge=16)
     eviction_policy: Literal["allkeys-lru", "allkeys-lfu", "volatile-lru", "volatile-lfu"] = (
         "allkeys-lru"
@@ -212,7 +214,7 @@ class RedisConfig(_Section):
 
 class GrafanaConfig(_Section):
     enabled: bool = True
-    image: PinnedImage = "grafana/grafana:11.6.0"
+    image: PinnedImage = images.GRAFANA
     bind_address: str = "127.0.0.1"
     port: Port = 3000
 
@@ -231,11 +233,11 @@ class AlertsConfig(_Section):
 
 
 class MonitoringConfig(_Section):
-    prometheus_image: PinnedImage = "prom/prometheus:v3.5.0"
+    prometheus_image: PinnedImage = images.PROMETHEUS
     retention: str = Field("15d", pattern=r"^[0-9]+(?:ms|s|m|h|d|w|y)$")
     scrape_interval_seconds: int = Field(15, ge=1, le=300)
-    nginx_exporter_image: PinnedImage = "nginx/nginx-prometheus-exporter:1.4.2"
-    gpu_exporter_image: PinnedImage = "nvcr.io/nvidia/k8s/dcgm-exporter:4.2.3-4.1.3-ubuntu22.04"
+    nginx_exporter_image: PinnedImage = images.NGINX_EXPORTER
+    gpu_exporter_image: PinnedImage = images.DCGM_EXPORTER
     grafana: GrafanaConfig = Field(default_factory=GrafanaConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
 

@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 from llm_config import StackConfig
+from llm_stack.components.monitoring import GRAFANA_PASSWORD_FILE
 from llm_stack.components.names import StackNames
+from llm_stack.components.redis import CLI_PASSWORD_PATH
 from pulumi.runtime.rpc import is_rpc_secret
 
 from tests.infra.stack_run import (
@@ -160,8 +162,18 @@ def test_prod_pins_each_instance_to_its_own_gpu(
         f"llm-prod-ollama-{i}": f"device={gpu}" for i, gpu in enumerate(prod_config.ollama.gpus)
     }
     assert len(set(gpus.values())) == len(gpus)
+    # The image sets NVIDIA_VISIBLE_DEVICES=all: each instance names its own GPU, so the
+    # pin holds on a host whose default runtime is nvidia too.
+    visible = {
+        c.plain("name"): env_of(c)["NVIDIA_VISIBLE_DEVICES"] for c in prod_run.by_role("ollama")
+    }
+    assert visible == {f"llm-prod-ollama-{i}": gpu for i, gpu in enumerate(prod_config.ollama.gpus)}
+    (puller,) = prod_run.by_role("model-puller")
+    assert env_of(puller)["NVIDIA_VISIBLE_DEVICES"] == "void"
+    # The exporter watches every GPU with one request the provider reads back as is
+    # (a device list would be split by Docker's CSV parser, see test_provider_readback).
     (exporter,) = prod_run.by_role("gpu-exporter")
-    assert exporter.plain("gpus") == '"device=0,1"'
+    assert exporter.plain("gpus") == "all"
     # gpus and device_requests are never combined.
     assert all(not c.plain("deviceRequests") for c in prod_run.containers)
     # Only the pool and the exporter touch GPUs; the puller only downloads.
@@ -172,6 +184,8 @@ def test_prod_pins_each_instance_to_its_own_gpu(
 def test_dev_is_cpu_only(dev_run: StackRun) -> None:
     assert all(not c.plain("gpus") and not c.plain("deviceRequests") for c in dev_run.containers)
     assert [labels(c)["llm-stack.gpu"] for c in dev_run.by_role("ollama")] == ["cpu"]
+    # No GPU even on a host whose default runtime is nvidia.
+    assert [env_of(c)["NVIDIA_VISIBLE_DEVICES"] for c in dev_run.by_role("ollama")] == ["void"]
 
 
 # --- ports and networks ---------------------------------------------------------------
@@ -280,7 +294,11 @@ def test_ollama_healthcheck_and_start_period(each_stack: tuple[StackRun, StackCo
     for container in run.by_role("ollama"):
         check = container.plain("healthcheck")
         assert check["tests"] == ["CMD", "ollama", "show", config.ollama.models[0]]
-        assert check["startPeriod"] == f"{config.ollama.start_period_seconds}s"
+        # Go's form, as the provider reads it back (120 s -> 2m0s, 300 s -> 5m0s).
+        assert (
+            check["startPeriod"] == {120: "2m0s", 300: "5m0s"}[config.ollama.start_period_seconds]
+        )
+        assert check["interval"] == "30s"
 
 
 def test_images_are_pinned_and_used(each_stack: tuple[StackRun, StackConfig]) -> None:
@@ -343,6 +361,7 @@ def test_instances_serve_without_pulling_or_pruning(
     for container in run.by_role("ollama"):
         env = env_of(container)
         assert env == {
+            "NVIDIA_VISIBLE_DEVICES": labels(container)["llm-stack.gpu"].replace("cpu", "void"),
             "OLLAMA_HOST": "0.0.0.0:11434",
             "OLLAMA_KEEP_ALIVE": config.ollama.keep_alive,
             "OLLAMA_NUM_PARALLEL": str(config.ollama.num_parallel),
@@ -351,6 +370,7 @@ def test_instances_serve_without_pulling_or_pruning(
             "OLLAMA_NOPRUNE": "1",
         }
         assert container.plain("memory") == config.ollama.memory_mb
+        assert container.plain("memorySwap") == config.ollama.memory_mb  # no swap on top
         # Gated on the puller's exit code (see test_a_failed_pull_starts_no_instance).
         assert labels(container)["llm-stack.models-ready"] == "true"
 
@@ -398,12 +418,12 @@ def test_secrets_appear_only_inside_secret_values(each_stack: tuple[StackRun, St
 def test_secrets_reach_the_containers_that_need_them(prod_run: StackRun) -> None:
     given = prod_secrets()
     redis = prod_run.container("llm-prod-redis")
-    assert is_rpc_secret(redis.inputs["envs"])
     assert is_rpc_secret(redis.inputs["uploads"])
-    assert env_of(redis)["REDISCLI_AUTH"] == given["redisPassword"]
+    assert prod_run.uploads(redis)[CLI_PASSWORD_PATH] == given["redisPassword"]
     grafana = prod_run.container("llm-prod-grafana")
-    assert is_rpc_secret(grafana.inputs["envs"])
-    assert env_of(grafana)["GF_SECURITY_ADMIN_PASSWORD"] == given["grafanaAdminPassword"]
+    assert is_rpc_secret(grafana.inputs["uploads"])
+    assert prod_run.uploads(grafana)[GRAFANA_PASSWORD_FILE] == given["grafanaAdminPassword"]
+    assert env_of(grafana)["GF_SECURITY_ADMIN_PASSWORD__FILE"] == GRAFANA_PASSWORD_FILE
     assert env_of(grafana)["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
     for gateway in prod_run.by_role("gateway"):
         assert is_rpc_secret(gateway.inputs["envs"])
@@ -426,7 +446,7 @@ def test_dev_generates_its_credentials(dev_run: StackRun) -> None:
         assert password.plain("special") is False  # travels inside a URL
         assert password.plain("length") >= 32
     redis = dev_run.container("llm-dev-redis")
-    assert env_of(redis)["REDISCLI_AUTH"] in _generated_secrets(dev_run)
+    assert dev_run.uploads(redis)[CLI_PASSWORD_PATH] in _generated_secrets(dev_run)
     (cert,) = dev_run.of_type("tls:index/selfSignedCert:SelfSignedCert")
     assert "localhost" in cert.plain("dnsNames")
     assert "127.0.0.1" in cert.plain("ipAddresses")
@@ -438,7 +458,39 @@ def test_generated_grafana_password_is_a_secret_output(dev_run: StackRun) -> Non
     assert is_rpc_secret(dev_run.outputs["grafanaAdminPassword"])
     grafana = dev_run.container("llm-dev-grafana")
     password = unwrap(dev_run.outputs["grafanaAdminPassword"])
-    assert env_of(grafana)["GF_SECURITY_ADMIN_PASSWORD"] == password
+    assert dev_run.uploads(grafana)[GRAFANA_PASSWORD_FILE] == password
+
+
+@pytest.mark.parametrize("role", ["redis", "grafana"])
+def test_no_password_in_the_container_config(
+    role: str, each_stack: tuple[StackRun, StackConfig]
+) -> None:
+    """`docker inspect` shows env, command, entrypoint, labels: none holds a password."""
+    run, _ = each_stack
+    (container,) = run.by_role(role)
+    secrets = _secrets_of(run)
+    for key in ("envs", "command", "entrypoints", "labels", "healthcheck", "user"):
+        value = container.plain(key)
+        assert not is_rpc_secret(container.inputs.get(key)), key
+        assert _leaks(value, secrets) == [], key
+
+
+def test_secret_files_are_unreadable_to_others(each_stack: tuple[StackRun, StackConfig]) -> None:
+    """Uploaded files are root:root; each secret one is readable by its service only."""
+    run, _ = each_stack
+    modes = {
+        (labels(c)["llm-stack.role"], u["file"]): u["permissions"]
+        for c in run.containers
+        for u in c.plain("uploads", [])
+    }
+    assert modes[("redis", "/usr/local/etc/redis/redis.conf")] == "0440"
+    assert modes[("redis", CLI_PASSWORD_PATH)] == "0440"
+    assert modes[("grafana", GRAFANA_PASSWORD_FILE)] == "0440"
+    assert modes[("nginx", "/etc/nginx/tls/edge.key")] == "0600"
+    # Group root is how the non-root servers read them: Redis runs as redis with group
+    # root, Grafana's image runs uid 472 with gid 0.
+    (redis,) = run.by_role("redis")
+    assert redis.plain("user") == "redis:root"
 
 
 def test_prod_exports_no_generated_credentials(prod_run: StackRun) -> None:

@@ -12,7 +12,7 @@ test writes them under a temp dir and maps, textually and only these:
   nginx resolves upstream names while loading and Docker's DNS is absent here;
 - `user nginx;` -> dropped (no such user here);
 - the upstream `resolve` parameter -> dropped when the host's nginx is older than
-  1.27.3 (Debian 12 ships 1.22; the deployed image is 1.27.5, which has it).
+  1.27.3 (Debian 12 ships 1.22; the deployed image, llm_config.images.NGINX, has it).
 """
 
 from __future__ import annotations
@@ -28,9 +28,13 @@ import yaml
 from llm_config import StackConfig
 from llm_nginx import CONTAINER_CERT_PATH, CONTAINER_KEY_PATH, CONTAINER_RUNTIME_DIR
 from llm_stack.components.edge import render_edge_conf
-from llm_stack.components.monitoring import grafana_uploads, prometheus_uploads
+from llm_stack.components.monitoring import (
+    GRAFANA_PASSWORD_FILE,
+    grafana_uploads,
+    prometheus_uploads,
+)
 from llm_stack.components.names import StackNames
-from llm_stack.components.redis import render_redis_conf
+from llm_stack.components.redis import CLI_PASSWORD_PATH, health_test, render_redis_conf
 
 from tests.infra.stack_run import StackRun, prod_secrets
 from tests.support.nginx_server import check_config, nginx_binary
@@ -205,6 +209,8 @@ def test_grafana_files_are_the_renderers_output(each_stack: tuple[StackRun, Stac
     run, config = each_stack
     names = StackNames.of(config)
     uploads = run.uploads(run.container(names.grafana))
+    password = uploads.pop(GRAFANA_PASSWORD_FILE)  # the secret, see test_stack_graph
+    assert password
     assert uploads == grafana_uploads(config)
     datasource = yaml.safe_load(uploads["/etc/grafana/provisioning/datasources/prometheus.yaml"])
     assert datasource["datasources"][0]["url"] == f"http://{names.prometheus}:9090"
@@ -226,8 +232,11 @@ def test_redis_conf(prod_run: StackRun, prod_config: StackConfig) -> None:
     assert "maxmemory-policy allkeys-lru" in conf
     assert f'requirepass "{password}"' in conf
     assert redis.plain("command") == ["redis-server", "/usr/local/etc/redis/redis.conf"]
-    check = redis.plain("healthcheck")["tests"]
-    assert check == ["CMD-SHELL", "redis-cli ping | grep -q PONG"]  # password via REDISCLI_AUTH
+    assert prod_run.uploads(redis)[CLI_PASSWORD_PATH] == password
+    # redis-cli reads the password from that file at each check (run for real in
+    # test_container_start.py); no environment variable holds it.
+    assert redis.plain("healthcheck")["tests"] == health_test(CLI_PASSWORD_PATH)
+    assert not redis.plain("envs")
 
 
 def test_redis_conf_quotes_awkward_passwords(prod_config: StackConfig) -> None:

@@ -1,8 +1,12 @@
 """Small builders shared by the service components: labels, healthchecks, images.
 
-Every container of the stack goes through `container_args`, so the invariants the
-policy pack checks (a healthcheck, a restart policy, role labels, explicit networks,
-no default bridge) hold by construction rather than by each component remembering.
+They keep the containers uniform; what the policy pack requires of every container (a
+healthcheck, a restart policy, role labels, explicit networks) is checked on the whole
+resource graph, by the pack and by tests/infra, not assumed from these helpers.
+
+Values are written the way the docker provider reads them back (healthcheck durations
+in Go's form, see `go_duration`): the provider stores what it reads back after creating
+a container, so an input in any other form differs from the state on every `pulumi up`.
 """
 
 from __future__ import annotations
@@ -28,6 +32,23 @@ def pinned_image(resource_name: str, image: str, parent: pulumi.Resource) -> doc
     )
 
 
+def go_duration(seconds: int) -> str:
+    """`seconds` as Go's `time.Duration.String()` writes it (`120` -> `2m0s`).
+
+    The provider reads healthcheck durations back with `Duration.String()`; an input in
+    any other form (`120s`) never matches the state and is "updated" on every run.
+    """
+    if seconds < 0:
+        raise ValueError(f"a healthcheck duration cannot be negative: {seconds}")
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes}m{secs}s"
+    if minutes:
+        return f"{minutes}m{secs}s"
+    return f"{secs}s"
+
+
 def healthcheck(
     test: Sequence[str],
     *,
@@ -39,10 +60,10 @@ def healthcheck(
     """A Docker healthcheck; `test` is exec form (`["CMD", ...]` or `["CMD-SHELL", ...]`)."""
     return docker.ContainerHealthcheckArgs(
         tests=list(test),
-        interval=f"{interval_seconds}s",
-        timeout=f"{timeout_seconds}s",
+        interval=go_duration(interval_seconds),
+        timeout=go_duration(timeout_seconds),
         retries=retries,
-        start_period=f"{start_period_seconds}s",
+        start_period=go_duration(start_period_seconds),
     )
 
 
@@ -80,7 +101,11 @@ def volume(
 def upload(
     path: str, content: pulumi.Input[str], *, permissions: str = "0644"
 ) -> docker.ContainerUploadArgs:
-    """A file written into the container before it starts (a change replaces the container)."""
+    """A file written into the container before it starts (a change replaces the container).
+
+    It is owned by root:root (the provider's tar header sets no owner): a secret that a
+    non-root process must read needs group root (gid 0) and a mode like `0440`.
+    """
     return docker.ContainerUploadArgs(file=path, content=content, permissions=permissions)
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pulumi
 import pulumi_docker as docker
 import pulumi_docker_build as docker_build
+from llm_config import images
 from llm_config.model import StackConfig
 from llm_stack.components import containers as c
 from llm_stack.components.labels import GATEWAY
@@ -101,13 +102,18 @@ class GatewayService(pulumi.ComponentResource):
                 location=_relative(REPO_ROOT / "gateway" / "Dockerfile")
             ),
             tags=[f"{IMAGE_REPOSITORY}:{gateway_version()}"],
+            # The base images pinned in llm_config.images (the Dockerfile's defaults are
+            # the same, for a build by hand).
+            build_args=dict(images.GATEWAY_BUILD_ARGS),
             push=False,
             load=True,
             opts=pulumi.ResourceOptions(parent=self),
         )
-        # Containers take an image id: the docker provider reads a container's image
-        # back as an id, so a tag there would replace the replicas on every run. This
-        # finds the loaded build on the host (no pull) and is replaced with each build.
+        # Containers take the build's image id, not its tag: a rebuild under the same
+        # tag has a new id, which replaces the replicas; the unchanged tag would leave
+        # them on the old build. (The provider reads the image back as written, id or
+        # tag, so neither diffs by itself.) This finds the loaded build on the host (no
+        # pull) and is replaced with each build.
         self.local_image = docker.RemoteImage(
             "gateway-local-image",
             name=self.image.ref,
@@ -128,6 +134,9 @@ class GatewayService(pulumi.ComponentResource):
                 envs=env,
                 uploads=[c.upload(KEYS_FILE, pulumi.Output.secret(keys_file))],
                 memory=gateway.memory_mb,
+                # No swap on top (Docker would default it to twice `memory`, a value the
+                # provider then reads back and "updates" on every run).
+                memory_swap=gateway.memory_mb,
                 restart="unless-stopped",
                 healthcheck=c.healthcheck(health_test(gateway.port)),
                 # Docker's stop timeout outlasts the gateway's own drain of open streams.

@@ -1,9 +1,10 @@
 """Monitoring: Prometheus, Grafana, the nginx exporter and (with GPUs) the DCGM exporter.
 
-Every file uploaded here comes from `llm_monitoring`'s renderers, the same ones the
-local stack writes to disk. Prometheus and the exporters live on the internal network
-only; Grafana also joins the edge network to publish its port, bound to the address
-the stack config gives.
+Every config file uploaded here comes from `llm_monitoring`'s renderers, the same ones
+the local stack writes to disk. Grafana's admin password is uploaded as a file too and
+applied at every start (`grafana_start_script`), so rotating it takes effect.
+Prometheus and the exporters live on the internal network only; Grafana also joins the
+edge network to publish its port, bound to the address the stack config gives.
 """
 
 from __future__ import annotations
@@ -87,10 +88,42 @@ def grafana_url(config: StackConfig) -> str | None:
     return f"http://{host}:{grafana.port}"
 
 
-def gpu_devices(gpus: Sequence[str]) -> str:
-    """`gpus` value for several devices: Docker reads it as CSV, so the list is quoted."""
-    joined = ",".join(gpus)
-    return f"device={joined}" if len(gpus) == 1 else f'"device={joined}"'
+# The DCGM exporter reports on every GPU of the host. One device request for all of
+# them: the provider reads `all` back as `all`, while a list (`device=0,1`) is split by
+# Docker's CSV parser into `device=0` plus a count, refused by the engine or read back
+# as `device=0` and replaced on every run.
+GPU_EXPORTER_GPUS = "all"
+
+GRAFANA_RUN_SH = "/run.sh"
+# Readable by the grafana user through its group (the image runs it as uid 472, gid 0);
+# not by others.
+GRAFANA_PASSWORD_FILE = "/etc/grafana/admin-password"  # noqa: S105 (a path)
+GRAFANA_PASSWORD_FILE_MODE = "0440"  # noqa: S105 (a file mode)
+
+
+def grafana_start_script(run_sh: str = GRAFANA_RUN_SH) -> str:
+    """The Grafana container's start: set the admin password from its file, then `run_sh`.
+
+    Grafana applies GF_SECURITY_ADMIN_PASSWORD only when it creates its database, so a
+    rotated `grafanaAdminPassword` would otherwise never reach a running stack. A new
+    password replaces the container (it is an uploaded file) and this sets it before
+    the server starts. The password goes to the CLI on stdin, never in argv. On the very
+    first start there is no admin user yet: the reset fails, and the server creates the
+    admin from GF_SECURITY_ADMIN_PASSWORD__FILE (which `run_sh` reads).
+    """
+    return f"""\
+set -u
+log=/tmp/reset-admin-password.log
+if grafana cli --homepath "$GF_PATHS_HOME" --config "$GF_PATHS_CONFIG" \\
+    admin reset-admin-password --password-from-stdin \\
+    < "$GF_SECURITY_ADMIN_PASSWORD__FILE" >"$log" 2>&1; then
+  echo "grafana-start: admin password set from $GF_SECURITY_ADMIN_PASSWORD__FILE"
+else
+  echo "grafana-start: admin password not reset (normal on a first start: no admin yet):"
+  tail -n 3 "$log"
+fi
+exec {run_sh} "$@"
+"""
 
 
 def _wget(url: str) -> list[str]:
@@ -172,7 +205,7 @@ class Monitoring(pulumi.ComponentResource):
                 "gpu-exporter",
                 name=names.gpu_exporter,
                 image=gpu_image.image_id,
-                gpus=gpu_devices(config.ollama.gpus),
+                gpus=GPU_EXPORTER_GPUS,
                 networks_advanced=c.networks([networks.internal]),
                 restart="unless-stopped",
                 # Ubuntu-based image without curl: bash opens the port itself.
@@ -201,14 +234,26 @@ class Monitoring(pulumi.ComponentResource):
                 "GF_PATHS_PROVISIONING": GRAFANA_PROVISIONING_DIR,
                 "GF_SERVER_ROOT_URL": grafana_url(config) or "",
             }
-            password_env = c.secret_env("GF_SECURITY_ADMIN_PASSWORD", grafana_admin_password)
             self.grafana = docker.Container(
                 "grafana",
                 name=names.grafana,
                 image=grafana_image.image_id,
-                envs=[*c.env_list(plain_env), password_env],
+                # The password travels as a file (the image's /run.sh reads *__FILE
+                # variables), so `docker inspect` shows its path, not its value.
+                envs=c.env_list(
+                    {**plain_env, "GF_SECURITY_ADMIN_PASSWORD__FILE": GRAFANA_PASSWORD_FILE}
+                ),
+                entrypoints=["/bin/sh", "-c", grafana_start_script(), "grafana-start"],
                 uploads=[
-                    c.upload(path, text) for path, text in sorted(grafana_uploads(config).items())
+                    *[
+                        c.upload(path, text)
+                        for path, text in sorted(grafana_uploads(config).items())
+                    ],
+                    c.upload(
+                        GRAFANA_PASSWORD_FILE,
+                        c.secret_text(grafana_admin_password),
+                        permissions=GRAFANA_PASSWORD_FILE_MODE,
+                    ),
                 ],
                 ports=[
                     docker.ContainerPortArgs(
@@ -218,8 +263,10 @@ class Monitoring(pulumi.ComponentResource):
                 volumes=[c.volume(volumes.grafana, GRAFANA_DATA_DIR)],
                 networks_advanced=c.networks([networks.internal, networks.edge]),
                 restart="unless-stopped",
+                # A first start creates and migrates the database (in the password reset,
+                # before the server starts): give it a minute.
                 healthcheck=c.healthcheck(
-                    _wget(f"http://127.0.0.1:{GRAFANA_PORT}/api/health"), start_period_seconds=30
+                    _wget(f"http://127.0.0.1:{GRAFANA_PORT}/api/health"), start_period_seconds=60
                 ),
                 labels=c.labels(
                     GRAFANA, stack, {WILDCARD_BIND_LABEL: "true"} if wildcard else None

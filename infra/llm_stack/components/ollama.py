@@ -57,6 +57,16 @@ def gpu_device(gpu: str) -> str:
     return f"device={gpu}"
 
 
+def gpu_environment(gpu: str | None) -> dict[str, str]:
+    """The NVIDIA variables that pin a container to `gpu`, whatever the host's runtime.
+
+    The image sets NVIDIA_VISIBLE_DEVICES=all: on a host whose default runtime is nvidia
+    that alone exposes every GPU, next to the `gpus` device request. A CPU-only
+    instance sees none.
+    """
+    return {"NVIDIA_VISIBLE_DEVICES": gpu if gpu is not None else "void"}
+
+
 def require_pulled(puller_name: str, exit_code: int | None, logs: str | None) -> str:
     """Gate on the puller's result: raising here fails `pulumi up` before the pool exists.
 
@@ -101,7 +111,8 @@ class OllamaPool(pulumi.ComponentResource):
             image=image.image_id,
             entrypoints=["/bin/sh", "-c", PULL_SCRIPT, "model-puller"],
             command=list(ollama.models),
-            envs=c.env_list({"OLLAMA_HOST": f"127.0.0.1:{OLLAMA_PORT}"}),
+            # It only downloads: no GPU, even where the host's default runtime is nvidia.
+            envs=c.env_list({**gpu_environment(None), "OLLAMA_HOST": f"127.0.0.1:{OLLAMA_PORT}"}),
             volumes=[c.volume(volumes.models, MODELS_DIR)],
             networks_advanced=c.networks([networks.egress]),
             # Wait for the exit, keep its log, leave the exited container in place.
@@ -130,6 +141,7 @@ class OllamaPool(pulumi.ComponentResource):
         for index in range(ollama.instances):
             gpu = ollama.gpus[index] if ollama.uses_gpus else None
             env = {
+                **gpu_environment(gpu),
                 "OLLAMA_HOST": f"0.0.0.0:{OLLAMA_PORT}",
                 "OLLAMA_KEEP_ALIVE": ollama.keep_alive,
                 "OLLAMA_NUM_PARALLEL": str(ollama.num_parallel),
@@ -145,6 +157,9 @@ class OllamaPool(pulumi.ComponentResource):
                 envs=c.env_list(env),
                 gpus=gpu_device(gpu) if gpu is not None else None,
                 memory=ollama.memory_mb,
+                # No swap on top (Docker would default it to twice `memory`, a value the
+                # provider then reads back and "updates" on every run).
+                memory_swap=ollama.memory_mb,
                 restart="unless-stopped",
                 # `ollama show` asks the server about the first model: it fails until the
                 # server answers and while the model is missing (no curl in this image).
