@@ -52,6 +52,26 @@ class Settings(BaseSettings):
     redis_retry_after_seconds: float = Field(1.0, ge=0)
     upstream_max_connections: int = Field(256, ge=1)
 
+    # upstream: everything to GATEWAY_UPSTREAM_URL (the nginx least_conn balancer, or
+    # one Ollama); model-aware: the gateway picks among GATEWAY_OLLAMA_INSTANCES the
+    # one with the model loaded and a free slot, and queues fairly when none has.
+    routing: Literal["upstream", "model-aware"] = "upstream"
+    ollama_instances: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # What each Ollama instance runs with (its OLLAMA_NUM_PARALLEL and
+    # OLLAMA_MAX_LOADED_MODELS), and its GPU memory if known (GB).
+    num_parallel: int = Field(1, ge=1, le=64)
+    max_loaded_models: int = Field(3, ge=1, le=64)
+    instance_vram_gb: float | None = Field(None, gt=0)
+    # How often each instance's /api/ps is read.
+    poll_seconds: float = Field(1.5, gt=0)
+    queue_max_depth: int = Field(1000, ge=1)
+    queue_deadline_seconds: float = Field(120.0, gt=0)
+    # How long a model loaded nowhere waits before a busy instance is drained for it.
+    load_patience_seconds: float = Field(20.0, ge=0)
+    # strip: remove the runner options that force a model reload (num_ctx, num_batch,
+    # num_gpu, main_gpu, use_mmap, num_thread) from every request; pass: keep them.
+    runner_options: Literal["strip", "pass"] = "strip"
+
     # How often /api/tags is read to learn model digests (a re-pull changes the key).
     model_refresh_seconds: float = Field(10.0, gt=0)
     shutdown_grace_seconds: float = Field(30.0, ge=0)
@@ -80,13 +100,22 @@ class Settings(BaseSettings):
     @field_validator("upstream_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("GATEWAY_UPSTREAM_URL must start with http:// or https://")
-        url = urlsplit(value)
-        if not url.hostname:
-            raise ValueError("GATEWAY_UPSTREAM_URL names no host")
-        url.port  # noqa: B018 - raises ValueError on a port that is not one
-        return value.rstrip("/")
+        return _base_url("GATEWAY_UPSTREAM_URL", value)
+
+    @field_validator("ollama_instances", mode="before")
+    @classmethod
+    def _split_instances(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("ollama_instances")
+    @classmethod
+    def _instance_urls(cls, value: list[str]) -> list[str]:
+        urls = [_base_url("GATEWAY_OLLAMA_INSTANCES", url) for url in value]
+        if len(set(urls)) != len(urls):
+            raise ValueError("GATEWAY_OLLAMA_INSTANCES names an instance twice")
+        return urls
 
     @field_validator("redis_url")
     @classmethod
@@ -106,6 +135,15 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _instances_for_model_aware(self) -> Settings:
+        if self.routing == "model-aware" and not self.ollama_instances:
+            raise ValueError(
+                "GATEWAY_ROUTING=model-aware needs GATEWAY_OLLAMA_INSTANCES "
+                "(comma-separated base URLs of the Ollama instances)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _ordered_timeouts(self) -> Settings:
         if self.total_timeout_seconds < self.first_byte_timeout_seconds:
             raise ValueError(
@@ -116,3 +154,13 @@ class Settings(BaseSettings):
     @property
     def has_keys(self) -> bool:
         return bool(self.api_keys) or self.api_keys_file is not None
+
+
+def _base_url(name: str, value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise ValueError(f"{name} must start with http:// or https://")
+    url = urlsplit(value)
+    if not url.hostname:
+        raise ValueError(f"{name} names no host")
+    url.port  # noqa: B018 - raises ValueError on a port that is not one
+    return value.rstrip("/")

@@ -29,6 +29,7 @@ def gateway_environment(
     *,
     upstream_url: str,
     redis_url: str,
+    instance_urls: Sequence[str] = (),
     api_keys_file: str | None = None,
     api_key_digests: Sequence[str] = (),
     host: str = "0.0.0.0",
@@ -37,9 +38,10 @@ def gateway_environment(
 ) -> dict[str, str]:
     """`GATEWAY_*` variables for one gateway replica of this stack.
 
-    `upstream_url` is the nginx balancer in front of the Ollama pool, `redis_url`
-    includes the Redis password. Keys come from `api_keys_file` (the named keys with
-    their limits) and/or `api_key_digests` (SHA-256 hex, default limits); without
+    `upstream_url` is the nginx balancer in front of the Ollama pool (least-conn
+    routing); `instance_urls` are the Ollama instances themselves, which the gateway
+    routes among with model-aware routing. `redis_url` includes the Redis password.
+    Keys come from `api_keys_file` (the named keys with their limits) and/or `api_key_digests` (SHA-256 hex, default limits); without
     either, `auth_disabled` must say so explicitly.
     """
     if not (api_keys_file or api_key_digests or auth_disabled):
@@ -70,7 +72,27 @@ def gateway_environment(
         "GATEWAY_TOTAL_TIMEOUT_SECONDS": _number(timeouts.total_seconds),
         "GATEWAY_SHUTDOWN_GRACE_SECONDS": _number(gateway.shutdown_grace_seconds),
         "GATEWAY_LOG_PROMPTS": _flag(gateway.log_prompts),
+        "GATEWAY_RUNNER_OPTIONS": gateway.runner_options,
     }
+    if gateway.routing == "model-aware":
+        if not instance_urls:
+            raise ValueError("gateway_environment: model-aware routing needs instance_urls")
+        queue = gateway.queue
+        ollama = config.ollama
+        env |= {
+            "GATEWAY_ROUTING": "model-aware",
+            "GATEWAY_OLLAMA_INSTANCES": ",".join(instance_urls),
+            "GATEWAY_NUM_PARALLEL": str(ollama.num_parallel),
+            "GATEWAY_MAX_LOADED_MODELS": str(ollama.max_loaded_models),
+            "GATEWAY_POLL_SECONDS": _number(gateway.poll_seconds),
+            "GATEWAY_QUEUE_MAX_DEPTH": str(queue.max_depth),
+            "GATEWAY_QUEUE_DEADLINE_SECONDS": _number(queue.deadline_seconds),
+            "GATEWAY_LOAD_PATIENCE_SECONDS": _number(queue.load_patience_seconds),
+        }
+        if ollama.vram_gb is not None:
+            env["GATEWAY_INSTANCE_VRAM_GB"] = _number(ollama.vram_gb)
+    else:
+        env["GATEWAY_ROUTING"] = "upstream"
     if api_keys_file:
         env["GATEWAY_API_KEYS_FILE"] = api_keys_file
     if api_key_digests:
