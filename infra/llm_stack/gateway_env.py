@@ -41,8 +41,9 @@ def gateway_environment(
     `upstream_url` is the nginx balancer in front of the Ollama pool (least-conn
     routing); `instance_urls` are the Ollama instances themselves, which the gateway
     routes among with model-aware routing. `redis_url` includes the Redis password.
-    Keys come from `api_keys_file` (the named keys with their limits) and/or `api_key_digests` (SHA-256 hex, default limits); without
-    either, `auth_disabled` must say so explicitly.
+    Keys come from `api_keys_file` (the named keys with their limits) and/or
+    `api_key_digests` (SHA-256 hex, default limits); without either, `auth_disabled`
+    must say so explicitly.
     """
     if not (api_keys_file or api_key_digests or auth_disabled):
         raise ValueError(
