@@ -8,6 +8,11 @@ Same shape as the `keys:` map of `GATEWAY_API_KEYS_FILE` (see `llm_gateway.keys`
         models: [llama3.2, "qwen2.5:*"]
         requestsPerMinute: 60
         maxConcurrent: 4
+        tokensPerMinute: 20000
+        tokensPerDay: 2000000
+        weight: 2
+        priorities: [interactive, batch]
+        admin: false
         expires: 2027-01-01T00:00:00Z
 
 Checked here, before any resource exists, so a typo fails the deploy with the key's
@@ -20,7 +25,7 @@ import json
 import re
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
@@ -37,6 +42,12 @@ class ApiKeyEntry(BaseModel):
     models: list[str] | None = None
     requests_per_minute: int | None = Field(None, ge=1)
     max_concurrent: int | None = Field(None, ge=1)
+    tokens_per_minute: int | None = Field(None, ge=1)
+    tokens_per_day: int | None = Field(None, ge=1)
+    weight: float | None = Field(None, gt=0, le=1000)
+    # Priority classes the key may use, its default first (the gateway's classes).
+    priorities: list[Literal["interactive", "batch"]] | None = Field(None, min_length=1)
+    admin: bool | None = None
     # Kept as written (ISO 8601); the gateway parses it.
     expires: str | None = None
 

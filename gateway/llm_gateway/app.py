@@ -13,6 +13,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from llm_gateway import __version__
+from llm_gateway.admin import router as admin_router
 from llm_gateway.asgi_io import Receive, Scope, Send
 from llm_gateway.errors import error_response, is_openai_path
 from llm_gateway.keys import KeyRing
@@ -93,6 +94,7 @@ def create_app(settings: Settings | None = None, access_log: AccessLog | None = 
     )
     app.state.services = services
     app.include_router(ops_router)
+    app.include_router(admin_router)
     endpoints: dict[str, ProxyEndpoint] = {}
     for route in PROXY_ROUTES:
         endpoint = ProxyEndpoint(route, services.proxy)

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 
 import orjson
 
@@ -22,7 +23,10 @@ log = logging.getLogger("llm_gateway.catalog")
 
 
 class ModelCatalog:
-    def __init__(self, upstream: Upstream, metrics: GatewayMetrics, refresh_seconds: float):
+    def __init__(
+        self, upstream: Callable[[], Upstream], metrics: GatewayMetrics, refresh_seconds: float
+    ):
+        # Which upstream to ask (with model-aware routing, any instance that is up).
         self._upstream = upstream
         self._metrics = metrics
         self._refresh_seconds = refresh_seconds
@@ -44,7 +48,7 @@ class ModelCatalog:
 
     async def refresh(self) -> bool:
         try:
-            async with self._upstream.request("GET", "/api/tags", None, {}) as response:
+            async with self._upstream().request("GET", "/api/tags", None, {}) as response:
                 body = await response.read()
             if response.status != 200:
                 raise UpstreamFailure("status", response.status, f"/api/tags: {response.status}")

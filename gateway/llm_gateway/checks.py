@@ -7,11 +7,24 @@ from typing import Any
 import orjson
 
 from llm_gateway.errors import GatewayError
-from llm_gateway.keys import ApiKey, KeyRing, plausible_key, presented_key, utcnow
+from llm_gateway.keys import (
+    ApiKey,
+    KeyRing,
+    normalize_model,
+    plausible_key,
+    presented_key,
+    utcnow,
+)
 from llm_gateway.metrics import GatewayMetrics
 from llm_gateway.routes import ProxyRoute
+from llm_gateway.routing.dispatcher import Ticket
+from llm_gateway.routing.fair_queue import PRIORITIES
 
 _MAX_MODEL_NAME = 256
+# A request may ask for a lower priority class than its key's default, and for a
+# shorter wait for a slot than the stack's default deadline.
+PRIORITY_HEADER = "x-llm-priority"
+DEADLINE_HEADER = "x-llm-deadline"
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
@@ -78,3 +91,38 @@ def model_of(route: ProxyRoute, data: dict[str, Any]) -> str:
     if len(model) > _MAX_MODEL_NAME or not model.isprintable():
         raise GatewayError(400, "invalid model name")
     return model
+
+
+def ticket_for(
+    api_key: ApiKey | None, headers: dict[str, str], model: str, default_deadline: float
+) -> Ticket:
+    """What the dispatcher needs: the key, its weight, the class asked for, the deadline."""
+    allowed = api_key.priorities if api_key is not None else tuple(range(len(PRIORITIES)))
+    priority = allowed[0]
+    asked = headers.get(PRIORITY_HEADER)
+    if asked is not None:
+        name = asked.strip().lower()
+        if name not in PRIORITIES:
+            raise GatewayError(
+                400, f"{PRIORITY_HEADER}: unknown class {asked!r} (use {', '.join(PRIORITIES)})"
+            )
+        priority = PRIORITIES.index(name)
+        if priority not in allowed:
+            raise GatewayError(403, f"this API key may not use priority '{name}'")
+    deadline = default_deadline
+    text = headers.get(DEADLINE_HEADER)
+    if text is not None:
+        try:
+            asked_deadline = float(text)
+        except ValueError:
+            asked_deadline = -1.0
+        if not 0 < asked_deadline < float("inf"):
+            raise GatewayError(400, f"{DEADLINE_HEADER}: give seconds, a positive number")
+        deadline = min(deadline, asked_deadline)  # a key may shorten it, never lengthen
+    return Ticket(
+        model=normalize_model(model),
+        key=api_key.name if api_key is not None else "-",
+        priority=priority,
+        weight=api_key.weight if api_key is not None else 1.0,
+        deadline_seconds=deadline,
+    )

@@ -10,6 +10,11 @@ models, its own limits and an expiry:
         models: [llama3.2, "qwen2.5:*"]
         requestsPerMinute: 60
         maxConcurrent: 4
+        tokensPerMinute: 20000      # prompt + completion tokens
+        tokensPerDay: 2000000
+        weight: 2                   # its share of a busy GPU, against weight-1 keys
+        priorities: [interactive, batch]   # classes it may use; the first is its default
+        admin: false                # may read /admin/queue and /admin/usage
         expires: 2027-01-01T00:00:00Z
 """
 
@@ -27,6 +32,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
+from llm_gateway.routing.fair_queue import PRIORITIES
 from llm_gateway.settings import Settings
 
 KEY_PREFIX = "llmsk-"
@@ -56,6 +62,12 @@ class ApiKey:
     max_concurrent: int
     models: tuple[str, ...] | None = None
     expires: datetime | None = None
+    tokens_per_minute: int | None = None
+    tokens_per_day: int | None = None
+    weight: float = 1.0
+    # Allowed priority classes (indexes into PRIORITIES), the default first.
+    priorities: tuple[int, ...] = tuple(range(len(PRIORITIES)))
+    admin: bool = False
 
     def allows(self, model: str) -> bool:
         if self.models is None:
@@ -74,7 +86,20 @@ class _KeyEntry(BaseModel):
     models: list[str] | None = None
     requests_per_minute: int | None = Field(None, ge=1)
     max_concurrent: int | None = Field(None, ge=1)
+    tokens_per_minute: int | None = Field(None, ge=1)
+    tokens_per_day: int | None = Field(None, ge=1)
+    weight: float = Field(1.0, gt=0, le=1000)
+    priorities: list[str] | None = Field(None, min_length=1)
+    admin: bool = False
     expires: datetime | None = None
+
+    @field_validator("priorities")
+    @classmethod
+    def _known_priorities(cls, value: list[str] | None) -> list[str] | None:
+        for name in value or ():
+            if name not in PRIORITIES:
+                raise ValueError(f"unknown priority {name!r}: use {', '.join(PRIORITIES)}")
+        return value
 
     @field_validator("expires")
     @classmethod
@@ -143,6 +168,8 @@ class KeyRing:
                 digest=digest,
                 requests_per_minute=settings.requests_per_minute,
                 max_concurrent=settings.max_concurrent_per_key,
+                tokens_per_minute=settings.tokens_per_minute,
+                tokens_per_day=settings.tokens_per_day,
             )
         if settings.api_keys_file is not None:
             for name, entry in _read_keys_file(settings.api_keys_file).keys.items():
@@ -158,6 +185,15 @@ class KeyRing:
                         else tuple(normalize_model(m) for m in entry.models)
                     ),
                     expires=entry.expires,
+                    tokens_per_minute=entry.tokens_per_minute or settings.tokens_per_minute,
+                    tokens_per_day=entry.tokens_per_day or settings.tokens_per_day,
+                    weight=entry.weight,
+                    priorities=(
+                        tuple(PRIORITIES.index(p) for p in entry.priorities)
+                        if entry.priorities
+                        else tuple(range(len(PRIORITIES)))
+                    ),
+                    admin=entry.admin,
                 )
         return cls(keys)
 

@@ -113,6 +113,40 @@ class GatewayMetrics:
             "llm_auth_failures", "Requests refused with 401/403, by reason and key name.",
             ["reason", "key"], registry=r,
         )  # fmt: skip
+        # Model-aware routing: the queue, the instances, loads and shedding. These are
+        # what an autoscaler reads (KEDA scales the gateways on llm_queue_depth).
+        self.queue_depth = Gauge(
+            "llm_queue_depth", "Requests waiting in the gateway for a slot, by model and priority.",
+            ["model", "priority"], registry=r, multiprocess_mode="livesum",
+        )  # fmt: skip
+        self.queue_wait = Histogram(
+            "llm_queue_wait_seconds", "Time requests waited in the gateway before dispatch.",
+            ["model", "priority"], buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.shed = Counter(
+            "llm_shed", "Requests refused with 503 before reaching Ollama, by reason and priority.",
+            ["reason", "priority"], registry=r,
+        )  # fmt: skip
+        self.instance_up = Gauge(
+            "llm_instance_up", "1 when the Ollama instance answers (its /api/ps and requests).",
+            ["instance"], registry=r, multiprocess_mode="max",
+        )  # fmt: skip
+        self.instance_in_flight = Gauge(
+            "llm_instance_in_flight", "Requests this gateway has in flight on an instance.",
+            ["instance", "model"], registry=r, multiprocess_mode="livesum",
+        )  # fmt: skip
+        self.instance_model_loaded = Gauge(
+            "llm_instance_model_loaded", "1 for each model resident on an instance (/api/ps).",
+            ["instance", "model"], registry=r, multiprocess_mode="max",
+        )  # fmt: skip
+        self.model_loads = Counter(
+            "llm_model_loads", "Model loads on an instance, started by this gateway or seen.",
+            ["instance", "model"], registry=r,
+        )  # fmt: skip
+        self.upstream_retries = Counter(
+            "llm_upstream_retries", "Requests sent again on another instance, by reason.",
+            ["reason"], registry=r,
+        )  # fmt: skip
         # A gauge rather than an Info: Info does not work in multiprocess mode.
         self.build = Gauge(
             "llm_gateway_build_info", "Gateway version (always 1).", ["version"],

@@ -41,7 +41,7 @@ async def ready(request: Request) -> ORJSONResponse:
         # when reading the body fails or times out.
         async with (
             asyncio.timeout(2.0),
-            services.upstream.request("GET", "/api/version", None, {}) as response,
+            services.any_upstream().request("GET", "/api/version", None, {}) as response,
         ):
             await response.read()
         if response.status != 200:

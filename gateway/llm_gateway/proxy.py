@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from llm_gateway.admission import Admission, Admitter, Lease, Limits, Verdict
 from llm_gateway.asgi_io import (
     ClientGone,
@@ -28,17 +30,20 @@ from llm_gateway.asgi_io import (
 from llm_gateway.cache.canonical import Kind
 from llm_gateway.cache.entry import Entry
 from llm_gateway.catalog import ModelCatalog
-from llm_gateway.checks import Gatekeeper
+from llm_gateway.checks import Gatekeeper, ticket_for
 from llm_gateway.errors import GatewayError, error_body
 from llm_gateway.flight import FlightRegistry
+from llm_gateway.keys import ApiKey
 from llm_gateway.metrics import GatewayMetrics
 from llm_gateway.observe import Recorder, RequestRecord, request_id_from
 from llm_gateway.plans import NO_CACHE, cache_plan, wanted_form
 from llm_gateway.redis_guard import Unavailable
-from llm_gateway.relay import Relay, now_ms
+from llm_gateway.relay import Outbound, Relay, now_ms
 from llm_gateway.replies import failure_error, follow, replay
 from llm_gateway.request_id import SCOPE_KEY
 from llm_gateway.routes import ProxyRoute
+from llm_gateway.routing.dispatcher import Dispatcher, Ticket, joined_ps
+from llm_gateway.routing.runner_options import strip_runner_options
 from llm_gateway.settings import Settings
 from llm_gateway.upstream import Upstream, UpstreamFailure
 
@@ -59,6 +64,7 @@ class Call:
     body: bytes = b""
     data: dict[str, Any] = field(default_factory=dict)
     limits: Limits | None = None
+    ticket: Ticket | None = None
 
     async def reply(self, reply: Reply) -> None:
         """Send `reply`, noting its status and when its first byte left."""
@@ -75,6 +81,7 @@ class Proxy:
         upstream: Upstream,
         admitter: Admitter,
         relay: Relay,
+        dispatcher: Dispatcher | None,
         catalog: ModelCatalog,
         flights: FlightRegistry,
         recorder: Recorder,
@@ -85,6 +92,7 @@ class Proxy:
         self.upstream = upstream
         self.admitter = admitter
         self.relay = relay
+        self.dispatcher = dispatcher
         self.catalog = catalog
         self.flights = flights
         self.recorder = recorder
@@ -126,6 +134,8 @@ class Proxy:
             call.data, model = self.gatekeeper.request_body(call.route, call.body)
             call.record.model = self.catalog.label(model)
             self.gatekeeper.check_model(api_key, model)
+            if call.route.kind is not None:
+                self._shape(call, api_key, model)
             if self.settings.log_prompts:
                 prompt = call.data.get("prompt") or call.data.get("messages") or ""
                 call.record.prompt_text = str(prompt)[:4096]
@@ -133,6 +143,16 @@ class Proxy:
             await self._pass_through(call)
         else:
             await self._generate(call, call.route.kind)
+
+    def _shape(self, call: Call, api_key: ApiKey | None, model: str) -> None:
+        """What a generation request becomes before anything else looks at it."""
+        settings = self.settings
+        if settings.runner_options == "strip" and strip_runner_options(call.data):
+            # One runner shape per model: no client can force a reload (and the cache
+            # key is that of the request Ollama really runs).
+            call.body = orjson.dumps(call.data)
+        if self.dispatcher is not None:
+            call.ticket = ticket_for(api_key, call.headers, model, settings.queue_deadline_seconds)
 
     async def _admit(self, call: Call, lookup_key: str | None) -> Admission | None:
         """Limits and cache lookup; None when Redis could not be asked (limits fail open)."""
@@ -174,8 +194,14 @@ class Proxy:
                 # The path as the client sent it (still percent-encoded).
                 path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
                 query = scope.get("query_string", b"").decode("latin-1")
+                if self.dispatcher is not None and call.route.endpoint == "ps":
+                    await call.reply(Reply(200, call.reply_headers, joined_ps(self.dispatcher)))
+                    return
+                upstream = (
+                    self.upstream if self.dispatcher is None else self.dispatcher.any_upstream()
+                )
                 try:
-                    async with self.upstream.request(
+                    async with upstream.request(
                         scope["method"], path, call.body or None, call.headers, query
                     ) as response:
                         content = await response.read()
@@ -227,9 +253,11 @@ class Proxy:
                 reply_headers["Age"] = "0"
         else:
             # The flight frees the slot along with its store, in one Redis round trip.
-            flight = self.relay.launch(
-                call.route.path, kind, call.body, call.headers, plan, wanted, record.model, lease
-            )
+            out = Outbound(
+                call.route.path, kind, call.body, call.headers, plan, wanted, record.model,
+                lease, call.ticket,
+            )  # fmt: skip
+            flight = self.relay.launch(out)
             lease = None
         reply_headers["X-Cache"] = record.cache
         flight.join()

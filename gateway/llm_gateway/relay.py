@@ -1,15 +1,21 @@
 """Launching flights: the upstream call of a generation request, run in the flight's task.
 
-The task relays the response chunk by chunk to the flight's followers, counts
-tokens, and ends the request's Redis side in one round trip (store the entry if it
-is complete, free the concurrency slot of the request that launched it) before the
-followers' responses end.
+The task gets a slot (model-aware routing: from the dispatcher, maybe after waiting
+in its fair queue; otherwise the one upstream at once), relays the response chunk by
+chunk to the flight's followers, counts tokens, and ends the request's Redis side in
+one round trip (store the entry if it is complete, free the concurrency slot of the
+request that launched it) before the followers' responses end.
+
+With model-aware routing, a request that fails before any byte reached a client
+(connection refused or reset, Ollama's 503 "server busy") is sent once more, to
+another instance.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 
 from llm_gateway.admission import Admitter, Lease
 from llm_gateway.cache.canonical import Kind
@@ -20,7 +26,11 @@ from llm_gateway.errors import error_body
 from llm_gateway.flight import Flight, FlightRegistry
 from llm_gateway.metrics import GatewayMetrics
 from llm_gateway.plans import CachePlan, Wanted
-from llm_gateway.upstream import Upstream, UpstreamFailure
+from llm_gateway.routing.dispatcher import Dispatcher, Grant, Shed, Ticket
+from llm_gateway.upstream import Upstream, UpstreamFailure, UpstreamResponse
+
+# Failures before the answer's head that mean the instance is not there (or not HTTP).
+_DOWN = frozenset({"connect", "protocol", "tls"})
 
 
 def now_ms() -> int:
@@ -34,101 +44,145 @@ def midstream_error(form: Form, message: str) -> bytes:
     return error_body(502, message, openai=False) + b"\n"
 
 
+@dataclass(frozen=True, slots=True)
+class Outbound:
+    """One generation request as it goes upstream."""
+
+    path: str
+    kind: Kind
+    body: bytes
+    headers: dict[str, str]
+    plan: CachePlan
+    wanted: Wanted
+    model_label: str
+    # The launching request's concurrency slot (freed with the store, in one trip).
+    lease: Lease | None
+    # For the dispatcher (model-aware routing); None: straight to the upstream.
+    ticket: Ticket | None = None
+
+
 class Relay:
     def __init__(
         self,
         upstream: Upstream,
+        dispatcher: Dispatcher | None,
         admitter: Admitter,
         lifetime: EntryLifetime,
         flights: FlightRegistry,
         metrics: GatewayMetrics,
     ) -> None:
         self._upstream = upstream
+        self._dispatcher = dispatcher
         self._admitter = admitter
         self._lifetime = lifetime
         self._flights = flights
         self._metrics = metrics
 
-    def launch(
-        self,
-        path: str,
-        kind: Kind,
-        body: bytes,
-        headers: dict[str, str],
-        plan: CachePlan,
-        wanted: Wanted,
-        model_label: str,
-        lease: Lease | None,
-    ) -> Flight:
-        """A new flight, registered for coalescing, its upstream call already under way."""
-        started = time.perf_counter()
-        flight = Flight(plan.key, wanted.form, wanted.include_usage)
+    def launch(self, out: Outbound) -> Flight:
+        """A new flight, registered for coalescing, its upstream call under way."""
+        flight = Flight(out.plan.key, out.wanted.form, out.wanted.include_usage)
 
         async def run(flight: Flight) -> None:
             settled = False
             try:
-                await self._call(
-                    flight, path, body, headers, started, kind, plan, model_label, lease
-                )
+                await self._call(flight, out)
                 settled = True
             finally:
-                if not settled and lease is not None:
+                if not settled and out.lease is not None:
                     # Cancelled: free the slot without holding up the cancellation.
-                    asyncio.get_running_loop().create_task(self._admitter.settle(lease))
+                    asyncio.get_running_loop().create_task(self._admitter.settle(out.lease))
 
         self._flights.add(flight)
         flight.launch(run)
         return flight
 
-    async def _call(
-        self,
-        flight: Flight,
-        path: str,
-        body: bytes,
-        headers: dict[str, str],
-        started: float,
-        kind: Kind,
-        plan: CachePlan,
-        model_label: str,
-        lease: Lease | None,
-    ) -> None:
-        metrics, form = self._metrics, flight.form
+    async def _call(self, flight: Flight, out: Outbound) -> None:
+        started = time.perf_counter()
         try:
-            async with self._upstream.request("POST", path, body, headers) as response:
-                flight.started(response.status, response.content_type)
-                live = form is not Form.JSON
-                async for chunk in response.chunks():
-                    flight.publish(chunk)
-                    if live:
-                        # Let followers forward it now, before this task reads on or does
-                        # its end-of-stream work: the first byte is what clients wait for.
-                        await asyncio.sleep(0)
+            if self._dispatcher is None or out.ticket is None:
+                async with self._upstream.request("POST", out.path, out.body, out.headers) as r:
+                    status = await self._relay(flight, r)
+            else:
+                status = await self._dispatched(flight, out, self._dispatcher, out.ticket)
+        except Shed as shed:
+            failure = UpstreamFailure("shed", 503, shed.message, retry_after=shed.retry_after)
+            flight.fail(failure)
+            await self._admitter.settle(out.lease)
+            return
         except UpstreamFailure as failure:
-            metrics.upstream_errors.labels(failure.reason).inc()
+            self._metrics.upstream_errors.labels(failure.reason).inc()
             flight.upstream_seconds = time.perf_counter() - started
             if flight.status is None:
                 flight.fail(failure)
             else:
                 flight.failure = failure
-                if form is not Form.JSON:
-                    flight.publish(midstream_error(form, failure.message))
+                if flight.form is not Form.JSON:
+                    flight.publish(midstream_error(flight.form, failure.message))
                 flight.finish(False)
-            await self._admitter.settle(lease)
+            await self._admitter.settle(out.lease)
             return
         flight.upstream_seconds = time.perf_counter() - started
+        await self._land(flight, out, status)
+
+    async def _relay(self, flight: Flight, response: UpstreamResponse) -> int:
+        flight.started(response.status, response.content_type)
+        live = flight.form is not Form.JSON
+        async for chunk in response.chunks():
+            flight.publish(chunk)
+            if live:
+                # Let followers forward it now, before this task reads on or does its
+                # end-of-stream work: the first byte is what clients wait for.
+                await asyncio.sleep(0)
+        return response.status
+
+    async def _dispatched(
+        self, flight: Flight, out: Outbound, dispatcher: Dispatcher, ticket: Ticket
+    ) -> int:
+        exclude: frozenset[str] = frozenset()
+        for attempt in (1, 2):
+            grant = await dispatcher.acquire(ticket, exclude)
+            outcome = await self._attempt(flight, out, grant, last=attempt == 2)
+            if isinstance(outcome, int):
+                return outcome
+            self._metrics.upstream_retries.labels(outcome).inc()
+            exclude = frozenset({grant.instance.name})
+        raise AssertionError("the last attempt returns or raises")
+
+    async def _attempt(self, flight: Flight, out: Outbound, grant: Grant, last: bool) -> str | int:
+        """The status relayed, or the reason to send the request again elsewhere."""
+        failure: str | None = None
+        try:
+            async with grant.upstream.request("POST", out.path, out.body, out.headers) as r:
+                if r.status == 503 and not last:
+                    # Ollama's "server busy, please try again": nothing reached a client.
+                    await r.read()
+                    failure = "busy"
+                    return "busy"
+                grant.answered()
+                return await self._relay(flight, r)
+        except UpstreamFailure as exc:
+            before_any_byte = flight.status is None
+            if before_any_byte and exc.reason in _DOWN:
+                failure = "down"
+                if not last:
+                    return exc.reason
+            raise
+        finally:
+            grant.release(failure)
+
+    async def _land(self, flight: Flight, out: Outbound, status: int) -> None:
         content = flight.body
-        status = response.status
         if status >= 500:
-            metrics.upstream_errors.labels("status").inc()
-        complete = is_complete(kind, form, status, content)
+            self._metrics.upstream_errors.labels("status").inc()
+        complete = is_complete(out.kind, flight.form, status, content)
         if complete:
-            self._count_tokens(flight, kind, content, model_label)
+            self._count_tokens(flight, out.kind, content, out.model_label)
         entry = None
-        if complete and plan.key is not None and plan.store:
-            entry = self._lifetime.record(plan.key, form, content, now_ms())
+        if complete and out.plan.key is not None and out.plan.store:
+            entry = self._lifetime.record(out.plan.key, flight.form, content, now_ms())
         # Store before the followers' responses end: a client that asks again right
         # after its answer, through any replica, finds the entry (read-your-writes).
-        await self._admitter.settle(lease, entry)
+        await self._admitter.settle(out.lease, entry)
         flight.finish(complete)
 
     def _count_tokens(self, flight: Flight, kind: Kind, content: bytes, model: str) -> None:

@@ -8,6 +8,8 @@ byte (or answered 5xx), an expired entry still kept in Redis is served instead
 
 from __future__ import annotations
 
+import math
+
 from llm_gateway.asgi_io import Reply
 from llm_gateway.cache.canonical import Kind
 from llm_gateway.cache.entry import Entry, Form
@@ -21,7 +23,11 @@ from llm_gateway.upstream import UpstreamFailure
 
 
 def failure_error(failure: UpstreamFailure) -> GatewayError:
-    extra = {"Retry-After": "5"} if failure.status in (503, 504) else {}
+    extra = {}
+    if failure.retry_after is not None:
+        extra["Retry-After"] = str(max(1, math.ceil(failure.retry_after)))
+    elif failure.status in (503, 504):
+        extra["Retry-After"] = "5"
     return GatewayError(failure.status, failure.message, extra)
 
 

@@ -20,6 +20,9 @@ from llm_gateway.observe import AccessLog, Recorder
 from llm_gateway.proxy import Proxy
 from llm_gateway.redis_guard import RedisGuard, connect
 from llm_gateway.relay import Relay
+from llm_gateway.routing.dispatcher import Dispatcher
+from llm_gateway.routing.fair_queue import FairQueue
+from llm_gateway.routing.instances import Instance, instance_name
 from llm_gateway.settings import Settings
 from llm_gateway.upstream import Timeouts, Upstream
 
@@ -28,7 +31,9 @@ from llm_gateway.upstream import Timeouts, Upstream
 class Services:
     settings: Settings
     metrics: GatewayMetrics
-    upstream: Upstream
+    # Every upstream client: the one upstream, or one per Ollama instance.
+    upstreams: list[Upstream]
+    dispatcher: Dispatcher | None
     guard: RedisGuard
     catalog: ModelCatalog
     flights: FlightRegistry
@@ -46,12 +51,43 @@ class Services:
             idle=settings.idle_timeout_seconds,
             total=settings.total_timeout_seconds,
         )
-        upstream = Upstream(
-            settings.upstream_url,
-            timeouts,
-            settings.upstream_max_connections,
-            settings.upstream_ca_file,
-        )
+
+        def client(url: str) -> Upstream:
+            return Upstream(
+                url, timeouts, settings.upstream_max_connections, settings.upstream_ca_file
+            )
+
+        upstream = client(settings.upstream_url)
+        dispatcher: Dispatcher | None = None
+        catalog_holder: list[ModelCatalog] = []
+        if settings.routing == "model-aware":
+            vram = settings.instance_vram_gb
+            instances = [
+                Instance(
+                    name=instance_name(url),
+                    upstream=client(url),
+                    num_parallel=settings.num_parallel,
+                    max_loaded=settings.max_loaded_models,
+                    vram=int(vram * 1e9) if vram else None,
+                )
+                for url in settings.ollama_instances
+            ]
+            dispatcher = Dispatcher(
+                instances,
+                FairQueue(settings.queue_max_depth),
+                metrics,
+                label=lambda model: catalog_holder[0].label(model),
+                poll_seconds=settings.poll_seconds,
+                load_patience=settings.load_patience_seconds,
+            )
+            upstreams = [i.upstream for i in instances]
+            any_upstream = dispatcher.any_upstream
+        else:
+            upstreams = [upstream]
+
+            def any_upstream() -> Upstream:
+                return upstream
+
         redis_client = connect(
             settings.redis_url, settings.redis_timeout_seconds, settings.redis_ca_file
         )
@@ -59,23 +95,34 @@ class Services:
         # A lease outlives the longest request, so a crashed replica's slots expire.
         admitter = Admitter(guard, lease_seconds=settings.total_timeout_seconds + 60)
         lifetime = EntryLifetime(settings.cache_ttl_seconds, settings.cache_stale_seconds)
-        catalog = ModelCatalog(upstream, metrics, settings.model_refresh_seconds)
+        catalog = ModelCatalog(any_upstream, metrics, settings.model_refresh_seconds)
+        catalog_holder.append(catalog)
         flights = FlightRegistry()
         proxy = Proxy(
             settings=settings,
             gatekeeper=Gatekeeper(keyring, metrics, settings.max_messages),
             upstream=upstream,
             admitter=admitter,
-            relay=Relay(upstream, admitter, lifetime, flights, metrics),
+            relay=Relay(upstream, dispatcher, admitter, lifetime, flights, metrics),
+            dispatcher=dispatcher,
             catalog=catalog,
             flights=flights,
             recorder=Recorder(metrics, access_log),
             metrics=metrics,
         )
-        return cls(settings, metrics, upstream, guard, catalog, flights, proxy, access_log)
+        return cls(
+            settings, metrics, upstreams, dispatcher, guard, catalog, flights, proxy, access_log
+        )
+
+    def any_upstream(self) -> Upstream:
+        """The upstream for requests any instance answers (readiness, model listing)."""
+        return self.dispatcher.any_upstream() if self.dispatcher else self.upstreams[0]
 
     async def start(self) -> None:
-        await self.upstream.start()
+        for upstream in self.upstreams:
+            await upstream.start()
+        if self.dispatcher is not None:
+            await self.dispatcher.start()
         await self.catalog.start()
         self._flusher = asyncio.create_task(self.access_log.run_flusher(), name="access-log")
 
@@ -85,6 +132,9 @@ class Services:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._flusher
         await self.catalog.stop()
+        if self.dispatcher is not None:
+            await self.dispatcher.stop()
         await self.flights.cancel_all()
-        await self.upstream.aclose()
+        for upstream in self.upstreams:
+            await upstream.aclose()
         await self.guard.aclose()

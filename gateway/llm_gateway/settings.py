@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     # Defaults for keys that do not set their own limits.
     requests_per_minute: int = Field(600, ge=1)
     max_concurrent_per_key: int = Field(16, ge=1)
+    # Token quotas (prompt + completion) of keys that do not set their own; unset: none.
+    tokens_per_minute: int | None = Field(None, ge=1)
+    tokens_per_day: int | None = Field(None, ge=1)
     limits_fail_closed: bool = False
 
     connect_timeout_seconds: float = Field(5.0, gt=0)

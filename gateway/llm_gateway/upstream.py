@@ -42,11 +42,15 @@ _KEEPALIVE_SECONDS = 30.0
 class UpstreamFailure(Exception):
     """The upstream could not be used; `reason` labels metrics, `status` is what we answer."""
 
-    def __init__(self, reason: str, status: int, message: str) -> None:
+    def __init__(
+        self, reason: str, status: int, message: str, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.reason = reason
         self.status = status
         self.message = message
+        # Seconds a client should wait before trying again, when known.
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,431 @@
+"""Admission and dispatch with model-aware routing: who goes where, who waits, who is shed.
+
+Every generation request (every flight: coalesced followers never queue) asks for a
+slot with `acquire`. It is queued (fair per key, by priority: `fair_queue.py`) and the
+queue is pumped at once: whatever can be placed now (`placement.py`) leaves, in fair
+order, so an idle stack adds no wait. A request that cannot be placed waits until a
+slot frees, a load becomes possible, or its deadline. Each instance takes at most
+`num_parallel` requests per loaded model from this gateway; the rest wait here,
+where they can be ordered, counted, and shed early, rather than inside Ollama
+(where they wait without bound and in arrival order).
+
+Shedding: a full queue, or a request that the estimate says cannot start before its
+deadline, is refused at once with 503 and a `Retry-After` from that estimate; a
+request whose deadline passes in the queue is refused then. The estimate is the
+work ahead of the request over what the model's slots drain per second (measured),
+less what higher classes take; with nothing measured yet nobody is shed early.
+
+A model loaded nowhere whose oldest request has waited `load_patience` seconds gets
+an instance reserved: nothing new for other models goes there, and once its work
+has drained the model loads (evicting what is then idle). That is how a third model
+gets a GPU when two busy ones hold both, without the thrash Ollama's own scheduler
+would cause by evicting a model with steady traffic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from llm_gateway.metrics import GatewayMetrics
+from llm_gateway.routing.fair_queue import PRIORITIES, FairQueue, QueueFull, Waiter
+from llm_gateway.routing.instances import Instance, InstancePoller, State, now
+from llm_gateway.routing.placement import Choice, choose
+from llm_gateway.upstream import Upstream
+
+# Exponentially weighted averages: how much one new observation counts.
+_EWMA = 0.2
+
+
+class Shed(Exception):
+    """The request is refused without waiting (or after its deadline passed)."""
+
+    def __init__(self, reason: str, retry_after: float, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.retry_after = retry_after
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    """What the dispatcher needs to know about one request."""
+
+    model: str
+    key: str
+    priority: int  # index into PRIORITIES
+    weight: float = 1.0
+    deadline_seconds: float = 120.0
+
+
+@dataclass(slots=True)
+class _ModelStats:
+    service: float = 0.0  # seconds a dispatched request holds its slot (EWMA)
+    load: float = 0.0  # seconds from a load-starting dispatch to its first byte (EWMA)
+    size: int = 0  # bytes resident, from /api/ps
+    # Arrivals per second by class (EWMA of inter-arrival times, inverted).
+    last_arrival: list[float] = field(default_factory=lambda: [0.0] * len(PRIORITIES))
+    interarrival: list[float] = field(default_factory=lambda: [0.0] * len(PRIORITIES))
+
+
+def _ewma(old: float, new: float) -> float:
+    return new if old == 0.0 else old + _EWMA * (new - old)
+
+
+class Grant:
+    """A slot on one instance, held from dispatch until `release`."""
+
+    __slots__ = ("_dispatcher", "_released", "dispatched_at", "instance", "loads", "model")
+
+    def __init__(self, dispatcher: Dispatcher, instance: Instance, model: str, loads: bool):
+        self._dispatcher = dispatcher
+        self.instance = instance
+        self.model = model
+        self.loads = loads
+        self.dispatched_at = now()
+        self._released = False
+
+    @property
+    def upstream(self) -> Upstream:
+        return self.instance.upstream
+
+    def answered(self) -> None:
+        """The instance's first byte arrived (a load it started has finished)."""
+        self._dispatcher._answered(self)
+
+    def release(self, failure: str | None = None) -> None:
+        """Give the slot back; `failure`: "down" (refused, reset: the instance is
+        marked down until its next poll) or "busy" (Ollama answered 503)."""
+        if not self._released:
+            self._released = True
+            self._dispatcher._release(self, failure)
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        instances: Sequence[Instance],
+        queue: FairQueue,
+        metrics: GatewayMetrics,
+        label: Callable[[str], str],
+        poll_seconds: float,
+        load_patience: float,
+    ) -> None:
+        self.instances = list(instances)
+        self.queue = queue
+        self._metrics = metrics
+        self._label = label
+        self._load_patience = load_patience
+        self._stats: dict[str, _ModelStats] = {}
+        self.poller = InstancePoller(
+            self.instances, poll_seconds, self.pump, self._loaded_elsewhere
+        )
+        self._patience_timer: asyncio.TimerHandle | None = None
+        self._series: set[tuple[str, str]] = set()
+
+    async def start(self) -> None:
+        await self.poller.start()
+
+    async def stop(self) -> None:
+        await self.poller.stop()
+        if self._patience_timer is not None:
+            self._patience_timer.cancel()
+        for waiter in list(self.queue.waiters()):
+            self.queue.remove(waiter)
+            if not waiter.future.done():
+                waiter.future.set_exception(Shed("shutdown", 5, "the gateway is shutting down"))
+
+    def stats(self, model: str) -> _ModelStats:
+        stats = self._stats.get(model)
+        if stats is None:
+            stats = self._stats[model] = _ModelStats()
+        return stats
+
+    def any_upstream(self) -> Upstream:
+        """An instance for requests any of them can answer (/api/tags, /api/show ...)."""
+        up = [i for i in self.instances if i.up] or self.instances
+        return min(up, key=lambda i: (i.in_flight, i.name)).upstream
+
+    # -- acquiring a slot ---------------------------------------------------------
+
+    async def acquire(self, ticket: Ticket, exclude: frozenset[str] = frozenset()) -> Grant:
+        loop = asyncio.get_running_loop()
+        arrived = now()
+        self._note_arrival(ticket, arrived)
+        waiter = Waiter(
+            model=ticket.model,
+            key=ticket.key,
+            priority=ticket.priority,
+            weight=ticket.weight,
+            enqueued_at=arrived,
+            deadline=arrived + ticket.deadline_seconds,
+            future=loop.create_future(),
+            exclude=exclude,
+        )
+        priority = PRIORITIES[ticket.priority]
+        try:
+            self.queue.push(waiter)
+        except QueueFull:
+            retry = self.estimate_wait(waiter) or 1.0
+            raise self._shed(
+                "queue_full", priority, retry,
+                f"server busy: {self.queue.max_depth} requests are already waiting",
+            ) from None  # fmt: skip
+        self._gauge(waiter, +1)
+        self.pump()
+        if not waiter.future.done():
+            estimate = self.estimate_wait(waiter)
+            if estimate is not None and estimate > ticket.deadline_seconds:
+                self._leave(waiter)
+                raise self._shed(
+                    "overloaded", priority, estimate,
+                    f"server busy: this request would wait about {math.ceil(estimate)}s "
+                    f"for a slot, longer than its deadline ({ticket.deadline_seconds:g}s)",
+                )  # fmt: skip
+            self._arm_patience()
+        try:
+            async with asyncio.timeout_at(loop.time() + ticket.deadline_seconds):
+                grant: Grant = await waiter.future
+        except TimeoutError:
+            self._leave(waiter)
+            retry = self.estimate_wait(waiter) or ticket.deadline_seconds
+            raise self._shed(
+                "deadline", priority, retry,
+                f"server busy: no slot for this request within {ticket.deadline_seconds:g}s",
+            ) from None  # fmt: skip
+        except asyncio.CancelledError:
+            self._leave(waiter)  # the client went away while queued
+            if waiter.future.done() and not waiter.future.cancelled():
+                waiter.future.result().release()  # dispatched in the same instant
+            raise
+        return grant
+
+    def _leave(self, waiter: Waiter) -> None:
+        if waiter.active:
+            self.queue.remove(waiter)
+            self._gauge(waiter, -1)
+
+    def _shed(self, reason: str, priority: str, retry_after: float, message: str) -> Shed:
+        self._metrics.shed.labels(reason, priority).inc()
+        return Shed(reason, max(1.0, retry_after), message)
+
+    def _gauge(self, waiter: Waiter, change: int) -> None:
+        self._metrics.queue_depth.labels(
+            self._label(waiter.model), PRIORITIES[waiter.priority]
+        ).inc(change)
+
+    def _note_arrival(self, ticket: Ticket, at: float) -> None:
+        stats = self.stats(ticket.model)
+        last = stats.last_arrival[ticket.priority]
+        if last:
+            gap = at - last
+            stats.interarrival[ticket.priority] = _ewma(stats.interarrival[ticket.priority], gap)
+        stats.last_arrival[ticket.priority] = at
+
+    # -- dispatching --------------------------------------------------------------
+
+    def pump(self) -> None:
+        """Dispatch, in fair order, every waiter that can be placed now."""
+        while True:
+            placeable: list[tuple[Waiter, Choice]] = []
+            for model in self.queue.models():
+                waiter = self.queue.best([model])
+                if waiter is None:
+                    continue
+                choice = choose(
+                    self.instances, model, self.stats(model).size,
+                    replicate=self._wants_copy(model), exclude=waiter.exclude,
+                )  # fmt: skip
+                if choice is not None:
+                    placeable.append((waiter, choice))
+            if not placeable:
+                break
+            waiter, choice = min(placeable, key=lambda pair: pair[0].order)
+            self._dispatch(waiter, choice)
+        self._update_gauges()
+
+    def _wants_copy(self, model: str) -> bool:
+        """A second copy of a loaded model pays off when a slot's worth of work waits."""
+        slots = sum(i.num_parallel for i in self.instances if i.up and i.resident(model))
+        return self.queue.depth(model) > max(1, slots)
+
+    def _dispatch(self, waiter: Waiter, choice: Choice) -> None:
+        self.queue.take(waiter)
+        self._gauge(waiter, -1)
+        instance, model = choice.instance, waiter.model
+        loads = instance.dispatched(model, self.stats(model).size, now())
+        if loads:
+            self._metrics.model_loads.labels(instance.name, self._label(model)).inc()
+        self._metrics.queue_wait.labels(self._label(model), PRIORITIES[waiter.priority]).observe(
+            now() - waiter.enqueued_at
+        )
+        grant = Grant(self, instance, model, loads)
+        if waiter.future.done():  # cancelled in this very instant
+            grant.release()
+            return
+        waiter.future.set_result(grant)
+
+    def _answered(self, grant: Grant) -> None:
+        grant.instance.answered(grant.model)
+        if grant.loads:
+            stats = self.stats(grant.model)
+            stats.load = _ewma(stats.load, now() - grant.dispatched_at)
+
+    def _release(self, grant: Grant, failure: str | None) -> None:
+        instance, model = grant.instance, grant.model
+        instance.finished(model, now())
+        if failure == "down":
+            instance.up = False  # passive health: the poll brings it back
+        if failure is not None:
+            residency = instance.models.get(model)
+            if grant.loads and residency is not None and residency.in_flight == 0:
+                del instance.models[model]
+        else:
+            stats = self.stats(model)
+            stats.service = _ewma(stats.service, now() - grant.dispatched_at)
+        self.pump()
+
+    def _loaded_elsewhere(self, instance: Instance, model: str) -> None:
+        """A model appeared in /api/ps without this gateway loading it (another replica)."""
+        self._metrics.model_loads.labels(instance.name, self._label(model)).inc()
+
+    def _update_gauges(self) -> None:
+        metrics = self._metrics
+        series: dict[tuple[str, str], tuple[int, int]] = {}
+        for instance in self.instances:
+            metrics.instance_up.labels(instance.name).set(1 if instance.up else 0)
+            for residency in instance.models.values():
+                shape = (instance.name, self._label(residency.model))
+                flying, loaded = series.get(shape, (0, 0))
+                resident = int(residency.state is State.LOADED)
+                series[shape] = (flying + residency.in_flight, max(loaded, resident))
+                if residency.size:
+                    self.stats(residency.model).size = residency.size
+        # Series of models no longer there go to 0 rather than keep their last value.
+        for shape in self._series - series.keys():
+            series[shape] = (0, 0)
+        for (instance_name, label), (flying, loaded) in series.items():
+            metrics.instance_in_flight.labels(instance_name, label).set(flying)
+            metrics.instance_model_loaded.labels(instance_name, label).set(loaded)
+        self._series = set(series)
+
+    # -- patience -------------------------------------------------------------------
+
+    def _arm_patience(self) -> None:
+        if self._patience_timer is None or self._patience_timer.cancelled():
+            loop = asyncio.get_running_loop()
+            self._patience_timer = loop.call_later(
+                max(self._load_patience / 4, 0.05), self._check_patience
+            )
+
+    def _check_patience(self) -> None:
+        self._patience_timer = None
+        t = now()
+        waiting = False
+        for model in self.queue.models():
+            waiting = True
+            if any(i.resident(model) for i in self.instances if i.up):
+                continue
+            if any(i.reserved_for == model for i in self.instances):
+                continue
+            oldest = self.queue.oldest(model)
+            if oldest is None or t - oldest < self._load_patience:
+                continue
+            victim = self._reservable()
+            if victim is not None:
+                victim.reserved_for = model
+        self.pump()
+        if waiting:
+            self._arm_patience()
+
+    def _reservable(self) -> Instance | None:
+        """The instance whose current work is least wanted: the fewest requests waiting
+        for its models, then the fewest in flight."""
+        options = [i for i in self.instances if i.up and i.reserved_for is None]
+        if not options:
+            return None
+
+        def demand(instance: Instance) -> tuple[int, int, str]:
+            queued = sum(self.queue.depth(model) for model in instance.models)
+            return (queued, instance.in_flight, instance.name)
+
+        return min(options, key=demand)
+
+    # -- estimates --------------------------------------------------------------------
+
+    def estimate_wait(self, waiter: Waiter) -> float | None:
+        """Seconds until `waiter` would start, as things stand; None: cannot tell yet."""
+        model = waiter.model
+        stats = self.stats(model)
+        if not stats.service:
+            return None
+        slots = sum(i.num_parallel for i in self.instances if i.up and i.resident(model))
+        extra = 0.0
+        if slots == 0:
+            if not stats.load:
+                return None
+            slots = self.instances[0].num_parallel if self.instances else 1
+            extra = stats.load
+        rate = slots / stats.service
+        # Higher classes arriving meanwhile go first.
+        for priority in range(waiter.priority):
+            gap = stats.interarrival[priority]
+            if gap and now() - stats.last_arrival[priority] < 10 * gap:
+                rate -= 1.0 / gap
+        ahead = self.queue.ahead_of(waiter) + (1 if not waiter.active else 0)
+        if rate <= 0:
+            return math.inf
+        return extra + ahead / rate
+
+    # -- what an admin may see ---------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        t = now()
+        queues: dict[str, dict[str, Any]] = {}
+        for model in self.queue.models():
+            oldest = self.queue.oldest(model)
+            stats = self.stats(model)
+            queues[model] = {
+                "depth": {p: self.queue.depth(model, i) for i, p in enumerate(PRIORITIES)},
+                "oldest_wait_seconds": round(t - oldest, 3) if oldest is not None else 0,
+                "service_seconds": round(stats.service, 3),
+                "load_seconds": round(stats.load, 3),
+            }
+        return {
+            "routing": "model-aware",
+            "queued": len(self.queue),
+            "max_depth": self.queue.max_depth,
+            "queues": queues,
+            "instances": [
+                {
+                    "name": i.name,
+                    "up": i.up,
+                    "in_flight": i.in_flight,
+                    "reserved_for": i.reserved_for,
+                    "models": {
+                        r.model: {
+                            "state": r.state.value,
+                            "in_flight": r.in_flight,
+                            "size": r.size,
+                            "context_length": r.context_length,
+                            "expires_at": r.expires_at,
+                        }
+                        for r in i.models.values()
+                    },
+                    "loads_started": dict(i.loads),
+                }
+                for i in self.instances
+            ],
+        }
+
+
+def joined_ps(dispatcher: Dispatcher) -> bytes:
+    """/api/ps for the whole pool: every instance's models, as each last reported them
+    (a model loaded on two instances is listed twice: it holds two GPUs)."""
+    models = [entry for instance in dispatcher.instances if instance.up for entry in instance.ps]
+    return orjson.dumps({"models": models})

@@ -1,0 +1,163 @@
+"""Requests waiting for a slot: strict priority between classes, weighted fair between keys.
+
+Within a priority class, start-time fair queueing (SFQ): a request of key k gets the
+start tag `max(V, last_finish[k])` and its key's next request starts `1 / weight`
+later, where V is the start tag of the last request dispatched in that class. A key
+that floods the queue pushes only its own requests into the virtual future; a key
+that sends a steady trickle keeps starting near V and goes first. Weights come from
+the keys file (`weight`, default 1).
+
+Dispatch is by model: a free slot for model M takes the best waiter for M (lowest
+class, then smallest start tag); a free place to load a model takes the best waiter
+among the models it may load. Waiters leave on dispatch, on their deadline, or when
+their client goes (cancelled), in O(log n) with lazy removal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+# Highest first. A key's allowed classes come from the keys file; a request may ask
+# for a lower one (X-LLM-Priority).
+PRIORITIES: tuple[str, ...] = ("interactive", "batch")
+
+
+@dataclass(eq=False, slots=True)
+class Waiter:
+    """One request (one flight) waiting for a slot."""
+
+    model: str
+    key: str
+    priority: int  # index into PRIORITIES
+    weight: float
+    enqueued_at: float
+    deadline: float  # loop time
+    future: asyncio.Future[Any]
+    start: float = 0.0
+    seq: int = 0
+    # Instances this waiter must not go to (one that just failed it).
+    exclude: frozenset[str] = frozenset()
+    active: bool = True
+
+    @property
+    def order(self) -> tuple[int, float, int]:
+        return (self.priority, self.start, self.seq)
+
+
+@dataclass(slots=True)
+class _ClassState:
+    virtual: float = 0.0
+    last_finish: dict[str, float] = field(default_factory=dict)
+
+
+class QueueFull(Exception):
+    """The queue holds its maximum depth already."""
+
+
+class FairQueue:
+    def __init__(self, max_depth: int) -> None:
+        self.max_depth = max_depth
+        self._classes = [_ClassState() for _ in PRIORITIES]
+        # (model, class) -> heap of (start, seq, waiter); inactive waiters are skipped.
+        self._heaps: dict[tuple[str, int], list[tuple[float, int, Waiter]]] = {}
+        self._depth: dict[tuple[str, int], int] = {}
+        self._size = 0
+        self._seq = itertools.count()
+
+    def __len__(self) -> int:
+        return self._size
+
+    def push(self, waiter: Waiter) -> None:
+        """Tag and enqueue `waiter`, or raise QueueFull."""
+        if self._size >= self.max_depth:
+            raise QueueFull
+        state = self._classes[waiter.priority]
+        waiter.start = max(state.virtual, state.last_finish.get(waiter.key, 0.0))
+        state.last_finish[waiter.key] = waiter.start + 1.0 / waiter.weight
+        waiter.seq = next(self._seq)
+        slot = (waiter.model, waiter.priority)
+        heapq.heappush(self._heaps.setdefault(slot, []), (waiter.start, waiter.seq, waiter))
+        self._depth[slot] = self._depth.get(slot, 0) + 1
+        self._size += 1
+
+    def remove(self, waiter: Waiter) -> None:
+        """Take `waiter` out (its deadline passed, or its client went away)."""
+        if not waiter.active:
+            return
+        waiter.active = False
+        slot = (waiter.model, waiter.priority)
+        depth = self._depth[slot] = self._depth[slot] - 1
+        self._size -= 1
+        heap = self._heaps[slot]
+        if len(heap) > 2 * depth + 32:  # mostly departed waiters: drop them
+            heap[:] = [entry for entry in heap if entry[2].active]
+            heapq.heapify(heap)
+
+    def _head(self, model: str, priority: int) -> Waiter | None:
+        heap = self._heaps.get((model, priority))
+        while heap:
+            waiter = heap[0][2]
+            if waiter.active:
+                return waiter
+            heapq.heappop(heap)
+        return None
+
+    def best(self, models: Iterable[str], instance: str | None = None) -> Waiter | None:
+        """The waiter that goes next among `models` (None: nobody waits for them).
+
+        With `instance`, waiters that must not go there are passed over.
+        """
+        chosen: Waiter | None = None
+        for model in models:
+            for priority in range(len(PRIORITIES)):
+                waiter = self._head(model, priority)
+                if waiter is not None and instance is not None and instance in waiter.exclude:
+                    waiter = self._first_allowed(model, priority, instance)
+                if waiter is not None and (chosen is None or waiter.order < chosen.order):
+                    chosen = waiter
+        return chosen
+
+    def _first_allowed(self, model: str, priority: int, instance: str) -> Waiter | None:
+        heap = self._heaps.get((model, priority), [])
+        allowed = [w for _, _, w in heap if w.active and instance not in w.exclude]
+        return min(allowed, key=lambda w: w.order, default=None)
+
+    def take(self, waiter: Waiter) -> None:
+        """Dispatch `waiter`: it leaves the queue and its class's virtual time advances."""
+        self.remove(waiter)
+        state = self._classes[waiter.priority]
+        state.virtual = max(state.virtual, waiter.start)
+
+    def depth(self, model: str, priority: int | None = None) -> int:
+        if priority is not None:
+            return self._depth.get((model, priority), 0)
+        return sum(self._depth.get((model, p), 0) for p in range(len(PRIORITIES)))
+
+    def ahead_of(self, waiter: Waiter) -> int:
+        """Waiters for the same model that go before `waiter` as things stand."""
+        count = 0
+        for priority in range(waiter.priority + 1):
+            for _, _, other in self._heaps.get((waiter.model, priority), []):
+                if other.active and other is not waiter and other.order < waiter.order:
+                    count += 1
+        return count
+
+    def models(self) -> list[str]:
+        """Models with at least one waiter."""
+        return sorted({model for (model, _), n in self._depth.items() if n > 0})
+
+    def waiters(self) -> Iterator[Waiter]:
+        for heap in self._heaps.values():
+            for _, _, waiter in heap:
+                if waiter.active:
+                    yield waiter
+
+    def oldest(self, model: str) -> float | None:
+        """When the longest-waiting request for `model` was queued (None: none waits)."""
+        times = [w.enqueued_at for w in self.waiters() if w.model == model]
+        return min(times, default=None)
