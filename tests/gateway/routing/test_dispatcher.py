@@ -1,0 +1,187 @@
+"""Admission and dispatch: slots bound per model, fair order, shedding, load patience."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from llm_gateway.metrics import GatewayMetrics
+from llm_gateway.routing.dispatcher import Dispatcher, Grant, Shed, Ticket
+from llm_gateway.routing.fair_queue import PRIORITIES, FairQueue
+from llm_gateway.routing.instances import Instance
+from prometheus_client import CollectorRegistry
+
+from tests.gateway.routing.conftest import busy, instance
+
+INTERACTIVE, BATCH = PRIORITIES.index("interactive"), PRIORITIES.index("batch")
+
+
+def dispatcher(*instances: Instance, depth: int = 100, patience: float = 60) -> Dispatcher:
+    return Dispatcher(
+        list(instances), FairQueue(depth), GatewayMetrics(CollectorRegistry()),
+        label=lambda model: model, poll_seconds=60, load_patience=patience,
+    )  # fmt: skip
+
+
+def ticket(model: str = "m", key: str = "k", priority: int = INTERACTIVE, deadline: float = 30):
+    return Ticket(model=model, key=key, priority=priority, deadline_seconds=deadline)
+
+
+def sample(d: Dispatcher, name: str, labels: dict[str, str]) -> float:
+    value = d._metrics.registry.get_sample_value(name, labels)
+    return value or 0.0
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_an_idle_pool_dispatches_at_once_to_the_loaded_instance() -> None:
+    d = dispatcher(instance("a", "other"), instance("b", "m"))
+    grant = await asyncio.wait_for(d.acquire(ticket()), 0.5)
+    assert (grant.instance.name, grant.loads) == ("b", False)
+    assert grant.instance.models["m"].in_flight == 1
+    grant.release()
+    assert grant.instance.models["m"].in_flight == 0
+
+
+async def test_each_instance_takes_num_parallel_per_model_and_the_rest_wait() -> None:
+    d = dispatcher(instance("a", "m", num_parallel=1))
+    first = await d.acquire(ticket())
+    second = asyncio.ensure_future(d.acquire(ticket()))
+    await settle()
+    assert not second.done()
+    assert sample(d, "llm_queue_depth", {"model": "m", "priority": "interactive"}) == 1
+    first.release()
+    grant = await asyncio.wait_for(second, 0.5)
+    assert grant.instance.name == "a"
+    assert sample(d, "llm_queue_depth", {"model": "m", "priority": "interactive"}) == 0
+    assert sample(d, "llm_queue_wait_seconds_count", {"model": "m", "priority": "interactive"}) == 2
+
+
+async def test_a_freed_slot_goes_to_the_higher_class_then_fairly_across_keys() -> None:
+    d = dispatcher(instance("a", "m", num_parallel=1))
+    holding = await d.acquire(ticket())
+    order: list[str] = []
+
+    async def wait(name: str, priority: int, key: str) -> None:
+        grant = await d.acquire(ticket(priority=priority, key=key))
+        order.append(name)
+        grant.release()
+
+    tasks = [asyncio.ensure_future(wait(f"flood-{i}", BATCH, "flood")) for i in range(3)]
+    await settle()
+    tasks.append(asyncio.ensure_future(wait("steady", BATCH, "steady")))
+    await settle()
+    tasks.append(asyncio.ensure_future(wait("human", INTERACTIVE, "human")))
+    await settle()
+    holding.release()
+    await asyncio.wait_for(asyncio.gather(*tasks), 1)
+    assert order == ["human", "flood-0", "steady", "flood-1", "flood-2"]
+
+
+async def test_a_request_that_cannot_start_in_time_is_shed_at_once() -> None:
+    d = dispatcher(instance("a", "m", num_parallel=1))
+    d.stats("m").service = 10.0  # measured: a request holds its slot 10 s
+    holding = await d.acquire(ticket())
+    waiting = asyncio.ensure_future(d.acquire(ticket(deadline=60)))
+    await settle()
+    started = time.monotonic()
+    with pytest.raises(Shed) as shed:
+        await d.acquire(ticket(deadline=5))  # one ahead of it: about 10-20 s to start
+    assert time.monotonic() - started < 0.1
+    assert shed.value.reason == "overloaded"
+    assert shed.value.retry_after >= 10
+    assert sample(d, "llm_shed_total", {"reason": "overloaded", "priority": "interactive"}) == 1
+    assert len(d.queue) == 1  # the shed request left no trace in the queue
+    holding.release()
+    (await waiting).release()
+
+
+async def test_a_deadline_that_passes_in_the_queue_sheds_then() -> None:
+    d = dispatcher(instance("a", "m", num_parallel=1))
+    holding = await d.acquire(ticket())
+    with pytest.raises(Shed) as shed:
+        await d.acquire(ticket(deadline=0.1))
+    assert shed.value.reason == "deadline"
+    assert len(d.queue) == 0
+    holding.release()
+
+
+async def test_a_full_queue_sheds() -> None:
+    d = dispatcher(instance("a", "m", num_parallel=1), depth=1)
+    holding = await d.acquire(ticket())
+    waiting = asyncio.ensure_future(d.acquire(ticket()))
+    await settle()
+    with pytest.raises(Shed) as shed:
+        await d.acquire(ticket())
+    assert shed.value.reason == "queue_full"
+    holding.release()
+    (await waiting).release()
+
+
+async def test_a_client_gone_while_queued_leaves_the_queue() -> None:
+    d = dispatcher(instance("a", "m", num_parallel=1))
+    holding = await d.acquire(ticket())
+    waiting = asyncio.ensure_future(d.acquire(ticket()))
+    await settle()
+    waiting.cancel()
+    await settle()
+    assert len(d.queue) == 0
+    assert sample(d, "llm_queue_depth", {"model": "m", "priority": "interactive"}) == 0
+    holding.release()
+    assert holding.instance.models["m"].in_flight == 0
+
+
+async def test_a_model_loaded_nowhere_gets_a_drained_instance_after_its_patience() -> None:
+    """Two instances, each busy with its own big model: the third model waits, then one
+    instance is reserved for it, is no longer fed, and once drained loads it."""
+    a = instance("a", "big-a", num_parallel=1, max_loaded=1)
+    b = instance("b", "big-b", num_parallel=1, max_loaded=1)
+    d = dispatcher(a, b, patience=0.2)
+    hold_a = await d.acquire(ticket("big-a"))
+    hold_b = await d.acquire(ticket("big-b"))
+    third = asyncio.ensure_future(d.acquire(ticket("third")))
+    await asyncio.sleep(0.5)
+    reserved = [i for i in (a, b) if i.reserved_for == "third:latest" or i.reserved_for == "third"]
+    assert len(reserved) == 1
+    victim = reserved[0]
+    # New work for the victim's own model no longer goes there: it queues.
+    own = "big-a" if victim is a else "big-b"
+    more = asyncio.ensure_future(d.acquire(ticket(own)))
+    await settle()
+    assert not more.done()
+    (hold_a if victim is a else hold_b).release()
+    grant: Grant = await asyncio.wait_for(third, 1)
+    assert (grant.instance, grant.loads) == (victim, True)
+    assert victim.reserved_for is None
+    assert sample(d, "llm_model_loads_total", {"instance": victim.name, "model": "third"}) == 1
+    grant.release()
+    (hold_b if victim is a else hold_a).release()
+    more.cancel()
+
+
+async def test_a_failed_instance_is_down_until_polled_and_others_are_used() -> None:
+    a, b = instance("a", "m"), instance("b", "m")
+    d = dispatcher(a, b)
+    grant = await d.acquire(ticket())
+    failed = grant.instance
+    grant.release("down")
+    assert not failed.up
+    other = await d.acquire(ticket())
+    assert other.instance is not failed
+    other.release()
+
+
+async def test_a_retry_never_goes_back_to_the_instance_that_failed_it() -> None:
+    a, b = busy(instance("a", "m"), "m", 1), instance("b", "m")
+    d = dispatcher(a, b)
+    preferred = await d.acquire(ticket())
+    assert preferred.instance is b  # fewest in flight
+    preferred.release("busy")
+    grant = await asyncio.wait_for(d.acquire(ticket(), exclude=frozenset({"b"})), 0.5)
+    assert grant.instance is a
+    assert b.up  # "busy" (Ollama's 503) is not "down"
+    grant.release()
