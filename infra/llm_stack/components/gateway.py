@@ -52,13 +52,21 @@ def health_test(port: int) -> list[str]:
 
 
 def environment_entries(
-    config: StackConfig, *, upstream_url: str, redis_url: pulumi.Output[str]
+    config: StackConfig,
+    *,
+    upstream_url: str,
+    instance_urls: list[str],
+    redis_url: pulumi.Output[str],
 ) -> list[pulumi.Input[str]]:
     """`KEY=value` entries; the credential-carrying ones are secret Outputs."""
 
     def render(url: str) -> dict[str, str]:
         return gateway_environment(
-            config, upstream_url=upstream_url, redis_url=url, api_keys_file=KEYS_FILE
+            config,
+            upstream_url=upstream_url,
+            instance_urls=instance_urls,
+            redis_url=url,
+            api_keys_file=KEYS_FILE,
         )
 
     # Which variables exist and every plain value are independent of the URL.
@@ -88,6 +96,7 @@ class GatewayService(pulumi.ComponentResource):
         *,
         redis_url: pulumi.Output[str],
         keys_file: pulumi.Output[str],
+        ollama_addresses: list[str],
         networks: StackNetworks,
         depends_on: list[pulumi.Resource],
         opts: pulumi.ResourceOptions | None = None,
@@ -121,8 +130,14 @@ class GatewayService(pulumi.ComponentResource):
             triggers={"contextHash": self.image.context_hash},
             opts=pulumi.ResourceOptions(parent=self),
         )
+        # least-conn: the nginx balancer; model-aware: the instances themselves.
         upstream = f"http://{names.nginx}:{config.balancer.port}"
-        env = environment_entries(config, upstream_url=upstream, redis_url=redis_url)
+        env = environment_entries(
+            config,
+            upstream_url=upstream,
+            instance_urls=[f"http://{address}" for address in ollama_addresses],
+            redis_url=redis_url,
+        )
         grace = int(gateway.shutdown_grace_seconds)
         self.replicas = []
         self.addresses = []

@@ -23,6 +23,7 @@ from llm_stack.components.labels import MODEL_PULLER, OLLAMA
 from llm_stack.components.names import OLLAMA_PORT, StackNames
 from llm_stack.components.network import StackNetworks
 from llm_stack.components.volumes import StackVolumes
+from llm_stack.ollama_env import ollama_environment
 
 MODELS_DIR = "/root/.ollama"
 
@@ -140,16 +141,7 @@ class OllamaPool(pulumi.ComponentResource):
         self.addresses = []
         for index in range(ollama.instances):
             gpu = ollama.gpus[index] if ollama.uses_gpus else None
-            env = {
-                **gpu_environment(gpu),
-                "OLLAMA_HOST": f"0.0.0.0:{OLLAMA_PORT}",
-                "OLLAMA_KEEP_ALIVE": ollama.keep_alive,
-                "OLLAMA_NUM_PARALLEL": str(ollama.num_parallel),
-                "OLLAMA_MAX_QUEUE": str(ollama.max_queue),
-                "OLLAMA_MAX_LOADED_MODELS": str(ollama.max_loaded_models),
-                # The puller owns the volume; a serving instance must never prune it.
-                "OLLAMA_NOPRUNE": "1",
-            }
+            env = {**gpu_environment(gpu), **ollama_environment(config)}
             container = docker.Container(
                 f"ollama-{index}",
                 name=names.ollama(index),

@@ -64,6 +64,7 @@ class LlmStack(pulumi.ComponentResource):
             config,
             redis_url=redis.url,
             keys_file=credentials.api_keys_file,
+            ollama_addresses=pool.addresses,
             networks=networks,
             depends_on=[redis, pool],
             opts=child,

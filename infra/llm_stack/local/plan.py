@@ -261,6 +261,7 @@ def make_plan(
         env = gateway_environment(
             config,
             upstream_url=f"{loop}:{ports.balancer}",
+            instance_urls=[f"http://{address}" for address in upstreams],
             redis_url=redis,
             api_keys_file=str(layout.keys_file),
             host=LOOPBACK,

@@ -1,0 +1,30 @@
+"""What every Ollama instance of a stack runs with, decided in one place for every platform.
+
+The scheduler settings here are also what the model-aware router assumes of each
+instance (`gateway_env.py` passes num_parallel and max_loaded_models on), so the
+two never disagree.
+"""
+
+from __future__ import annotations
+
+from llm_config.model import StackConfig
+
+from llm_stack.components.names import OLLAMA_PORT
+
+
+def ollama_environment(config: StackConfig) -> dict[str, str]:
+    """`OLLAMA_*` variables of a serving instance (GPU pinning is the platform's)."""
+    ollama = config.ollama
+    env = {
+        "OLLAMA_HOST": f"0.0.0.0:{OLLAMA_PORT}",
+        "OLLAMA_KEEP_ALIVE": ollama.keep_alive,
+        "OLLAMA_NUM_PARALLEL": str(ollama.num_parallel),
+        "OLLAMA_MAX_QUEUE": str(ollama.max_queue),
+        "OLLAMA_MAX_LOADED_MODELS": str(ollama.max_loaded_models),
+        # The puller owns the model store; a serving instance must never prune it.
+        "OLLAMA_NOPRUNE": "1",
+    }
+    if ollama.context_length is not None:
+        # The one runner shape of every model (the gateway strips num_ctx & co.).
+        env["OLLAMA_CONTEXT_LENGTH"] = str(ollama.context_length)
+    return env
