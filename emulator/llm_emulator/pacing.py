@@ -25,7 +25,16 @@ from llm_emulator.scheduler import Lease
 
 
 class Run:
-    __slots__ = ("_base", "_lease", "ex", "loaded_at", "prompt_done_at", "slot_at", "start")
+    __slots__ = (
+        "_base",
+        "_lease",
+        "ex",
+        "loaded_at",
+        "prompt_done_at",
+        "slot_at",
+        "start",
+        "tokens_wait",
+    )
 
     def __init__(self, ex: Exchange) -> None:
         self.ex = ex
@@ -33,6 +42,8 @@ class Run:
         self.loaded_at = self.slot_at = self.prompt_done_at = 0
         self._lease: Lease | None = None
         self._base = 0.0  # the GPU's work clock when decoding started
+        # Whether tokens after the first take any time (set by prefill).
+        self.tokens_wait = False
 
     @property
     def lease(self) -> Lease:
@@ -57,9 +68,9 @@ class Run:
         """A slot, then the prompt: first_token_delay plus the prompt's tokens."""
         ex = self.ex
         lease = self.lease
-        if not lease.slot_ready():
+        if not lease.try_slot():
             ex.watch()
-        await lease.take_slot()
+            await lease.wait_slot()
         self.slot_at = time.perf_counter_ns()
         state = ex.state
         delay = state.knobs.first_token_delay
@@ -73,6 +84,9 @@ class Run:
         self.prompt_done_at = time.perf_counter_ns()
         if lease.runner.decode_work:
             self._base = gpu.work_done()
+            self.tokens_wait = True
+        elif state.knobs.token_delay:
+            self.tokens_wait = True
 
     async def token(self, number: int) -> None:
         """Wait until token `number` (1 = the first) is out."""
@@ -90,6 +104,8 @@ class Run:
     async def whole(self, prompt_tokens: int, tokens: int) -> None:
         """A non-streamed answer is ready when its last token is."""
         await self.prefill(prompt_tokens)
+        if not self.tokens_wait:
+            return
         ex = self.ex
         state = ex.state
         work = self.lease.runner.decode_work * tokens
@@ -102,15 +118,11 @@ class Run:
         """The final chunk's stats, zero values left out as Go's omitempty does."""
         scale = self.ex.state.clock.scale
         now = time.perf_counter_ns()
-
-        def simulated(real_ns: int) -> int:
-            # Never 0: a zero duration would vanish from the JSON (omitempty).
-            return max(int(real_ns * scale), 1)
-
-        load = simulated(self.loaded_at - self.start)
-        prompt_eval = simulated(self.prompt_done_at - self.slot_at)
-        evaluating = simulated(now - self.prompt_done_at)
-        total = max(simulated(now - self.start), load + prompt_eval + evaluating)
+        # Never 0: a zero duration would vanish from the JSON (omitempty).
+        load = max(int((self.loaded_at - self.start) * scale), 1)
+        prompt_eval = max(int((self.prompt_done_at - self.slot_at) * scale), 1)
+        evaluating = max(int((now - self.prompt_done_at) * scale), 1)
+        total = max(int((now - self.start) * scale), load + prompt_eval + evaluating)
         stats = {"total_duration": total, "load_duration": load}
         if prompt_eval_count:
             stats["prompt_eval_count"] = prompt_eval_count
@@ -137,7 +149,7 @@ async def stream_chunks(
     ex = run.ex
     faults = ex.faults
     await run.prefill(prompt_tokens)
-    if paced:
+    if paced and run.tokens_wait:
         await run.token(1)
     # Ollama's headers go out with the first chunk.
     await ex.start_stream(content_type)
@@ -151,7 +163,7 @@ async def stream_chunks(
             return
         await ex.chunk(data)
         index += 1
-        if index < paced:
+        if index < paced and run.tokens_wait:
             await run.token(index + 1)
     if faults.cut_after is not None and index >= faults.cut_after:
         ex.abort()

@@ -9,12 +9,14 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from llm_emulator.catalog import ModelEntry
 
-RUNNER_OPTIONS = ("num_ctx", "num_batch", "num_gpu", "main_gpu", "use_mmap", "num_thread")
+RUNNER_OPTIONS = frozenset(
+    ("num_ctx", "num_batch", "num_gpu", "main_gpu", "use_mmap", "num_thread")
+)
 _MIN_CTX = 4  # getRunner raises smaller num_ctx to 4
 
 
@@ -31,9 +33,16 @@ class RunnerOptions:
 
     def needs_reload(self, wanted: RunnerOptions) -> bool:
         """sched.go needsReload: any difference, except num_gpu when the request says -1."""
-        if wanted.num_gpu < 0:
-            wanted = replace(wanted, num_gpu=self.num_gpu)
-        return self != wanted
+        if wanted is self:
+            return False
+        return (
+            self.num_ctx != wanted.num_ctx
+            or self.num_batch != wanted.num_batch
+            or (wanted.num_gpu >= 0 and self.num_gpu != wanted.num_gpu)
+            or self.main_gpu != wanted.main_gpu
+            or self.use_mmap != wanted.use_mmap
+            or self.num_thread != wanted.num_thread
+        )
 
 
 def _int(value: Any, default: int) -> int:
@@ -110,6 +119,7 @@ class Runner:
         "decode_work",
         "entry",
         "expires_at_ns",
+        "idle_until",
         "loaded_at_ns",
         "num_parallel",
         "options",
@@ -120,6 +130,7 @@ class Runner:
         "size",
         "slots",
         "timer",
+        "timer_at",
         "unload_when_idle",
         "unloaded",
         "victim",
@@ -147,7 +158,10 @@ class Runner:
         self.loaded_at_ns = loaded_at_ns
         self.ref_count = 0
         self.served = 0
+        # The keep-alive timer: one timer serves many busy/idle turns (see scheduler.py).
         self.timer: asyncio.TimerHandle | None = None
+        self.timer_at = 0.0  # loop time the timer fires at
+        self.idle_until = 0.0  # loop time the keep-alive of the current idle turn ends
         self.expires_at_ns = 0  # 0 until the runner first goes idle (as in Ollama)
         self.victim = False
         self.unload_when_idle = False

@@ -51,6 +51,8 @@ _GIB = 1 << 30
 _GB = 1_000_000_000
 # sched.go load(): a model loads beside others only if it needs at most 80% of free VRAM.
 _FIT_SHARE = 0.8
+# asyncio fires a timer up to its clock resolution early.
+_TIMER_SLACK = 0.002
 
 
 class QueueFull(Exception):
@@ -123,17 +125,26 @@ class Lease:
         self._slot = False
         self._released = False
 
-    def slot_ready(self) -> bool:
-        """take_slot() would not wait."""
+    def try_slot(self) -> bool:
+        """Take one of the runner's OLLAMA_NUM_PARALLEL slots if one is free now."""
         slots = self.runner.slots
-        return slots is None or slots.ready()
+        if slots is not None:
+            if not slots.ready():
+                return False
+            slots.free -= 1
+        self._got_slot()
+        return True
 
-    async def take_slot(self) -> None:
-        """One of the runner's OLLAMA_NUM_PARALLEL slots (llama-server's semaphore)."""
-        runner = self.runner
-        if runner.slots is not None:
-            await runner.slots.take()
+    async def wait_slot(self) -> None:
+        """Wait for a slot, without bound (llama-server's semaphore.Acquire)."""
+        slots = self.runner.slots
+        if slots is not None:
+            await slots.take()
+        self._got_slot()
+
+    def _got_slot(self) -> None:
         self._slot = True
+        runner = self.runner
         if runner.prompt_work or runner.decode_work:
             self._scheduler.gpu.join(runner)
 
@@ -172,7 +183,7 @@ class Scheduler:
     # -- getRunner ------------------------------------------------------------------
 
     def options_for(self, entry: ModelEntry, options: Mapping[str, Any]) -> RunnerOptions:
-        if not any(name in options for name in RUNNER_OPTIONS):
+        if not options or RUNNER_OPTIONS.isdisjoint(options):
             cached = self._default_options.get(entry.name)
             if cached is None:
                 cached = runner_options({}, self.default_ctx, entry.spec.context_length)
@@ -219,7 +230,8 @@ class Scheduler:
         runner.ref_count += 1
         runner.served += 1
         _bump(self.counters.served, runner.model)
-        runner.stop_timer()
+        # Ollama stops the keep-alive timer here; ours is left to find the runner busy
+        # when it fires (see finished()), which saves a timer per request.
         if session_ns is not None:
             runner.session_ns = session_ns
 
@@ -370,17 +382,32 @@ class Scheduler:
         if runner.unload_when_idle or runner.session_ns <= 0:
             self._expire(runner)
             return
-        runner.stop_timer()
         if runner.session_ns >= FOREVER_NS:
+            runner.stop_timer()
             runner.expires_at_ns = time.time_ns() + FOREVER_NS
             return
-        loop = asyncio.get_running_loop()
+        # Idle for the keep-alive, then unload. A timer still armed from an earlier
+        # idle turn is reused when it fires no later than this turn's end.
         seconds = self.clock.real_seconds(runner.session_ns / 1e9)
-        runner.timer = loop.call_later(seconds, self._keep_alive_over, runner)
+        loop = asyncio.get_running_loop()
+        runner.idle_until = loop.time() + seconds
         runner.expires_at_ns = self.clock.wall_ns_after(runner.session_ns)
+        if runner.timer is None or runner.timer_at > runner.idle_until:
+            self._arm(runner, loop)
+
+    def _arm(self, runner: Runner, loop: asyncio.AbstractEventLoop) -> None:
+        runner.stop_timer()
+        runner.timer = loop.call_at(runner.idle_until, self._keep_alive_over, runner)
+        runner.timer_at = runner.idle_until
 
     def _keep_alive_over(self, runner: Runner) -> None:
         runner.timer = None
+        if runner.unloaded or runner.ref_count > 0 or runner.session_ns >= FOREVER_NS:
+            return  # busy again: finished() arms a timer when it goes idle
+        loop = asyncio.get_running_loop()
+        if runner.idle_until - loop.time() > _TIMER_SLACK:
+            self._arm(runner, loop)  # an earlier turn's timer; this turn ends later
+            return
         self.counters.expired += 1
         self._expire(runner)
 

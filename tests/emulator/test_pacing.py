@@ -40,15 +40,15 @@ async def test_reported_durations_are_the_time_spent_scaled() -> None:
     parts = reported["load_duration"] + reported["prompt_eval_duration"]
     assert reported["total_duration"] >= parts + reported["eval_duration"]
     # The total is the real time taken, times the scale (the client saw a bit more).
-    assert reported["total_duration"] / 10 <= real < reported["total_duration"] / 10 + 0.1
+    assert reported["total_duration"] / 10 <= real < reported["total_duration"] / 10 + 0.25
 
 
 async def test_time_scale_preserves_ratios() -> None:
-    """The same traffic at 5x and 50x reports the same simulated durations."""
+    """The same traffic at 5x and 25x reports the same simulated durations."""
     slow, slow_real = await _scenario(scale=5)
-    fast, fast_real = await _scenario(scale=50)
+    fast, fast_real = await _scenario(scale=25)
     for name in DURATIONS:
-        assert abs(slow[name] - fast[name]) <= 0.15 * slow[name] + 0.1, name
+        assert abs(slow[name] - fast[name]) <= 0.25 * slow[name] + 0.5, name
     assert fast_real < slow_real
 
 
@@ -57,7 +57,7 @@ async def test_slots_share_the_gpu() -> None:
     slots of different models take turns."""
     settings = ollama(num_parallel=4, decode_speed=100.0, decode_slowdown=0.15)
     options = {"num_predict": 50}
-    async with emulator(settings, scale=10) as emu:
+    async with emulator(settings, scale=4) as emu:
         for model in ("llama3.2", "llama3.2:1b"):
             await emu.load(model)
         alone = seconds((await emu.ok("llama3.2", options=options))["eval_duration"])
@@ -65,11 +65,11 @@ async def test_slots_share_the_gpu() -> None:
         two = await asyncio.gather(
             emu.ok("llama3.2", options=options), emu.ok("llama3.2:1b", options=options)
         )
-    assert 0.5 <= alone < 0.6
-    for reply in four:
-        assert 0.5 * 1.45 * 0.9 <= seconds(reply["eval_duration"]) < 0.5 * 1.45 * 1.2
-    for reply in two:
-        assert 0.5 * 2 * 0.9 <= seconds(reply["eval_duration"]) < 0.5 * 2 * 1.2
+    assert 0.5 <= alone < 0.7
+    for reply in four:  # 1 + 0.15 x 3 = 1.45 times slower each
+        assert 0.5 * 1.45 * 0.9 <= seconds(reply["eval_duration"]) < 0.5 * 1.45 * 1.3
+    for reply in two:  # two models take turns: twice as slow each
+        assert 0.5 * 2 * 0.9 <= seconds(reply["eval_duration"]) < 0.5 * 2 * 1.3
 
 
 async def test_num_predict_and_max_tokens_set_the_token_count() -> None:
