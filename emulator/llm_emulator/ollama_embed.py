@@ -19,7 +19,7 @@ from llm_emulator.inference import (
     parse_object,
 )
 from llm_emulator.pacing import Run
-from llm_emulator.scheduler import QueueFull
+from llm_emulator.scheduler import Unavailable
 from llm_emulator.wire import JSON
 
 
@@ -73,7 +73,7 @@ async def embed(ex: Exchange) -> None:
         return await fail(ex, 404, f'model "{model}" not found, try pulling it first')
     try:
         await run.schedule(entry, options_of(data), keep_alive)
-    except QueueFull as exc:
+    except Unavailable as exc:
         return await fail(ex, 503, str(exc))
     if not inputs:
         return await ex.respond(200, orjson.dumps({"model": model, "embeddings": []}), JSON)
@@ -111,7 +111,7 @@ async def embeddings(ex: Exchange) -> None:
         return await fail(ex, 404, f'model "{model}" not found, try pulling it first')
     try:
         await run.schedule(entry, options_of(data), keep_alive)
-    except QueueFull as exc:
+    except Unavailable as exc:
         return await fail(ex, 503, str(exc))
     prompt = data.get("prompt") or ""
     if not prompt:  # an empty request only loads the model

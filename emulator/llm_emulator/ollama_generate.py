@@ -24,7 +24,7 @@ from llm_emulator.inference import (
     parse_object,
 )
 from llm_emulator.pacing import Run, stream_chunks
-from llm_emulator.scheduler import QueueFull
+from llm_emulator.scheduler import Unavailable
 from llm_emulator.wire import JSON, NDJSON, ollama_error, rfc3339_nano
 
 _GENERATE_FIELDS: dict[str, type | tuple[type, ...]] = {
@@ -78,7 +78,7 @@ async def generate(ex: Exchange) -> None:
     options = options_of(data)
     try:
         await run.schedule(entry, options, keep_alive)
-    except QueueFull as exc:
+    except Unavailable as exc:
         return await fail(ex, 503, str(exc))
     if not prompt:
         return await _load_reply(ex, {"model": model, "created_at": "", "response": ""}, "load")
@@ -186,7 +186,7 @@ async def chat(ex: Exchange) -> None:
     options = options_of(data)
     try:
         await run.schedule(entry, options, keep_alive)
-    except QueueFull as exc:
+    except Unavailable as exc:
         return await fail(ex, 503, str(exc))
     if not messages:
         return await _load_reply(

@@ -21,7 +21,7 @@ from llm_emulator.errors import openai_fail_early as reject_early
 from llm_emulator.exchange import Exchange
 from llm_emulator.inference import BadRequest, apply_faults, check_types, parse_object
 from llm_emulator.pacing import Run, stream_chunks
-from llm_emulator.scheduler import QueueFull
+from llm_emulator.scheduler import Unavailable
 from llm_emulator.wire import OPENAI_JSON, SSE, openai_error
 
 FINGERPRINT = "fp_ollama"
@@ -186,7 +186,7 @@ async def chat_completions(ex: Exchange) -> None:
     options = native["options"]
     try:
         await run.schedule(entry, options, None)
-    except QueueFull as exc:
+    except Unavailable as exc:
         return await reject(ex, 503, str(exc))
 
     seed = gen.request_seed(_material(entry, native), gen.is_deterministic(options))
@@ -274,7 +274,7 @@ async def completions(ex: Exchange) -> None:
         return await reject(ex, 400, f'"{model}" does not support generate')
     try:
         await run.schedule(entry, options, None)
-    except QueueFull as exc:
+    except Unavailable as exc:
         return await reject(ex, 503, str(exc))
 
     seed = gen.request_seed(_material(entry, native), gen.is_deterministic(options))

@@ -16,7 +16,7 @@ from llm_emulator.inference import BadRequest, apply_faults, check_types
 from llm_emulator.ollama_embed import embed_inputs, embed_token_count, embed_vectors
 from llm_emulator.openai_generate import parse_openai
 from llm_emulator.pacing import Run
-from llm_emulator.scheduler import QueueFull
+from llm_emulator.scheduler import Unavailable
 from llm_emulator.wire import OPENAI_JSON
 
 
@@ -53,7 +53,7 @@ async def embeddings(ex: Exchange) -> None:
     run = Run(ex)
     try:
         await run.schedule(entry, {}, None)
-    except QueueFull as exc:
+    except Unavailable as exc:
         return await reject(ex, 503, str(exc))
     tokens = embed_token_count(inputs)
     await run.prefill(tokens)

@@ -54,7 +54,7 @@ class Run:
     async def schedule(
         self, entry: ModelEntry, options: Mapping[str, Any], keep_alive_ns: int | None
     ) -> None:
-        """Get a runner (raises scheduler.QueueFull); it is held until the request ends."""
+        """Get a runner (raises scheduler.Unavailable); it is held until the request ends."""
         scheduler = self.ex.state.scheduler
         got = scheduler.request(entry, options, keep_alive_ns)
         if not isinstance(got, Lease):

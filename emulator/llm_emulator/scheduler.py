@@ -12,7 +12,7 @@
   for the victim's last request to end and its unload to finish, then looks again; a
   load blocks the loop for the whole load time. A lone model that does not fit loads
   anyway, partly in system RAM (size_vram < size).
-- `_finished` is `processCompleted`: when a runner's last request ends it unloads at
+- `finished` is `processCompleted`: when a runner's last request ends it unloads at
   once if its keep-alive is 0 (or it is a victim), else after its keep-alive. A
   request that carries `keep_alive` sets the runner's keep-alive, so traffic with
   keep_alive on a victim postpones its unload until that traffic pauses that long.
@@ -55,14 +55,18 @@ _FIT_SHARE = 0.8
 _TIMER_SLACK = 0.002
 
 
-class QueueFull(Exception):
-    """OLLAMA_MAX_QUEUE requests are already pending (Ollama answers 503)."""
+class Unavailable(Exception):
+    """The scheduler cannot serve this request now: the handler answers 503."""
+
+
+class QueueFull(Unavailable):
+    """OLLAMA_MAX_QUEUE requests are already pending (Ollama's ErrMaxQueue)."""
 
     def __init__(self) -> None:
         super().__init__(MAX_QUEUE_MESSAGE)
 
 
-class SchedulerReset(Exception):
+class SchedulerReset(Unavailable):
     """The emulator was reset (`/_emulator/reset`) while this request waited."""
 
 
@@ -108,6 +112,11 @@ class Counters:
     rejected: int = 0
     # Requests handed a runner, by model.
     served: dict[str, int] = field(default_factory=dict)
+
+
+def _needs_reload(runner: Runner, entry: ModelEntry, wanted: RunnerOptions) -> bool:
+    # A re-pulled model (new digest) is another model file: Ollama loads it anew.
+    return runner.entry.digest != entry.digest or runner.options.needs_reload(wanted)
 
 
 def _bump(counter: dict[str, int], key: str) -> None:
@@ -200,7 +209,7 @@ class Scheduler:
         """
         wanted = self.options_for(entry, options)
         runner = self.loaded.get(entry.name)
-        if runner is not None and not runner.options.needs_reload(wanted):
+        if runner is not None and not _needs_reload(runner, entry, wanted):
             self._use(runner, keep_alive_ns)
             return Lease(self, runner)
         limit = self.settings.max_queue
@@ -260,14 +269,14 @@ class Scheduler:
         while True:
             runner = self.loaded.get(pending.entry.name)
             if runner is not None:
-                if not runner.options.needs_reload(pending.options):
+                if not _needs_reload(runner, pending.entry, pending.options):
                     self._hand_over(pending, runner)
                     return
                 pending.reload = True
                 victim = runner
             elif max_loaded and len(self.loaded) >= max_loaded:
                 victim = self._find_victim()
-                _bump(self.counters.evictions, victim.model)
+                self._count_eviction(victim)
             else:
                 parallel = self._num_parallel(pending.entry)
                 size = runner_size(pending.entry, pending.options, parallel)
@@ -279,7 +288,7 @@ class Scheduler:
                     await self._load(pending, parallel, size, vram)
                     return
                 victim = self._find_victim()
-                _bump(self.counters.evictions, victim.model)
+                self._count_eviction(victim)
             self._unloaded = asyncio.Event()
             self._evict(victim)
             await self._unloaded.wait()
@@ -314,6 +323,11 @@ class Scheduler:
             if runner.ref_count == 0:
                 return runner
         return runners[0]
+
+    def _count_eviction(self, victim: Runner) -> None:
+        # Once per victim: the loop may pick the same one again after any unload.
+        if not victim.victim:
+            _bump(self.counters.evictions, victim.model)
 
     def _evict(self, victim: Runner) -> None:
         victim.victim = True

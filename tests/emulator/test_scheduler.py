@@ -336,3 +336,25 @@ async def test_scheduler_view_over_http_and_reset() -> None:
         await emu.client.post("/_emulator/reset")
         assert await emu.ps() == []
         assert emu.counters()["loads"] == {}
+
+
+async def test_a_re_pulled_model_loads_anew() -> None:
+    """The scheduler keys runners by model file: a new digest is another model."""
+    async with emulator(ollama()) as emu:
+        await emu.ok("llama3.2")
+        emu.app.state.catalog.set_digest("llama3.2", "0f" * 32)
+        await emu.ok("llama3.2")
+        ps = await emu.ps()
+    assert [m["digest"] for m in ps] == ["0f" * 32]
+    assert emu.counters()["loads"] == {"llama3.2:latest": 2}
+
+
+async def test_reset_answers_waiting_requests_503() -> None:
+    async with emulator(ollama(model_load_times={"llama3.2": 10})) as emu:
+        loading = asyncio.ensure_future(emu.generate("llama3.2"))
+        queued = emu.later(1, emu.generate("llama3.2:1b"))
+        await emu.sleep(3)
+        await emu.client.post("/_emulator/reset")
+        replies = await asyncio.gather(loading, queued)
+    assert [r.status_code for r in replies] == [503, 503]
+    assert replies[1].json() == {"error": "the emulator was reset"}
