@@ -94,6 +94,11 @@ def is_digest(value: str) -> bool:
     return bool(_DIGEST_RE.match(value))
 
 
+def known_models() -> list[str]:
+    """The models with built-in figures, as short names (`llama3.2`, `gemma2:27b`)."""
+    return [name.removesuffix(":latest") for name in _KNOWN]
+
+
 def _is_embedder(canonical: str) -> bool:
     return "embed" in canonical or "minilm" in canonical or "bge" in canonical
 

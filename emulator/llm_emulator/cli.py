@@ -8,10 +8,12 @@ gateway benchmark expect); `--ollama-defaults` turns on one real Ollama server o
 from __future__ import annotations
 
 import argparse
+import textwrap
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
+from llm_emulator.catalog import known_models
 from llm_emulator.durations import parse_keep_alive_env
 from llm_emulator.settings import CATALOG, DEFAULT_MODELS, EmulatorSettings, SchedulerSettings
 
@@ -20,7 +22,14 @@ An Ollama emulator speaking Ollama's HTTP API (for tests, benchmarks, demos).
 One process is one Ollama server with one GPU. Times given in seconds are simulated
 time (see --time-scale); sizes are GB of 10^9 bytes except --vram (GiB)."""
 
-_EPILOG = """\
+_KNOWN = textwrap.fill(
+    "Models with built-in sizes and speeds: " + ", ".join(known_models())
+    + "; others get a generic spec scaled by --model-size.",
+    width=88,
+)  # fmt: skip
+_EPILOG = f"""\
+{_KNOWN}
+
 Example, one 24 GB instance of a benchmark, 20x faster than real time:
   python -m llm_emulator --port 11500 --ollama-defaults --time-scale 20 \\
       --models gemma2:27b,mistral-small:24b,llama3.2 --context-length 4096
@@ -79,19 +88,32 @@ def _parser() -> argparse.ArgumentParser:
 
     knobs = parser.add_argument_group("pacing knobs (also settable at run time)")
     knobs.add_argument(
-        "--tokens", type=int, default=8, help="tokens per response unless num_predict/max_tokens"
+        "--tokens",
+        type=int,
+        default=8,
+        metavar="N",
+        help="tokens per response unless num_predict/max_tokens",
     )
     knobs.add_argument(
-        "--first-token-delay", type=float, default=0.0, help="seconds added before the first token"
+        "--first-token-delay",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="seconds added before the first token",
     )
     knobs.add_argument(
-        "--token-delay", type=float, default=0.0, help="seconds added between two tokens"
+        "--token-delay",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="seconds added between two tokens",
     )
 
     timing = parser.add_argument_group("time")
     timing.add_argument(
         "--time-scale",
         type=float,
+        metavar="N",
         default=1.0,
         help="run N times faster than real time; reported durations are real x N, as the "
         "simulated server would report them (default 1)",
@@ -107,44 +129,69 @@ def _parser() -> argparse.ArgumentParser:
         "max-queue 512, keep-alive 5m, vram 24, load 1 s + 0.6 s/GB, unload 1 s, "
         "catalogue speeds",
     )
-    sched.add_argument("--num-parallel", type=int, help="OLLAMA_NUM_PARALLEL; 0 = unlimited")
     sched.add_argument(
-        "--max-loaded-models", type=int, help="OLLAMA_MAX_LOADED_MODELS; 0 = no limit"
+        "--num-parallel", type=int, metavar="N", help="OLLAMA_NUM_PARALLEL; 0 = unlimited"
     )
     sched.add_argument(
-        "--max-queue", type=int, help="OLLAMA_MAX_QUEUE: cold requests pending; 0 = no limit"
+        "--max-loaded-models", type=int, metavar="N", help="OLLAMA_MAX_LOADED_MODELS; 0 = no limit"
     )
     sched.add_argument(
-        "--keep-alive", type=_keep_alive, help="OLLAMA_KEEP_ALIVE: 5m, 30s, 0, -1 (default 5m)"
+        "--max-queue",
+        type=int,
+        metavar="N",
+        help="OLLAMA_MAX_QUEUE: cold requests pending; 0 = no limit",
+    )
+    sched.add_argument(
+        "--keep-alive",
+        type=_keep_alive,
+        metavar="DURATION",
+        help="OLLAMA_KEEP_ALIVE: 5m, 30s, 0, -1 (default 5m)",
     )
     sched.add_argument(
         "--context-length",
         type=int,
+        metavar="N",
         help="OLLAMA_CONTEXT_LENGTH: default num_ctx; 0 = by VRAM (4096, 32768 from 23 GiB)",
     )
 
     gpu = parser.add_argument_group("simulated GPU")
     gpu.add_argument(
-        "--vram", type=float, help="GPU memory in GiB (24 = a 24 GB card); 0 = unlimited"
+        "--vram",
+        type=float,
+        metavar="GIB",
+        help="GPU memory in GiB (24 = a 24 GB card); 0 = unlimited",
     )
-    gpu.add_argument("--load-base", type=float, help="seconds every model load takes")
-    gpu.add_argument("--load-per-gb", type=float, help="further load seconds per GB of weights")
     gpu.add_argument(
-        "--unload-time", type=float, help="seconds until an unloaded model's VRAM is free"
+        "--load-base", type=float, metavar="SECONDS", help="seconds every model load takes"
+    )
+    gpu.add_argument(
+        "--load-per-gb",
+        type=float,
+        metavar="SECONDS",
+        help="further load seconds per GB of weights",
+    )
+    gpu.add_argument(
+        "--unload-time",
+        type=float,
+        metavar="SECONDS",
+        help="seconds until an unloaded model's VRAM is free",
     )
     gpu.add_argument(
         "--decode-speed",
         type=_speed,
+        metavar="TPS",
         help="tokens/s of one slot alone; 0 = instant; 'catalog' = per-model figures",
     )
     gpu.add_argument(
         "--prompt-speed",
         type=_speed,
+        metavar="TPS",
         help="prompt tokens/s of one slot alone; 0 = instant; 'catalog' = per-model figures",
     )
     gpu.add_argument(
         "--decode-slowdown",
         type=float,
+        metavar="FRACTION",
         help="each further busy slot of a model slows its slots by this fraction (default 0.15)",
     )
     gpu.add_argument(
