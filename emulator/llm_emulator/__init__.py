@@ -7,15 +7,20 @@ serves it (`python -m llm_emulator`). Knobs, fault injection and counters are un
 
 Modules, from the wire inwards:
 
-- `server.py`: the CLI entry, uvicorn; `settings.py`: start-up settings and flags.
+- `server.py`: uvicorn; `cli.py`: the flags; `settings.py`: start-up settings.
 - `app.py`: routing like Ollama's router; `exchange.py`: one request/response,
   disconnects, precise pauses.
 - `ollama_generate.py`, `ollama_embed.py`, `ollama_models.py`: Ollama's native API;
   `openai_generate.py`, `openai_resources.py`: its OpenAI-compatible API.
-- `inference.py`: what the generation endpoints share (parsing, stats, pacing);
+- `inference.py`: request parsing and faults the inference endpoints share;
+  `pacing.py`: a request's time (scheduling, slot, prompt, tokens) and its stats;
   `generate.py`: the deterministic text, tokens and embeddings.
-- `catalog.py`: the models served and their digests; `state.py`: knobs, faults,
-  counters, loaded models; `control.py`: the `/_emulator/` control API.
+- `scheduler.py`: Ollama's scheduler (pending queue, loads, eviction, keep-alive);
+  `runner.py`: a loaded model (runner options, memory, slots); `speed.py`: how fast
+  the simulated GPU computes when slots share it; `clock.py`: the time scale;
+  `durations.py`: Go durations (keep_alive).
+- `catalog.py`: the models served, their digests, sizes and speeds; `state.py`: knobs,
+  faults, counters, the scheduler; `control.py`: the `/_emulator/` control API.
 - `errors.py`, `wire.py`: Ollama's and OpenAI's error shapes, content types, timestamps.
 """
 
@@ -24,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from llm_emulator.app import EmulatorApp, create_app
-from llm_emulator.settings import DEFAULT_MODELS, EmulatorSettings
+from llm_emulator.settings import DEFAULT_MODELS, EmulatorSettings, SchedulerSettings
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -33,4 +38,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     return serve_main(argv)
 
 
-__all__ = ["DEFAULT_MODELS", "EmulatorApp", "EmulatorSettings", "create_app", "main"]
+__all__ = [
+    "DEFAULT_MODELS",
+    "EmulatorApp",
+    "EmulatorSettings",
+    "SchedulerSettings",
+    "create_app",
+    "main",
+]

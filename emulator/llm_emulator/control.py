@@ -1,7 +1,15 @@
-"""The control API under /_emulator/: counters, knobs, faults, model digests.
+"""The control API under /_emulator/: counters, knobs, faults, model digests, scheduler.
 
 Not part of Ollama's API; tests and benchmarks drive the emulator through it. Control
 requests are not counted and never draw faults.
+
+`GET /_emulator/scheduler` shows the scheduler's true state: what is loaded (size,
+VRAM, options, requests in flight and waiting for a slot, keep-alive, victim or not),
+the pending queue, the load in progress, and counters (loads, reloads forced by other
+runner options, evictions, unloads, keep-alive expiries, aborted loads, 503s). Real
+Ollama exposes none of this (issues 2004, 3144): it is for tests and benchmarks only,
+and the gateway must never depend on it; it routes on what Ollama shows (/api/ps,
+load_duration) and on its own counts.
 """
 
 from __future__ import annotations
@@ -132,6 +140,8 @@ async def handle(ex: Exchange) -> None:
             }
         elif ex.method == "GET" and action == "faults":
             result = state.faults_view()
+        elif ex.method == "GET" and action == "scheduler":
+            result = state.scheduler.view()
         elif ex.method == "POST" and action == "reset":
             state.reset()
             result = {"reset": True}

@@ -45,6 +45,7 @@ class Exchange:
         "disconnected",
         "faults",
         "method",
+        "on_close",
         "path",
         "receive",
         "scope",
@@ -68,6 +69,8 @@ class Exchange:
         self._finishing = False
         self._task: asyncio.Task[Any] | None = None
         self._watcher: asyncio.Task[None] | None = None
+        # Runs when the request is over, answered or not (see close()).
+        self.on_close: Callable[[], None] | None = None
 
     async def read_body(self) -> bytes:
         chunks = []
@@ -100,9 +103,13 @@ class Exchange:
             self._task.cancel()
 
     def close(self) -> None:
+        """The request is over: like a Go handler's context ending, this releases what it held."""
         if self._watcher is not None:
             self._watcher.cancel()
             self._watcher = None
+        if self.on_close is not None:
+            on_close, self.on_close = self.on_close, None
+            on_close()
 
     async def pause(self, seconds: float) -> None:
         if seconds > 0:

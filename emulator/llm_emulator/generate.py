@@ -38,6 +38,9 @@ _WORDS = (  # noqa: SIM905 - a word list reads best as text
     "river model token stream cache gateway llama ollama emulator answer"
 ).split()
 
+# A runaway num_predict must not exhaust the emulator's memory.
+MAX_TOKENS = 65536
+
 # Llama-3-style template tokens around the prompt in `context` (ids are only plausible).
 _HEADER = (128006, 882, 128007, 271)
 _ASSISTANT = (128009, 128006, 78191, 128007, 271)
@@ -181,14 +184,19 @@ def generate(
     think: Any = None,
     tools: list[Any] | None = None,
 ) -> Output:
-    """The output for one request. `tools` is given only when the model should call one."""
+    """The output for one request. `tools` is given only when the model should call one.
+
+    `tokens` words, or exactly num_predict when the request sets it (>= 0): the model
+    then stops at the limit, done_reason "length". Negative num_predict (-1: until a
+    stop) leaves `tokens`.
+    """
     rng = random.Random(seed)  # noqa: S311 - reproducible text, not secrets
     n = tokens
     done_reason = "stop"
     num_predict: Any = options.get("num_predict")
     numeric = isinstance(num_predict, int | float) and not isinstance(num_predict, bool)
-    if numeric and 0 <= num_predict < n:
-        n, done_reason = int(num_predict), "length"
+    if numeric and num_predict >= 0:
+        n, done_reason = min(int(num_predict), MAX_TOKENS), "length"
     thinking = _words(rng, max(1, n // 2)) if _thinks(think) and n > 0 else []
     if tools:
         call = _tool_call(tools, rng)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import orjson
@@ -13,12 +12,14 @@ from llm_emulator.errors import ollama_fail as fail
 from llm_emulator.exchange import Exchange
 from llm_emulator.inference import (
     BadRequest,
-    Timing,
     apply_faults,
     check_types,
+    options_of,
     parse_keep_alive,
     parse_object,
 )
+from llm_emulator.pacing import Run
+from llm_emulator.scheduler import Unavailable
 from llm_emulator.wire import JSON
 
 
@@ -51,7 +52,7 @@ def embed_token_count(inputs: list[str]) -> int:
 
 async def embed(ex: Exchange) -> None:
     state = ex.state
-    timing = Timing(time.time_ns(), 0.0)
+    run = Run(ex)
     try:
         data = parse_object(ex.body, "api.EmbedRequest")
         check_types(data, "EmbedRequest", {"model": str, "options": dict, "truncate": bool})
@@ -70,19 +71,22 @@ async def embed(ex: Exchange) -> None:
     entry = state.catalog.lookup(model)
     if entry is None:
         return await fail(ex, 404, f'model "{model}" not found, try pulling it first')
-    state.touch(entry.name, keep_alive)
-    await ex.pause(state.knobs.first_token_delay)
+    try:
+        await run.schedule(entry, options_of(data), keep_alive)
+    except Unavailable as exc:
+        return await fail(ex, 503, str(exc))
     if not inputs:
         return await ex.respond(200, orjson.dumps({"model": model, "embeddings": []}), JSON)
+    tokens = embed_token_count(inputs)
+    await run.prefill(tokens)
     vectors = embed_vectors(entry, inputs, data.get("dimensions"))
-    timing.mark_first_token()
-    stats = timing.stats(0, 0)
+    stats = run.stats(0, 0)
     body: dict[str, Any] = {
         "model": model,
         "embeddings": vectors,
         "total_duration": stats["total_duration"],
         "load_duration": stats["load_duration"],
-        "prompt_eval_count": embed_token_count(inputs),
+        "prompt_eval_count": tokens,
     }
     return await ex.respond(200, orjson.dumps(body), JSON)
 
@@ -90,6 +94,7 @@ async def embed(ex: Exchange) -> None:
 async def embeddings(ex: Exchange) -> None:
     """The legacy single-prompt endpoint: `{"embedding": [...]}`."""
     state = ex.state
+    run = Run(ex)
     try:
         data = parse_object(ex.body, "api.EmbeddingRequest")
         check_types(data, "EmbeddingRequest", {"model": str, "prompt": str, "options": dict})
@@ -104,8 +109,13 @@ async def embeddings(ex: Exchange) -> None:
     entry = state.catalog.lookup(model)
     if entry is None:
         return await fail(ex, 404, f'model "{model}" not found, try pulling it first')
-    state.touch(entry.name, keep_alive)
-    await ex.pause(state.knobs.first_token_delay)
+    try:
+        await run.schedule(entry, options_of(data), keep_alive)
+    except Unavailable as exc:
+        return await fail(ex, 503, str(exc))
     prompt = data.get("prompt") or ""
-    vector = embed_vectors(entry, [prompt], None)[0] if prompt else []
+    if not prompt:  # an empty request only loads the model
+        return await ex.respond(200, orjson.dumps({"embedding": []}), JSON)
+    await run.prefill(embed_token_count([prompt]))
+    vector = embed_vectors(entry, [prompt], None)[0]
     return await ex.respond(200, orjson.dumps({"embedding": vector}), JSON)

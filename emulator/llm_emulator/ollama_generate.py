@@ -17,15 +17,14 @@ from llm_emulator.errors import ollama_fail as fail
 from llm_emulator.exchange import Exchange
 from llm_emulator.inference import (
     BadRequest,
-    Timing,
     apply_faults,
     check_types,
     options_of,
     parse_keep_alive,
     parse_object,
-    stream_chunks,
-    wait_for_whole_answer,
 )
+from llm_emulator.pacing import Run, stream_chunks
+from llm_emulator.scheduler import Unavailable
 from llm_emulator.wire import JSON, NDJSON, ollama_error, rfc3339_nano
 
 _GENERATE_FIELDS: dict[str, type | tuple[type, ...]] = {
@@ -54,7 +53,7 @@ def _model_material(entry: ModelEntry, data: dict[str, Any]) -> dict[str, Any]:
 async def generate(ex: Exchange) -> None:
     state = ex.state
     knobs = state.knobs
-    timing = Timing(time.time_ns(), knobs.first_token_delay)
+    run = Run(ex)
     try:
         data = parse_object(ex.body, "api.GenerateRequest")
         check_types(data, "GenerateRequest", _GENERATE_FIELDS)
@@ -70,17 +69,20 @@ async def generate(ex: Exchange) -> None:
         return await fail(ex, 404, f"model '{model}' not found")
     prompt: str = data.get("prompt") or ""
     if not prompt and keep_alive == 0:
-        state.touch(entry.name, 0)
+        state.scheduler.expire_model(entry)
         return await _load_reply(ex, {"model": model, "created_at": "", "response": ""}, "unload")
     if data.get("raw") and (data.get("template") or data.get("system") or data.get("context")):
         return await fail(ex, 400, "raw mode does not support template, system, or context")
     if entry.spec.embedding_only:
         return await fail(ex, 400, f'"{model}" does not support generate')
-    state.touch(entry.name, keep_alive)
+    options = options_of(data)
+    try:
+        await run.schedule(entry, options, keep_alive)
+    except Unavailable as exc:
+        return await fail(ex, 503, str(exc))
     if not prompt:
         return await _load_reply(ex, {"model": model, "created_at": "", "response": ""}, "load")
 
-    options = options_of(data)
     seed = gen.request_seed(_model_material(entry, data), gen.is_deterministic(options))
     output = gen.generate(
         seed, knobs.tokens, options, fmt=data.get("format"), think=data.get("think")
@@ -97,16 +99,15 @@ async def generate(ex: Exchange) -> None:
         body["done_reason"] = output.done_reason
         if context is not None:
             body["context"] = context
-        body.update(timing.stats(prompt_count, output.eval_count))
+        body.update(run.stats(prompt_count, output.eval_count))
         return body
 
     if not streaming:
-        await wait_for_whole_answer(ex, timing, knobs, output.eval_count)
+        await run.whole(prompt_count, output.eval_count)
         thinking = "".join(output.thinking)
         return await ex.respond(200, orjson.dumps(final(output.text, thinking)), JSON)
 
     def chunks() -> Iterator[bytes]:
-        timing.mark_first_token()
         for piece in output.thinking:
             yield _line(
                 {
@@ -122,9 +123,7 @@ async def generate(ex: Exchange) -> None:
         yield _line(final("", None))
 
     paced = len(output.thinking) + len(output.pieces)
-    await stream_chunks(
-        ex, NDJSON, chunks(), paced, knobs.first_token_delay, knobs.token_delay, _error_line
-    )
+    await stream_chunks(run, NDJSON, chunks(), prompt_count, paced, _error_line)
     return None
 
 
@@ -158,7 +157,7 @@ def _check_messages(messages: list[Any]) -> None:
 async def chat(ex: Exchange) -> None:
     state = ex.state
     knobs = state.knobs
-    timing = Timing(time.time_ns(), knobs.first_token_delay)
+    run = Run(ex)
     try:
         data = parse_object(ex.body, "api.ChatRequest")
         check_types(data, "ChatRequest", _CHAT_FIELDS)
@@ -178,19 +177,22 @@ async def chat(ex: Exchange) -> None:
         return await fail(ex, 404, f"model '{model}' not found")
     empty_message = {"role": "assistant", "content": ""}
     if not messages and keep_alive == 0:
-        state.touch(entry.name, 0)
+        state.scheduler.expire_model(entry)
         return await _load_reply(
             ex, {"model": model, "created_at": "", "message": empty_message}, "unload"
         )
     if entry.spec.embedding_only:
         return await fail(ex, 400, f'"{model}" does not support chat')
-    state.touch(entry.name, keep_alive)
+    options = options_of(data)
+    try:
+        await run.schedule(entry, options, keep_alive)
+    except Unavailable as exc:
+        return await fail(ex, 503, str(exc))
     if not messages:
         return await _load_reply(
             ex, {"model": model, "created_at": "", "message": empty_message}, "load"
         )
 
-    options = options_of(data)
     seed = gen.request_seed(_model_material(entry, data), gen.is_deterministic(options))
     tools = data.get("tools") or None
     # A model with tools calls one, then answers in words once the tool result is in.
@@ -210,16 +212,15 @@ async def chat(ex: Exchange) -> None:
         body: dict[str, Any] = {"model": model, "created_at": _now(), "message": message}
         body["done_reason"] = output.done_reason
         body["done"] = True
-        body.update(timing.stats(prompt_count, output.eval_count))
+        body.update(run.stats(prompt_count, output.eval_count))
         return body
 
     if not streaming:
-        await wait_for_whole_answer(ex, timing, knobs, output.eval_count)
+        await run.whole(prompt_count, output.eval_count)
         body = final(output.text, "".join(output.thinking), output.tool_calls)
         return await ex.respond(200, orjson.dumps(body), JSON)
 
     def chunks() -> Iterator[bytes]:
-        timing.mark_first_token()
         message: dict[str, Any]
         for piece in output.thinking:
             message = {"role": "assistant", "content": "", "thinking": piece}
@@ -232,10 +233,7 @@ async def chat(ex: Exchange) -> None:
             yield _line({"model": model, "created_at": _now(), "message": message, "done": False})
         yield _line(final("", "", None))
 
-    paced = output.eval_count
-    await stream_chunks(
-        ex, NDJSON, chunks(), paced, knobs.first_token_delay, knobs.token_delay, _error_line
-    )
+    await stream_chunks(run, NDJSON, chunks(), prompt_count, output.eval_count, _error_line)
     return None
 
 

@@ -47,21 +47,20 @@ async def tags(ex: Exchange) -> None:
 
 
 async def ps(ex: Exchange) -> None:
+    """Loaded models as the scheduler holds them; nothing about running or queued requests."""
     models = []
-    for name, expires_ns in ex.state.loaded_models():
-        entry = ex.state.catalog.lookup(name)
-        if entry is None:
-            continue
+    for runner, expires_ns in ex.state.scheduler.loaded_models():
+        entry = runner.entry
         models.append(
             {
                 "name": entry.name,
                 "model": entry.name,
-                "size": entry.spec.size,
+                "size": runner.size,
                 "digest": entry.digest,
                 "details": _details(entry),
                 "expires_at": rfc3339_nano(expires_ns),
-                "size_vram": entry.spec.size,
-                "context_length": min(entry.spec.context_length, 4096),
+                "size_vram": runner.vram,
+                "context_length": runner.context_length,
             }
         )
     await ex.respond(200, orjson.dumps({"models": models}), JSON)

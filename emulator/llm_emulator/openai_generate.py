@@ -19,15 +19,9 @@ from llm_emulator.catalog import ModelEntry
 from llm_emulator.errors import openai_fail as reject
 from llm_emulator.errors import openai_fail_early as reject_early
 from llm_emulator.exchange import Exchange
-from llm_emulator.inference import (
-    BadRequest,
-    Timing,
-    apply_faults,
-    check_types,
-    parse_object,
-    stream_chunks,
-    wait_for_whole_answer,
-)
+from llm_emulator.inference import BadRequest, apply_faults, check_types, parse_object
+from llm_emulator.pacing import Run, stream_chunks
+from llm_emulator.scheduler import Unavailable
 from llm_emulator.wire import OPENAI_JSON, SSE, openai_error
 
 FINGERPRINT = "fp_ollama"
@@ -162,7 +156,7 @@ def _tool_calls(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
 async def chat_completions(ex: Exchange) -> None:
     state = ex.state
     knobs = state.knobs
-    timing = Timing(time.time_ns(), knobs.first_token_delay)
+    run = Run(ex)
     try:
         data = parse_openai(ex, "openai.ChatCompletionRequest")
         check_types(data, "ChatCompletionRequest", {"model": str, "messages": list, "stream": bool})
@@ -189,9 +183,12 @@ async def chat_completions(ex: Exchange) -> None:
         return await reject(ex, 404, f"model '{model}' not found")
     if entry.spec.embedding_only:
         return await reject(ex, 400, f'"{model}" does not support chat')
-    state.touch(entry.name, None)
-
     options = native["options"]
+    try:
+        await run.schedule(entry, options, None)
+    except Unavailable as exc:
+        return await reject(ex, 503, str(exc))
+
     seed = gen.request_seed(_material(entry, native), gen.is_deterministic(options))
     last_role = messages[-1].get("role")
     tools = native["tools"] if last_role != "tool" else None
@@ -203,7 +200,7 @@ async def chat_completions(ex: Exchange) -> None:
     finish = "tool_calls" if output.tool_calls else output.done_reason
 
     if not streaming:
-        await wait_for_whole_answer(ex, timing, knobs, output.eval_count)
+        await run.whole(usage["prompt_tokens"], output.eval_count)
         message: dict[str, Any] = {"role": "assistant", "content": output.text}
         if output.thinking:
             message["reasoning"] = "".join(output.thinking)
@@ -231,7 +228,6 @@ async def chat_completions(ex: Exchange) -> None:
         }
 
     def chunks() -> Iterator[bytes]:
-        timing.mark_first_token()
         for piece in output.thinking:
             yield _sse(chunk({"role": "assistant", "content": "", "reasoning": piece}, None))
         for piece in output.pieces:
@@ -249,16 +245,14 @@ async def chat_completions(ex: Exchange) -> None:
             yield _sse({**last, "choices": [], "usage": usage})
         yield b"data: [DONE]\n\n"
 
-    await stream_chunks(
-        ex, SSE, chunks(), output.eval_count, knobs.first_token_delay, knobs.token_delay, _sse_error
-    )
+    await stream_chunks(run, SSE, chunks(), usage["prompt_tokens"], output.eval_count, _sse_error)
     return None
 
 
 async def completions(ex: Exchange) -> None:
     state = ex.state
     knobs = state.knobs
-    timing = Timing(time.time_ns(), knobs.first_token_delay)
+    run = Run(ex)
     try:
         data = parse_openai(ex, "openai.CompletionRequest")
         check_types(
@@ -278,7 +272,10 @@ async def completions(ex: Exchange) -> None:
         return await reject(ex, 404, f"model '{model}' not found")
     if entry.spec.embedding_only:
         return await reject(ex, 400, f'"{model}" does not support generate')
-    state.touch(entry.name, None)
+    try:
+        await run.schedule(entry, options, None)
+    except Unavailable as exc:
+        return await reject(ex, 503, str(exc))
 
     seed = gen.request_seed(_material(entry, native), gen.is_deterministic(options))
     output = gen.generate(seed, knobs.tokens if prompt else 0, options)
@@ -288,7 +285,7 @@ async def completions(ex: Exchange) -> None:
     created = int(time.time())
 
     if not streaming:
-        await wait_for_whole_answer(ex, timing, knobs, output.eval_count)
+        await run.whole(usage["prompt_tokens"], output.eval_count)
         body = {
             "id": completion_id,
             "object": "text_completion",
@@ -317,7 +314,6 @@ async def completions(ex: Exchange) -> None:
         return value
 
     def chunks() -> Iterator[bytes]:
-        timing.mark_first_token()
         for piece in output.pieces:
             yield _sse(chunk(piece, None))
         last = chunk("", done_reason)
@@ -326,7 +322,5 @@ async def completions(ex: Exchange) -> None:
             yield _sse({**last, "choices": [], "usage": usage})
         yield b"data: [DONE]\n\n"
 
-    await stream_chunks(
-        ex, SSE, chunks(), output.eval_count, knobs.first_token_delay, knobs.token_delay, _sse_error
-    )
+    await stream_chunks(run, SSE, chunks(), usage["prompt_tokens"], output.eval_count, _sse_error)
     return None

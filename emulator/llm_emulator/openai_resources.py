@@ -15,6 +15,8 @@ from llm_emulator.exchange import Exchange
 from llm_emulator.inference import BadRequest, apply_faults, check_types
 from llm_emulator.ollama_embed import embed_inputs, embed_token_count, embed_vectors
 from llm_emulator.openai_generate import parse_openai
+from llm_emulator.pacing import Run
+from llm_emulator.scheduler import Unavailable
 from llm_emulator.wire import OPENAI_JSON
 
 
@@ -48,8 +50,13 @@ async def embeddings(ex: Exchange) -> None:
         if not model:
             return await reject(ex, 404, "model '' not found")
         return await reject(ex, 404, f'model "{model}" not found, try pulling it first')
-    state.touch(entry.name, None)
-    await ex.pause(state.knobs.first_token_delay)
+    run = Run(ex)
+    try:
+        await run.schedule(entry, {}, None)
+    except Unavailable as exc:
+        return await reject(ex, 503, str(exc))
+    tokens = embed_token_count(inputs)
+    await run.prefill(tokens)
     vectors = embed_vectors(entry, inputs, data.get("dimensions"))
     items = [
         {
@@ -59,7 +66,6 @@ async def embeddings(ex: Exchange) -> None:
         }
         for index, vector in enumerate(vectors)
     ]
-    tokens = embed_token_count(inputs)
     body = {
         "object": "list",
         "data": items,

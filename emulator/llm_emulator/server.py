@@ -10,7 +10,8 @@ from types import FrameType
 import uvicorn
 
 from llm_emulator.app import create_app
-from llm_emulator.settings import EmulatorSettings, parse_args
+from llm_emulator.cli import parse_args
+from llm_emulator.settings import EmulatorSettings
 
 
 class _QuietCuts(logging.Filter):

@@ -1,4 +1,4 @@
-"""Mutable run-time state: knobs, armed faults, request counters, loaded models.
+"""Mutable run-time state: knobs, armed faults, request counters, the scheduler.
 
 One `EmulatorState` per app; the event loop is single-threaded, so no locks.
 """
@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from llm_emulator.catalog import Catalog
+from llm_emulator.clock import SimClock
+from llm_emulator.scheduler import MAX_QUEUE_MESSAGE, Scheduler
 from llm_emulator.settings import EmulatorSettings
 
 # Faults hit the requests that make the model work, unless `paths` says otherwise; a
@@ -62,7 +64,7 @@ NO_FAULTS = RequestFaults()
 
 _FAIL_MESSAGES = {
     500: "llama runner process has terminated: exit status 2",
-    503: "server busy, please try again.  maximum pending requests exceeded",
+    503: MAX_QUEUE_MESSAGE,
 }
 
 
@@ -76,34 +78,36 @@ class Counters:
     cut: int = 0
 
 
-@dataclass
-class Loaded:
-    expires_ns: int
-
-
 class EmulatorState:
     def __init__(self, settings: EmulatorSettings) -> None:
         self.settings = settings
         self.started_ns = time.time_ns()
-        self.catalog = Catalog(settings.models, self.started_ns)
+        self.clock = SimClock(settings.time_scale)
+        self.catalog = self._start_catalog()
         self.knobs = self._start_knobs()
         self.faults = Faults()
         self.counters = Counters()
-        self.loaded: dict[str, Loaded] = {}
+        self.scheduler = Scheduler(settings.scheduler, self.clock)
+
+    def _start_catalog(self) -> Catalog:
+        sizes = self.settings.scheduler.model_size_bytes()
+        return Catalog(self.settings.models, self.started_ns, sizes)
 
     def _start_knobs(self) -> Knobs:
         s = self.settings
         return Knobs(s.tokens, s.first_token_delay, s.token_delay)
 
     def reset(self) -> None:
-        """Counters and faults cleared, start-up knobs and models back."""
-        # Requests in flight keep running: their `active` slot is still theirs.
+        """Counters and faults cleared, start-up knobs and models back, nothing loaded."""
+        # Requests in flight keep running: their `active` slot is still theirs, and
+        # they finish on the runner they hold (the old scheduler, now closed).
         active = self.counters.active
-        self.catalog = Catalog(self.settings.models, self.started_ns)
+        self.catalog = self._start_catalog()
         self.knobs = self._start_knobs()
         self.faults = Faults()
         self.counters = Counters(active=active)
-        self.loaded.clear()
+        self.scheduler.close()
+        self.scheduler = Scheduler(self.settings.scheduler, self.clock)
 
     # -- counters -------------------------------------------------------------
 
@@ -158,23 +162,3 @@ class EmulatorState:
         view = asdict(self.faults)
         view["paths"] = list(self.faults.paths)
         return view
-
-    # -- loaded models (/api/ps) ----------------------------------------------
-
-    def touch(self, model: str, keep_alive_ns: int | None) -> None:
-        if keep_alive_ns == 0:
-            self.loaded.pop(model, None)
-            return
-        now = time.time_ns()
-        duration = 300_000_000_000 if keep_alive_ns is None else keep_alive_ns
-        # Negative keep_alive keeps a model loaded forever (Ollama shows a far-future time).
-        expires = now + duration if duration > 0 else now + 100 * 365 * 86400 * 10**9
-        self.loaded[model] = Loaded(expires)
-
-    def loaded_models(self) -> list[tuple[str, int]]:
-        now = time.time_ns()
-        for name in [n for n, entry in self.loaded.items() if entry.expires_ns <= now]:
-            del self.loaded[name]
-        return sorted(
-            ((n, e.expires_ns) for n, e in self.loaded.items()), key=lambda x: x[1], reverse=True
-        )

@@ -7,6 +7,7 @@ import sys
 import time
 
 import httpx
+import orjson
 import pytest
 from llm_emulator import EmulatorSettings, create_app
 
@@ -91,3 +92,36 @@ async def test_in_process_app() -> None:
         assert reply.json()["eval_count"] == 3
         assert (await client.get("/_emulator/stats")).json()["completed"] == 1
     assert app.state.counters.total == 1
+
+
+def test_a_benchmark_instance_from_flags(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """One simulated 24 GB Ollama as a multi-instance benchmark starts it: two ~16 GB
+    models that cannot share it, a small one that fits beside either, 50x real time."""
+    port = free_port()
+    argv = [sys.executable, "-m", "llm_emulator", "--host", "127.0.0.1", "--port", str(port),
+            "--ollama-defaults", "--time-scale", "50", "--context-length", "4096",
+            "--models", "gemma2:27b,mistral-small:24b,llama3.2"]  # fmt: skip
+    proc = ManagedProcess(argv, port, tmp_path / "emulator.log").start()
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            body = {"model": "gemma2:27b", "prompt": "x", "options": {"num_predict": 3}}
+            started = time.monotonic()
+            with client.stream("POST", "/api/generate", json=body) as response:
+                lines = response.iter_lines()
+                next(lines)
+                first_chunk_after = (time.monotonic() - started) * 50
+                final = orjson.loads(list(lines)[-1])
+            # Loading 15.6 GB at 1 s + 0.6 s/GB delays the first token as much.
+            assert first_chunk_after >= 10.3
+            assert final["load_duration"] >= 10.3e9
+            assert final["eval_count"] == 3
+            client.post("/api/generate", json={"model": "llama3.2", "prompt": ""})
+            client.post("/api/generate", json={"model": "mistral-small:24b", "prompt": ""})
+            ps = client.get("/api/ps").json()["models"]
+            assert {m["name"] for m in ps} == {"mistral-small:24b", "llama3.2:latest"}
+            view = client.get("/_emulator/scheduler").json()
+    finally:
+        proc.stop()
+    assert view["counters"]["evictions"] == {"gemma2:27b": 1}
+    assert view["settings"]["vram_gib"] == 24
+    assert view["settings"]["time_scale"] == 50
