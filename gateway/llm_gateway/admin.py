@@ -8,9 +8,9 @@ authentication disabled the endpoints are open, like everything else.
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import ORJSONResponse, Response
+from fastapi.responses import Response
 
-from llm_gateway.errors import GatewayError, error_response
+from llm_gateway.errors import GatewayError, JSONBody, error_response
 from llm_gateway.keys import ApiKey
 from llm_gateway.services import Services
 
@@ -33,5 +33,5 @@ async def queue(request: Request) -> Response:
     except GatewayError as exc:
         return error_response(exc.status, exc.message, headers=exc.headers)
     if services.dispatcher is None:
-        return ORJSONResponse({"routing": "upstream", "upstream": services.settings.upstream_url})
-    return ORJSONResponse(services.dispatcher.snapshot())
+        return JSONBody({"routing": "upstream", "upstream": services.settings.upstream_url})
+    return JSONBody(services.dispatcher.snapshot())

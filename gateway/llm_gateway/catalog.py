@@ -31,12 +31,18 @@ class ModelCatalog:
         self._metrics = metrics
         self._refresh_seconds = refresh_seconds
         self._digests: dict[str, str] = {}
+        # Bytes on disk per model (/api/tags `size`): a first guess of what a load takes.
+        self._sizes: dict[str, int] = {}
         self._last_refresh = 0.0
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
     def digest(self, model: str) -> str | None:
         return self._digests.get(normalize_model(model))
+
+    def size(self, model: str) -> int:
+        """The model's weights in bytes (0 when unknown)."""
+        return self._sizes.get(normalize_model(model), 0)
 
     def label(self, model: str | None) -> str:
         if not model:
@@ -53,10 +59,17 @@ class ModelCatalog:
             if response.status != 200:
                 raise UpstreamFailure("status", response.status, f"/api/tags: {response.status}")
             models = orjson.loads(body).get("models") or []
+            listed = [
+                m for m in models if isinstance(m, dict) and (m.get("model") or m.get("name"))
+            ]
             digests = {
                 normalize_model(str(m.get("model") or m.get("name"))): str(m.get("digest", ""))
-                for m in models
-                if isinstance(m, dict) and (m.get("model") or m.get("name"))
+                for m in listed
+            }
+            sizes = {
+                normalize_model(str(m.get("model") or m.get("name"))): m["size"]
+                for m in listed
+                if isinstance(m.get("size"), int)
             }
         except (UpstreamFailure, orjson.JSONDecodeError, AttributeError) as exc:
             self._metrics.upstream_up.set(0)
@@ -64,6 +77,7 @@ class ModelCatalog:
             return False
         new_models = set(digests) - set(self._digests)
         self._digests = digests
+        self._sizes = sizes
         self._last_refresh = time.monotonic()
         self._metrics.upstream_up.set(1)
         if new_models:

@@ -54,3 +54,12 @@ def error_response(
 
 def is_openai_path(path: str) -> bool:
     return path.startswith("/v1/")
+
+
+class JSONBody(Response):
+    """A JSON response serialised with orjson (FastAPI's ORJSONResponse is deprecated)."""
+
+    media_type = JSON_TYPE
+
+    def render(self, content: object) -> bytes:
+        return orjson.dumps(content)

@@ -11,10 +11,11 @@ import asyncio
 import os
 
 from fastapi import APIRouter, Request
-from fastapi.responses import ORJSONResponse, Response
+from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from llm_gateway.errors import JSONBody
 from llm_gateway.services import Services
 from llm_gateway.upstream import UpstreamFailure
 
@@ -27,12 +28,12 @@ def _services(request: Request) -> Services:
 
 
 @router.get("/health", summary="Liveness: the process answers (checks nothing else)")
-async def health() -> ORJSONResponse:
-    return ORJSONResponse({"status": "ok"})
+async def health() -> JSONBody:
+    return JSONBody({"status": "ok"})
 
 
 @router.get("/ready", summary="Readiness: Redis and the upstream (503 when Ollama is unreachable)")
-async def ready(request: Request) -> ORJSONResponse:
+async def ready(request: Request) -> JSONBody:
     services = _services(request)
     redis_ok = await services.guard.ping()
     upstream = "ok"
@@ -49,7 +50,7 @@ async def ready(request: Request) -> ORJSONResponse:
     except (UpstreamFailure, TimeoutError) as exc:
         upstream = str(exc) or "timed out"
     ok = upstream == "ok"
-    return ORJSONResponse(
+    return JSONBody(
         {
             "status": "ready" if ok else "not ready",
             "upstream": upstream,

@@ -79,6 +79,7 @@ class Services:
                 label=lambda model: catalog_holder[0].label(model),
                 poll_seconds=settings.poll_seconds,
                 load_patience=settings.load_patience_seconds,
+                weights_size=lambda model: catalog_holder[0].size(model),
             )
             upstreams = [i.upstream for i in instances]
             any_upstream = dispatcher.any_upstream

@@ -40,6 +40,8 @@ from llm_gateway.upstream import Upstream
 
 # Exponentially weighted averages: how much one new observation counts.
 _EWMA = 0.2
+# Loaded size over weights size, until /api/ps says: weights + KV cache + overhead.
+_KV_SHARE = 1.15
 
 
 class Shed(Exception):
@@ -115,11 +117,14 @@ class Dispatcher:
         label: Callable[[str], str],
         poll_seconds: float,
         load_patience: float,
+        weights_size: Callable[[str], int] = lambda model: 0,
     ) -> None:
         self.instances = list(instances)
         self.queue = queue
         self._metrics = metrics
         self._label = label
+        # Bytes of a model's weights (from /api/tags), before /api/ps tells its real size.
+        self._weights_size = weights_size
         self._load_patience = load_patience
         self._stats: dict[str, _ModelStats] = {}
         self.poller = InstancePoller(
@@ -139,6 +144,11 @@ class Dispatcher:
             self.queue.remove(waiter)
             if not waiter.future.done():
                 waiter.future.set_exception(Shed("shutdown", 5, "the gateway is shutting down"))
+
+    def size(self, model: str) -> int:
+        """Bytes `model` takes when loaded: as /api/ps last said, else a guess from its
+        weights (the KV cache adds about a tenth to a fifth at common context lengths)."""
+        return self.stats(model).size or int(self._weights_size(model) * _KV_SHARE)
 
     def stats(self, model: str) -> _ModelStats:
         stats = self._stats.get(model)
@@ -238,7 +248,7 @@ class Dispatcher:
                 if waiter is None:
                     continue
                 choice = choose(
-                    self.instances, model, self.stats(model).size,
+                    self.instances, model, self.size(model),
                     replicate=self._wants_copy(model), exclude=waiter.exclude,
                 )  # fmt: skip
                 if choice is not None:
@@ -258,7 +268,7 @@ class Dispatcher:
         self.queue.take(waiter)
         self._gauge(waiter, -1)
         instance, model = choice.instance, waiter.model
-        loads = instance.dispatched(model, self.stats(model).size, now())
+        loads = instance.dispatched(model, self.size(model), now())
         if loads:
             self._metrics.model_loads.labels(instance.name, self._label(model)).inc()
         self._metrics.queue_wait.labels(self._label(model), PRIORITIES[waiter.priority]).observe(

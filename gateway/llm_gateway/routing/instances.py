@@ -34,6 +34,8 @@ from llm_gateway.upstream import Upstream, UpstreamFailure
 log = logging.getLogger("llm_gateway.routing")
 
 _GB = 1_000_000_000
+# server/sched.go ("Use 80% of free memory as threshold to leave headroom").
+_FIT_SHARE = 0.8
 
 
 class State(Enum):
@@ -115,7 +117,11 @@ class Instance:
             return False
         if self.vram is None or not size:
             return True
-        return size + sum(r.size for r in staying) <= self.vram
+        if not staying:
+            return True  # alone, Ollama loads it anyway (partly on the CPU if need be)
+        free = self.vram - sum(r.size for r in staying)
+        # server/sched.go: a model loads beside others only within 80% of free memory.
+        return size <= free * _FIT_SHARE
 
     # -- what this gateway does here ------------------------------------------------
 
