@@ -106,7 +106,8 @@ class GatewayMetrics:
             ["model", "endpoint"], registry=r,
         )  # fmt: skip
         self.rate_limited = Counter(
-            "llm_rate_limited", "Requests refused with 429, by key name and limit.",
+            "llm_rate_limited",
+            "Requests refused with 429, by key name and limit (rpm, concurrency, tpm, tpd).",
             ["key", "limit"], registry=r,
         )  # fmt: skip
         self.auth_failures = Counter(
@@ -146,6 +147,11 @@ class GatewayMetrics:
         self.upstream_retries = Counter(
             "llm_upstream_retries", "Requests sent again on another instance, by reason.",
             ["reason"], registry=r,
+        )  # fmt: skip
+        # Usage per key (names from the keys file, models from the catalogue or `other`).
+        self.key_tokens = Counter(
+            "llm_key_tokens", "Tokens used per key and model, by type (prompt, completion).",
+            ["key", "model", "type"], registry=r,
         )  # fmt: skip
         # A gauge rather than an Info: Info does not work in multiprocess mode.
         self.build = Gauge(
