@@ -1,15 +1,18 @@
-"""Per-key limits and the cache lookup in one atomic Redis round trip (a Lua script),
-and the end of a request's Redis side (store its entry, free its slot) in another.
+"""Per-key limits, token quotas and the cache lookup in one atomic Redis round trip, and
+the end of a request's Redis side (store its entry, free its slot, settle its tokens,
+add its usage) in another. The scripts are `lua/admit.lua` and `lua/settle.lua`.
 
 This is where the response cache is read and written: the read is the `GET` in
-`_ADMIT` (one trip with the limits), the write the `SET` in `_SETTLE` (one trip with
-freeing the slot). What an entry holds and how it is laid out is `cache/entry.py`;
-how long it lives, `cache/lifetime.py`.
+admit.lua (one trip with the limits), the write the `SET` in settle.lua (one trip
+with freeing the slot). What an entry holds and how it is laid out is
+`cache/entry.py`; how long it lives, `cache/lifetime.py`.
 
 Rate: GCRA over a one-minute window (a key may spend its whole minute at once, then
 one request per 60/rpm seconds). Concurrency: a sorted set of leases that expire on
 their own, so a crashed replica never holds a slot forever. A fresh cache hit
-consumes rate but no concurrency slot (it never reaches Ollama).
+consumes rate but no concurrency slot (it never reaches Ollama). Tokens: GCRA per
+minute (a request takes its estimate at once, settled with the real count when it
+ends) and a counter per UTC day; hits cost none unless configured to.
 """
 
 from __future__ import annotations
@@ -18,63 +21,25 @@ import math
 import os
 from dataclasses import dataclass
 from enum import IntEnum
+from importlib.resources import files
+from typing import Any
 
-from llm_gateway.cache.entry import lua_fresh_until
+from llm_gateway.cache.entry import lua_fresh_until, lua_tokens
+from llm_gateway.quotas import Charge, UsageTarget, go_duration, seconds_to_utc_midnight
 from llm_gateway.redis_guard import UNAVAILABLE, RedisGuard, Unavailable
 
-_ADMIT = """
-local now = tonumber(ARGV[1])
-local limits = ARGV[2] == '1'
-local interval = tonumber(ARGV[3])
-local capacity = tonumber(ARGV[4])
-local max_concurrent = tonumber(ARGV[5])
-local lease_id = ARGV[6]
-local lease_until = tonumber(ARGV[7])
-local lookup = ARGV[8] == '1'
-
-local new_tat = 0
-local remaining = -1
-local reset = 0
-if limits then
-  local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-  if tat < now then tat = now end
-  new_tat = tat + interval
-  local used = new_tat - now
-  if used > capacity then
-    return {2, 0, tat - now, used - capacity, false}
-  end
-  remaining = math.floor((capacity - used) / interval)
-  reset = used
-end
-
-local value = false
-if lookup then
-  value = redis.call('GET', KEYS[3])
-  if value and FRESH_UNTIL > now then
-    if limits then redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil(new_tat - now)) end
-    return {1, remaining, reset, 0, value}
-  end
-end
-
-if limits then
-  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-  if redis.call('ZCARD', KEYS[2]) >= max_concurrent then
-    return {3, remaining, reset, 1000, false}
-  end
-  redis.call('ZADD', KEYS[2], lease_until, lease_id)
-  redis.call('PEXPIRE', KEYS[2], math.ceil(lease_until - now))
-  redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil(new_tat - now))
-end
-return {0, remaining, reset, 0, value}
-""".replace("FRESH_UNTIL", lua_fresh_until("value"))
-
-
-# Ends a request's Redis side in one round trip: store its entry and/or free its slot.
-_SETTLE = """
-if ARGV[1] ~= '' then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end
-if ARGV[3] ~= '' then redis.call('ZREM', KEYS[2], ARGV[3]) end
-return 1
-"""
+_LUA = files("llm_gateway") / "lua"
+_ADMIT = (
+    (_LUA / "admit.lua")
+    .read_text(encoding="utf-8")
+    .replace("FRESH_UNTIL", lua_fresh_until("value"))
+    .replace("ENTRY_TOKENS", lua_tokens("value"))
+)
+_SETTLE = (_LUA / "settle.lua").read_text(encoding="utf-8")
+_MINUTE_MS = 60000
+# A day counter outlives its day (a request admitted at 23:59 settles after midnight).
+_DAY_COUNTER_SECONDS = 2 * 86400
+_NONE = "llm:none"
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +55,26 @@ class Verdict(IntEnum):
     HIT = 1  # `cached` is fresh
     RATE_LIMITED = 2
     TOO_MANY_CONCURRENT = 3
+    TOKENS_PER_MINUTE = 4
+    TOKENS_PER_DAY = 5
+
+
+# The `limit` label of llm_rate_limited_total, by verdict.
+LIMIT_LABELS = {
+    Verdict.RATE_LIMITED: "rpm",
+    Verdict.TOO_MANY_CONCURRENT: "concurrency",
+    Verdict.TOKENS_PER_MINUTE: "tpm",
+    Verdict.TOKENS_PER_DAY: "tpd",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    key_name: str
+    requests_per_minute: int
+    max_concurrent: int
+    tokens_per_minute: int | None = None
+    tokens_per_day: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,80 +86,157 @@ class Admission:
     reset_ms: float
     retry_after_ms: float
     lease: Lease | None
+    # -1 when the key has no per-minute token quota.
+    tokens_remaining: int = -1
+    tokens_reset_ms: float = 0.0
+    # What the admission charged the key's token quotas (settled at the end).
+    charge: Charge | None = None
 
     @property
     def limited(self) -> bool:
-        return self.verdict in (Verdict.RATE_LIMITED, Verdict.TOO_MANY_CONCURRENT)
+        return self.verdict not in (Verdict.PROCEED, Verdict.HIT)
 
-    def rate_headers(self, limit: int) -> dict[str, str]:
+    def rate_headers(self, limits: Limits) -> dict[str, str]:
         if self.remaining < 0:
             return {}
         headers = {
-            "X-RateLimit-Limit": str(limit),
+            "X-RateLimit-Limit": str(limits.requests_per_minute),
             "X-RateLimit-Remaining": str(max(0, self.remaining)),
             "X-RateLimit-Reset": str(math.ceil(self.reset_ms / 1000)),
         }
+        if limits.tokens_per_minute is not None and self.tokens_remaining >= 0:
+            # The names OpenAI's clients already read (their reset is a Go duration).
+            headers["x-ratelimit-limit-tokens"] = str(limits.tokens_per_minute)
+            headers["x-ratelimit-remaining-tokens"] = str(max(0, self.tokens_remaining))
+            headers["x-ratelimit-reset-tokens"] = go_duration(self.tokens_reset_ms / 1000)
         if self.limited:
-            headers["Retry-After"] = str(max(1, math.ceil(self.retry_after_ms / 1000)))
+            retry_ms = self.retry_after_ms
+            if self.verdict is Verdict.TOKENS_PER_DAY:
+                retry_ms = seconds_to_utc_midnight() * 1000
+            headers["Retry-After"] = str(max(1, math.ceil(retry_ms / 1000)))
         return headers
 
 
-@dataclass(frozen=True, slots=True)
-class Limits:
-    key_name: str
-    requests_per_minute: int
-    max_concurrent: int
+def _usage_keys(usage: UsageTarget | None, retention_seconds: int) -> tuple[str, int, str]:
+    if usage is None or retention_seconds == 0:
+        return _NONE, 0, ""
+    return f"llm:usage:{usage.day}:{usage.key_name}", retention_seconds, f"{usage.model_label}|"
 
 
 class Admitter:
-    def __init__(self, guard: RedisGuard, lease_seconds: float) -> None:
+    def __init__(
+        self,
+        guard: RedisGuard,
+        lease_seconds: float,
+        usage_retention_days: int = 90,
+        hits_cost_tokens: bool = False,
+    ) -> None:
         self._guard = guard
         self._lease_ms = lease_seconds * 1000
+        # Usage hashes live a day longer than asked, so the last day is whole.
+        self._usage_seconds = (usage_retention_days + 1) * 86400 if usage_retention_days else 0
+        self._hits_cost = hits_cost_tokens
 
     async def admit(
-        self, limits: Limits | None, cache_key: str | None, now_ms: int
+        self,
+        limits: Limits | None,
+        cache_key: str | None,
+        now_ms: int,
+        estimate: int = 0,
+        usage: UsageTarget | None = None,
     ) -> Admission | Unavailable:
-        if limits is None and cache_key is None:
+        if limits is None and cache_key is None and usage is None:
             return Admission(Verdict.PROCEED, None, -1, 0, 0, None)
         lease = os.urandom(8).hex() if limits is not None else None
         name = limits.key_name if limits else "-"
-        keys = [f"llm:rl:{name}", f"llm:cc:{name}", cache_key or "llm:none"]
-        args = [
+        day = usage.day if usage is not None else ""
+        tpm = limits.tokens_per_minute if limits else None
+        tpd = limits.tokens_per_day if limits else None
+        token_interval = _MINUTE_MS / tpm if tpm else 0
+        usage_key, usage_seconds, prefix = _usage_keys(usage, self._usage_seconds)
+        keys = [
+            f"llm:rl:{name}",
+            f"llm:cc:{name}",
+            cache_key or _NONE,
+            f"llm:tpm:{name}",
+            f"llm:tpd:{name}:{day}",
+            usage_key,
+        ]
+        args: list[Any] = [
             now_ms,
             1 if limits else 0,
-            60000 / limits.requests_per_minute if limits else 0,
-            60000 if limits else 0,
+            _MINUTE_MS / limits.requests_per_minute if limits else 0,
+            _MINUTE_MS,
             limits.max_concurrent if limits else 0,
             lease or "",
             now_ms + self._lease_ms,
             1 if cache_key else 0,
+            estimate,
+            token_interval,
+            tpd or 0,
+            _DAY_COUNTER_SECONDS,
+            usage_seconds,
+            prefix,
+            1 if self._hits_cost else 0,
         ]
         result = await self._guard.script("admit", _ADMIT, keys, args)
         if isinstance(result, Unavailable):
             return UNAVAILABLE
         verdict = Verdict(int(result[0]))
-        cached = result[4] if isinstance(result[4], bytes) else None
+        charged = verdict is Verdict.PROCEED and limits is not None and (tpm or tpd)
         return Admission(
             verdict,
-            cached,
+            result[4] if isinstance(result[4], bytes) else None,
             int(result[1]),
             float(result[2]),
             float(result[3]),
             Lease(name, lease) if lease is not None and verdict is Verdict.PROCEED else None,
+            int(result[5]),
+            float(result[6]),
+            Charge(name, day, estimate, token_interval, tpd or 0) if charged else None,
         )
 
     async def settle(
-        self, lease: Lease | None, store: tuple[str, bytes, int] | None = None
+        self,
+        lease: Lease | None,
+        store: tuple[str, bytes, int] | None = None,
+        *,
+        charge: Charge | None = None,
+        tokens: int = 0,
+        usage: UsageTarget | None = None,
+        counts: dict[str, int] | None = None,
+        now_ms: int = 0,
     ) -> None:
-        """Free `lease` and/or store `(key, payload, keep_ms)`: one round trip for both."""
-        if lease is None and store is None:
+        """One round trip: store `(key, payload, keep_ms)`, free `lease`, settle `charge`
+        with the real `tokens`, and add `counts` to the usage of `usage`."""
+        usage_key, usage_seconds, prefix = _usage_keys(usage, self._usage_seconds)
+        if counts is None:
+            usage_seconds = 0
+        delta = tokens - charge.tokens if charge is not None else 0
+        if store is None and not delta and not usage_seconds:
+            if lease is not None:
+                key, lease_id = f"llm:cc:{lease.key_name}", lease.lease_id
+                await self._guard.execute("release", "ZREM", key, lease_id)
             return
-        guard = self._guard
-        if store is None and lease is not None:
-            name, lease_id = lease.key_name, lease.lease_id
-            await guard.execute("release", "ZREM", f"llm:cc:{name}", lease_id)
-            return
-        key, payload, keep_ms = store if store is not None else ("llm:none", b"", 0)
-        keys = [key, f"llm:cc:{lease.key_name}" if lease else "llm:none"]
-        args: list[bytes | str | int] = [payload, keep_ms, lease.lease_id if lease else ""]
-        await guard.script("store", _SETTLE, keys, args)
+        entry_key, payload, keep_ms = store if store is not None else (_NONE, b"", 0)
+        keys = [
+            entry_key,
+            f"llm:cc:{lease.key_name}" if lease else _NONE,
+            f"llm:tpm:{charge.key_name}" if charge else _NONE,
+            f"llm:tpd:{charge.key_name}:{charge.day}" if charge else _NONE,
+            usage_key,
+        ]
+        args: list[Any] = [
+            payload,
+            keep_ms,
+            lease.lease_id if lease else "",
+            delta,
+            charge.token_interval if charge else 0,
+            charge.per_day if charge else 0,
+            usage_seconds,
+            prefix,
+            now_ms,
+        ]
+        for field, increment in (counts or {}).items():
+            args += [field, increment]
+        await self._guard.script("store" if store else "settle", _SETTLE, keys, args)

@@ -32,6 +32,8 @@ class Flight:
         self.failure: UpstreamFailure | None = None
         self.followers = 0
         self.upstream_seconds = 0.0
+        # Time the launching request waited in the dispatcher's queue.
+        self.queued_seconds = 0.0
         self.usage: Usage | None = None
         # Futures of readers waiting for the next change (cheaper than an Event each).
         self._waiters: list[asyncio.Future[None]] = []

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from llm_gateway.admission import Admission, Admitter, Lease, Limits, Verdict
+from llm_gateway.admission import LIMIT_LABELS, Admission, Admitter, Lease, Limits, Verdict
 from llm_gateway.asgi_io import (
     ClientGone,
     Receive,
@@ -37,6 +37,7 @@ from llm_gateway.keys import ApiKey
 from llm_gateway.metrics import GatewayMetrics
 from llm_gateway.observe import Recorder, RequestRecord, request_id_from
 from llm_gateway.plans import NO_CACHE, cache_plan, wanted_form
+from llm_gateway.quotas import Charge, Estimate, UsageTarget, estimate, utc_day
 from llm_gateway.redis_guard import Unavailable
 from llm_gateway.relay import Outbound, Relay, now_ms
 from llm_gateway.replies import failure_error, follow, replay
@@ -65,6 +66,9 @@ class Call:
     data: dict[str, Any] = field(default_factory=dict)
     limits: Limits | None = None
     ticket: Ticket | None = None
+    # Generation requests: where usage is counted, and the tokens they may cost.
+    usage: UsageTarget | None = None
+    estimate: Estimate | None = None
 
     async def reply(self, reply: Reply) -> None:
         """Send `reply`, noting its status and when its first byte left."""
@@ -127,7 +131,13 @@ class Proxy:
         api_key = self.gatekeeper.authenticate(call.headers)
         if api_key is not None:
             call.record.key = api_key.name
-            call.limits = Limits(api_key.name, api_key.requests_per_minute, api_key.max_concurrent)
+            call.limits = Limits(
+                api_key.name,
+                api_key.requests_per_minute,
+                api_key.max_concurrent,
+                api_key.tokens_per_minute,
+                api_key.tokens_per_day,
+            )
         if call.scope["method"] == "POST":
             call.body = await read_body(call.receive, call.headers, self.settings.max_body_bytes)
         if call.route.needs_model:
@@ -153,11 +163,16 @@ class Proxy:
             call.body = orjson.dumps(call.data)
         if self.dispatcher is not None:
             call.ticket = ticket_for(api_key, call.headers, model, settings.queue_deadline_seconds)
+        kind = call.route.kind
+        assert kind is not None
+        call.estimate = estimate(kind, call.data, settings.quota_estimate_tokens)
+        call.usage = UsageTarget(call.record.key, call.record.model, utc_day())
 
     async def _admit(self, call: Call, lookup_key: str | None) -> Admission | None:
         """Limits and cache lookup; None when Redis could not be asked (limits fail open)."""
         limits = call.limits
-        admission = await self.admitter.admit(limits, lookup_key, now_ms())
+        cost = call.estimate.total if call.estimate is not None else 0
+        admission = await self.admitter.admit(limits, lookup_key, now_ms(), cost, call.usage)
         if isinstance(admission, Unavailable):
             if limits is not None and self.settings.limits_fail_closed:
                 raise GatewayError(
@@ -166,18 +181,11 @@ class Proxy:
                 )  # fmt: skip
             return None
         if limits is not None:
-            call.reply_headers.update(admission.rate_headers(limits.requests_per_minute))
+            call.reply_headers.update(admission.rate_headers(limits))
             if admission.limited:
-                rpm = admission.verdict is Verdict.RATE_LIMITED
-                self.metrics.rate_limited.labels(
-                    limits.key_name, "rpm" if rpm else "concurrency"
-                ).inc()
-                raise GatewayError(
-                    429,
-                    f"rate limit exceeded: {limits.requests_per_minute} requests per minute"
-                    if rpm
-                    else f"too many concurrent requests: {limits.max_concurrent} at a time",
-                )
+                verdict = admission.verdict
+                self.metrics.rate_limited.labels(limits.key_name, LIMIT_LABELS[verdict]).inc()
+                raise GatewayError(429, _limited_message(verdict, limits))
         return admission
 
     async def _release(self, lease: Lease | None) -> None:
@@ -230,6 +238,7 @@ class Proxy:
         wanted = wanted_form(kind, data)
         admission = await self._admit(call, plan.key if plan.lookup else None)
         lease = admission.lease if admission is not None else None
+        charge = admission.charge if admission is not None else None
         stale: Entry | None = None
         if admission is not None and admission.cached is not None:
             entry = Entry.decode(admission.cached)
@@ -238,13 +247,16 @@ class Proxy:
                 if hit is not None:
                     record.cache = "HIT"
                     await call.reply(hit)
-                    await self._release(lease)
+                    if admission.verdict is not Verdict.HIT:
+                        # Fresh by this replica's clock only: admission charged it as a miss.
+                        await self._finish(call, lease, charge, "cache_hits", (0, entry.tokens))
                     return
             elif entry is not None:
                 stale = entry
         looked_up = plan.key is not None and plan.lookup and admission is not None
         record.cache = "MISS" if looked_up else "BYPASS"
         flight = self.flights.get(plan.key) if plan.key is not None else None
+        launched = flight is None
         if flight is not None:
             # A flight that already finished (its entry is being written) is a hit.
             landed = flight.done and flight.complete
@@ -252,13 +264,14 @@ class Proxy:
             if landed:
                 reply_headers["Age"] = "0"
         else:
-            # The flight frees the slot along with its store, in one Redis round trip.
+            # The flight frees the slot, settles the tokens and counts the usage of this
+            # request along with its store, in one Redis round trip.
             out = Outbound(
                 call.route.path, kind, call.body, call.headers, plan, wanted, record.model,
-                lease, call.ticket,
+                lease, call.ticket, call.usage, charge, call.estimate,
             )  # fmt: skip
             flight = self.relay.launch(out)
-            lease = None
+            lease = charge = None
         reply_headers["X-Cache"] = record.cache
         flight.join()
         try:
@@ -274,7 +287,55 @@ class Proxy:
             if flight.usage is not None:
                 record.prompt_tokens = flight.usage.prompt_tokens
                 record.generated_tokens = flight.usage.generated_tokens
-            await self._release(lease)
+            if launched:
+                await self._release(lease)  # (the flight has settled this request)
+            else:
+                # Not the request that launched the flight: it answers for itself.
+                served = "coalesced" if record.cache == "COALESCED" else "cache_hits"
+                usage = flight.usage
+                tokens = (
+                    (usage.prompt_tokens, usage.generated_tokens)
+                    if usage is not None and self.settings.quota_hits_cost_tokens
+                    else (0, 0)
+                )
+                await self._finish(call, lease, charge, served, tokens)
+
+    async def _finish(
+        self,
+        call: Call,
+        lease: Lease | None,
+        charge: Charge | None,
+        served: str,
+        tokens: tuple[int, int],
+    ) -> None:
+        """A request that did not launch upstream work: its usage, its quota settled (a
+        hit or a follower costs no tokens unless configured to), its slot freed."""
+        prompt, completion = tokens
+        counts = {
+            "requests": 1,
+            served: 1,
+            "errors": int(call.record.status >= 400),
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+        }
+        await self.admitter.settle(
+            lease,
+            charge=charge,
+            tokens=prompt + completion,
+            usage=call.usage,
+            counts=counts,
+            now_ms=now_ms(),
+        )
+
+
+def _limited_message(verdict: Verdict, limits: Limits) -> str:
+    if verdict is Verdict.RATE_LIMITED:
+        return f"rate limit exceeded: {limits.requests_per_minute} requests per minute"
+    if verdict is Verdict.TOKENS_PER_MINUTE:
+        return f"token quota exceeded: {limits.tokens_per_minute} tokens per minute"
+    if verdict is Verdict.TOKENS_PER_DAY:
+        return f"token quota exceeded: {limits.tokens_per_day} tokens per day (UTC)"
+    return f"too many concurrent requests: {limits.max_concurrent} at a time"
 
 
 class ProxyEndpoint:

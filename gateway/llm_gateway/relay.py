@@ -26,6 +26,7 @@ from llm_gateway.errors import error_body
 from llm_gateway.flight import Flight, FlightRegistry
 from llm_gateway.metrics import GatewayMetrics
 from llm_gateway.plans import CachePlan, Wanted
+from llm_gateway.quotas import Charge, Estimate, UsageTarget, partial_completion
 from llm_gateway.routing.dispatcher import Dispatcher, Grant, Shed, Ticket
 from llm_gateway.upstream import Upstream, UpstreamFailure, UpstreamResponse
 
@@ -59,6 +60,10 @@ class Outbound:
     lease: Lease | None
     # For the dispatcher (model-aware routing); None: straight to the upstream.
     ticket: Ticket | None = None
+    # The launching request's usage target, token charge and estimate (settled here).
+    usage: UsageTarget | None = None
+    charge: Charge | None = None
+    estimate: Estimate | None = None
 
 
 class Relay:
@@ -88,9 +93,10 @@ class Relay:
                 await self._call(flight, out)
                 settled = True
             finally:
-                if not settled and out.lease is not None:
-                    # Cancelled: free the slot without holding up the cancellation.
-                    asyncio.get_running_loop().create_task(self._admitter.settle(out.lease))
+                if not settled:
+                    # Cancelled (every client gone): settle what was used so far, without
+                    # holding up the cancellation.
+                    asyncio.get_running_loop().create_task(self._settle(flight, out, failed=True))
 
         self._flights.add(flight)
         flight.launch(run)
@@ -107,7 +113,7 @@ class Relay:
         except Shed as shed:
             failure = UpstreamFailure("shed", 503, shed.message, retry_after=shed.retry_after)
             flight.fail(failure)
-            await self._admitter.settle(out.lease)
+            await self._settle(flight, out, failed=True)
             return
         except UpstreamFailure as failure:
             self._metrics.upstream_errors.labels(failure.reason).inc()
@@ -119,7 +125,7 @@ class Relay:
                 if flight.form is not Form.JSON:
                     flight.publish(midstream_error(flight.form, failure.message))
                 flight.finish(False)
-            await self._admitter.settle(out.lease)
+            await self._settle(flight, out, failed=True)
             return
         flight.upstream_seconds = time.perf_counter() - started
         await self._land(flight, out, status)
@@ -140,7 +146,9 @@ class Relay:
     ) -> int:
         exclude: frozenset[str] = frozenset()
         for attempt in (1, 2):
+            asked = time.perf_counter()
             grant = await dispatcher.acquire(ticket, exclude)
+            flight.queued_seconds += time.perf_counter() - asked
             outcome = await self._attempt(flight, out, grant, last=attempt == 2)
             if isinstance(outcome, int):
                 return outcome
@@ -176,22 +184,62 @@ class Relay:
             self._metrics.upstream_errors.labels("status").inc()
         complete = is_complete(out.kind, flight.form, status, content)
         if complete:
-            self._count_tokens(flight, out.kind, content, out.model_label)
+            flight.usage = usage_of(out.kind, flight.form, content)
+            self._observe_speed(flight, out.model_label)
         entry = None
         if complete and out.plan.key is not None and out.plan.store:
-            entry = self._lifetime.record(out.plan.key, flight.form, content, now_ms())
+            tokens = flight.usage.total if flight.usage is not None else 0
+            entry = self._lifetime.record(out.plan.key, flight.form, content, now_ms(), tokens)
         # Store before the followers' responses end: a client that asks again right
         # after its answer, through any replica, finds the entry (read-your-writes).
-        await self._admitter.settle(out.lease, entry)
+        await self._settle(flight, out, failed=status >= 400, store=entry)
         flight.finish(complete)
 
-    def _count_tokens(self, flight: Flight, kind: Kind, content: bytes, model: str) -> None:
-        usage = flight.usage = usage_of(kind, flight.form, content)
-        if usage is None:
-            return
-        metrics = self._metrics
-        metrics.tokens_generated.labels(model).inc(usage.generated_tokens)
-        metrics.prompt_tokens.labels(model).inc(usage.prompt_tokens)
-        if usage.generation_seconds > 0 and usage.generated_tokens:
+    async def _settle(
+        self,
+        flight: Flight,
+        out: Outbound,
+        failed: bool,
+        store: tuple[str, bytes, int] | None = None,
+    ) -> None:
+        """The launching request's Redis side, in one trip: the entry, its slot, its
+        tokens (what Ollama reported, or what a cut stream had produced) and its usage."""
+        prompt, completion = self._tokens_used(flight, out)
+        if prompt or completion:
+            key = out.usage.key_name if out.usage is not None else "-"
+            self._metrics.key_tokens.labels(key, out.model_label, "prompt").inc(prompt)
+            self._metrics.key_tokens.labels(key, out.model_label, "completion").inc(completion)
+            self._metrics.prompt_tokens.labels(out.model_label).inc(prompt)
+            self._metrics.tokens_generated.labels(out.model_label).inc(completion)
+        counts = {
+            "requests": 1,
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "errors": int(failed),
+            "queued_ms": round(flight.queued_seconds * 1000),
+        }
+        await self._admitter.settle(
+            out.lease,
+            store,
+            charge=out.charge,
+            tokens=prompt + completion,
+            usage=out.usage,
+            counts=counts,
+            now_ms=now_ms(),
+        )
+
+    def _tokens_used(self, flight: Flight, out: Outbound) -> tuple[int, int]:
+        usage = flight.usage
+        if usage is not None and (usage.prompt_tokens or usage.generated_tokens):
+            return usage.prompt_tokens, usage.generated_tokens
+        completion = partial_completion(flight.form, flight.body) if flight.status else 0
+        if not completion:
+            return 0, 0  # nothing came back: Ollama did no work worth counting
+        prompt = out.estimate.prompt if out.estimate is not None else 0
+        return prompt, completion
+
+    def _observe_speed(self, flight: Flight, model: str) -> None:
+        usage = flight.usage
+        if usage is not None and usage.generation_seconds > 0 and usage.generated_tokens:
             speed = usage.generated_tokens / usage.generation_seconds
-            metrics.tokens_per_second.labels(model).observe(speed)
+            self._metrics.tokens_per_second.labels(model).observe(speed)

@@ -43,6 +43,13 @@ class Settings(BaseSettings):
     # Token quotas (prompt + completion) of keys that do not set their own; unset: none.
     tokens_per_minute: int | None = Field(None, ge=1)
     tokens_per_day: int | None = Field(None, ge=1)
+    # A request's completion is estimated at this many tokens when it does not say
+    # (num_predict / max_tokens); admission charges the estimate, the end settles it.
+    quota_estimate_tokens: int = Field(256, ge=1)
+    # Cache hits (and coalesced followers) cost no tokens unless this is true.
+    quota_hits_cost_tokens: bool = False
+    # Usage per key, model and day is kept this long in Redis (0: not kept).
+    usage_retention_days: int = Field(90, ge=0, le=3650)
     limits_fail_closed: bool = False
 
     connect_timeout_seconds: float = Field(5.0, gt=0)

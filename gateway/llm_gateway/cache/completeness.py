@@ -24,6 +24,10 @@ class Usage:
     # Ollama's eval_duration in seconds; 0 when the API does not report it (OpenAI).
     generation_seconds: float
 
+    @property
+    def total(self) -> int:
+        return self.prompt_tokens + self.generated_tokens
+
 
 def _last_json_line(body: bytes) -> dict[str, Any] | None:
     tail = body.rstrip(b"\n")

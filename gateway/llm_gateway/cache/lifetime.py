@@ -15,9 +15,12 @@ class EntryLifetime:
         self._ttl_ms = ttl_seconds * 1000
         self.keep_ms = (ttl_seconds + stale_seconds) * 1000
 
-    def entry(self, form: Form, body: bytes, now_ms: int) -> Entry:
-        return Entry(form, body, stored_at_ms=now_ms, fresh_until_ms=now_ms + self._ttl_ms)
+    def entry(self, form: Form, body: bytes, now_ms: int, tokens: int = 0) -> Entry:
+        fresh_until = now_ms + self._ttl_ms
+        return Entry(form, body, stored_at_ms=now_ms, fresh_until_ms=fresh_until, tokens=tokens)
 
-    def record(self, key: str, form: Form, body: bytes, now_ms: int) -> tuple[str, bytes, int]:
+    def record(
+        self, key: str, form: Form, body: bytes, now_ms: int, tokens: int = 0
+    ) -> tuple[str, bytes, int]:
         """`(key, payload, keep_ms)`, ready for `Admitter.settle`."""
-        return key, self.entry(form, body, now_ms).encode(), self.keep_ms
+        return key, self.entry(form, body, now_ms, tokens).encode(), self.keep_ms
