@@ -1,4 +1,4 @@
-"""Admin endpoints: what is queued and loaded where (and, later, usage), for admin keys only.
+"""Admin endpoints: what is queued and loaded where, and usage per key, for admin keys only.
 
 An admin key is one with `admin: true` in the keys file. Everyone else gets 403 (a
 wrong or missing key 401), so the queue's shape never leaks to ordinary clients. With
@@ -12,7 +12,9 @@ from fastapi.responses import Response
 
 from llm_gateway.errors import GatewayError, JSONBody, error_response
 from llm_gateway.keys import ApiKey
+from llm_gateway.redis_guard import Unavailable
 from llm_gateway.services import Services
+from llm_gateway.usage_report import GROUPS, UsageQueryError, parse_since, read_usage
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 
@@ -35,3 +37,23 @@ async def queue(request: Request) -> Response:
     if services.dispatcher is None:
         return JSONBody({"routing": "upstream", "upstream": services.settings.upstream_url})
     return JSONBody(services.dispatcher.snapshot())
+
+
+@router.get("/usage", summary="Usage per key, model or day (the same JSON as `llm-gateway usage`)")
+async def usage(
+    request: Request, since: str = "7d", by: str = "key", key: str | None = None
+) -> Response:
+    try:
+        services, _ = _admin(request)
+        days = parse_since(since)
+        if by not in GROUPS:
+            raise UsageQueryError(f"by: {by!r} is not one of {', '.join(GROUPS)}")
+    except GatewayError as exc:
+        return error_response(exc.status, exc.message, headers=exc.headers)
+    except UsageQueryError as exc:
+        return error_response(400, str(exc))
+    guard = services.guard
+    rows = await guard.run("usage", lambda: read_usage(guard.client, days, by, key), force=True)  # type: ignore[arg-type]
+    if isinstance(rows, Unavailable):
+        return error_response(503, "usage cannot be read right now (Redis unavailable)")
+    return JSONBody({"by": by, "since_days": days, "rows": rows})

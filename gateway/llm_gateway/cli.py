@@ -1,4 +1,5 @@
-"""`llm-gateway`: serve (default) or mint keys (`llm-gateway keys new --name team-a`)."""
+"""`llm-gateway`: serve (default), mint keys (`llm-gateway keys new --name team-a`), or
+report usage (`llm-gateway usage --since 7d --by model`)."""
 
 from __future__ import annotations
 
@@ -104,6 +105,43 @@ def keys_digest() -> int:
     return 0
 
 
+def usage(since: str, key: str | None, by: str, form: str) -> int:
+    """Print usage per key, model or day, read from the gateway's Redis."""
+    import asyncio
+
+    from llm_gateway.redis_guard import connect
+    from llm_gateway.settings import Settings
+    from llm_gateway.usage_report import UsageQueryError, parse_since, read_usage, render
+
+    try:
+        settings = Settings()
+        days = parse_since(since)
+    except ValidationError as exc:
+        print(_settings_error(exc), file=sys.stderr)
+        return 2
+    except UsageQueryError as exc:
+        print(f"llm-gateway usage: {exc}", file=sys.stderr)
+        return 2
+
+    async def report() -> str:
+        client = connect(settings.redis_url, 5.0, settings.redis_ca_file)
+        try:
+            rows = await read_usage(client, days, by, key)  # type: ignore[arg-type]
+        finally:
+            await client.aclose()
+        return render(rows, by, form)  # type: ignore[arg-type]
+
+    try:
+        print(asyncio.run(report()), end="")
+    except (OSError, ConnectionError, TimeoutError) as exc:
+        print(f"llm-gateway usage: cannot read Redis at GATEWAY_REDIS_URL: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # redis-py's errors (auth, TLS) name what went wrong
+        print(f"llm-gateway usage: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="llm-gateway", description=__doc__)
     commands = parser.add_subparsers(dest="command")
@@ -112,7 +150,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     new = keys.add_parser("new", help="mint a key and print the digest to configure")
     new.add_argument("--name", required=True, help="the key's name (in logs and metrics)")
     keys.add_parser("digest", help="print the SHA-256 digest of a key read from stdin")
+    report = commands.add_parser(
+        "usage", help="usage per key, model or day (from Redis: GATEWAY_REDIS_URL)"
+    )
+    report.add_argument("--since", default="7d", help="days back, today included (7d)")
+    report.add_argument("--key", help="one key name only")
+    report.add_argument("--by", choices=["key", "model", "day"], default="key")
+    report.add_argument("--format", choices=["table", "csv", "json"], default="table")
     args = parser.parse_args(argv)
+    if args.command == "usage":
+        return usage(args.since, args.key, args.by, args.format)
     if args.command == "keys":
         if args.keys_command == "new":
             return keys_new(args.name)

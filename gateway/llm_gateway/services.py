@@ -94,7 +94,12 @@ class Services:
         )
         guard = RedisGuard(redis_client, settings.redis_retry_after_seconds, metrics)
         # A lease outlives the longest request, so a crashed replica's slots expire.
-        admitter = Admitter(guard, lease_seconds=settings.total_timeout_seconds + 60)
+        admitter = Admitter(
+            guard,
+            lease_seconds=settings.total_timeout_seconds + 60,
+            usage_retention_days=settings.usage_retention_days,
+            hits_cost_tokens=settings.quota_hits_cost_tokens,
+        )
         lifetime = EntryLifetime(settings.cache_ttl_seconds, settings.cache_stale_seconds)
         catalog = ModelCatalog(any_upstream, metrics, settings.model_refresh_seconds)
         catalog_holder.append(catalog)

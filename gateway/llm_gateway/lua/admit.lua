@@ -91,6 +91,7 @@ local function charge(cost)
 end
 local function tokens_left()
   if token_interval == 0 then return -1, 0 end
+  if token_tat == 0 then token_tat = tonumber(redis.call('GET', KEYS[4]) or now) end
   local used = math.max(token_tat, now) - now
   return math.floor((window - used) / token_interval), used
 end
