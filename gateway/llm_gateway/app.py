@@ -25,6 +25,7 @@ from llm_gateway.request_id import RequestIdMiddleware
 from llm_gateway.routes import PROXY_ROUTES
 from llm_gateway.services import Services
 from llm_gateway.settings import Settings
+from llm_gateway.tracing import Tracing
 
 log = logging.getLogger("llm_gateway")
 
@@ -71,10 +72,16 @@ class GatewayApp:
         await self.api(scope, receive, send)
 
 
-def create_app(settings: Settings | None = None, access_log: AccessLog | None = None) -> GatewayApp:
+def create_app(
+    settings: Settings | None = None,
+    access_log: AccessLog | None = None,
+    tracing: Tracing | None = None,
+) -> GatewayApp:
+    """The gateway; `tracing` replaces the OTLP exporter GATEWAY_TRACING would start."""
     settings = settings or Settings()
     keyring = keyring_for(settings)
-    services = Services.build(settings, keyring, access_log or AccessLog(settings.access_log))
+    log_sink = access_log or AccessLog(settings.access_log)
+    services = Services.build(settings, keyring, log_sink, tracing)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -62,6 +62,8 @@ class Reply:
     # When set, the body is streamed chunk by chunk (no Content-Length).
     stream: AsyncIterator[bytes] | None = None
     on_first_byte: Callable[[], None] | None = field(default=None, repr=False)
+    # A replayed cache entry's cost (prompt + completion tokens), for hits that pay.
+    tokens: int = 0
 
     def _raw_headers(self) -> list[tuple[bytes, bytes]]:
         raw = [(b"content-type", self.content_type.encode("latin-1"))]

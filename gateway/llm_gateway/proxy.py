@@ -32,11 +32,11 @@ from llm_gateway.cache.entry import Entry
 from llm_gateway.catalog import ModelCatalog
 from llm_gateway.checks import Gatekeeper, ticket_for
 from llm_gateway.errors import GatewayError, error_body
-from llm_gateway.flight import FlightRegistry
+from llm_gateway.flight import Flight, FlightRegistry
 from llm_gateway.keys import ApiKey
 from llm_gateway.metrics import GatewayMetrics
 from llm_gateway.observe import Recorder, RequestRecord, request_id_from
-from llm_gateway.plans import NO_CACHE, cache_plan, wanted_form
+from llm_gateway.plans import NO_CACHE, CachePlan, Wanted, cache_plan, wanted_form
 from llm_gateway.quotas import Charge, Estimate, UsageTarget, estimate, utc_day
 from llm_gateway.redis_guard import Unavailable
 from llm_gateway.relay import Outbound, Relay, now_ms
@@ -46,6 +46,7 @@ from llm_gateway.routes import ProxyRoute
 from llm_gateway.routing.dispatcher import Dispatcher, Ticket, joined_ps
 from llm_gateway.routing.runner_options import strip_runner_options
 from llm_gateway.settings import Settings
+from llm_gateway.tracing import Tracing, finish_request
 from llm_gateway.upstream import Upstream, UpstreamFailure
 
 log = logging.getLogger("llm_gateway")
@@ -90,6 +91,7 @@ class Proxy:
         flights: FlightRegistry,
         recorder: Recorder,
         metrics: GatewayMetrics,
+        tracing: Tracing | None = None,
     ) -> None:
         self.settings = settings
         self.gatekeeper = gatekeeper
@@ -101,6 +103,7 @@ class Proxy:
         self.flights = flights
         self.recorder = recorder
         self.metrics = metrics
+        self.tracing = tracing
 
     async def handle(self, route: ProxyRoute, scope: Scope, receive: Receive, send: Send) -> None:
         headers = header_map(scope)
@@ -110,6 +113,28 @@ class Proxy:
         if route.kind is not None:
             reply_headers["X-Cache"] = "BYPASS"
         call = Call(route, scope, receive, send, headers, record, reply_headers)
+        if self.tracing is None:
+            await self._answer(call)
+            return
+        with self.tracing.request(scope["method"], scope["path"], route.endpoint, headers) as span:
+            await self._answer(call)
+            finish_request(
+                span,
+                record.status,
+                {
+                    "gen_ai.request.model": call.data.get("model") or None,
+                    "llm.model": record.model,
+                    "llm.key": record.key,
+                    "llm.cache": record.cache if route.kind is not None else None,
+                    "gen_ai.usage.input_tokens": record.prompt_tokens or None,
+                    "gen_ai.usage.output_tokens": record.generated_tokens or None,
+                    "llm.request_id": record.request_id,
+                },
+            )
+
+    async def _answer(self, call: Call) -> None:
+        route, scope, send, record = call.route, call.scope, call.send, call.record
+        reply_headers = call.reply_headers
         try:
             await self._serve(call)
         except GatewayError as exc:
@@ -128,7 +153,12 @@ class Proxy:
             self.recorder.finish(record)
 
     async def _serve(self, call: Call) -> None:
-        api_key = self.gatekeeper.authenticate(call.headers)
+        if self.tracing is None:
+            api_key = self.gatekeeper.authenticate(call.headers)
+        else:
+            with self.tracing.step("authenticate") as span:
+                api_key = self.gatekeeper.authenticate(call.headers)
+                span.set_attribute("llm.key", api_key.name if api_key else "-")
         if api_key is not None:
             call.record.key = api_key.name
             call.limits = Limits(
@@ -172,7 +202,21 @@ class Proxy:
         """Limits and cache lookup; None when Redis could not be asked (limits fail open)."""
         limits = call.limits
         cost = call.estimate.total if call.estimate is not None else 0
-        admission = await self.admitter.admit(limits, lookup_key, now_ms(), cost, call.usage)
+        if self.tracing is None:
+            admission = await self.admitter.admit(limits, lookup_key, now_ms(), cost, call.usage)
+        else:
+            with self.tracing.step(
+                "admission", **{"db.system.name": "redis", "llm.cache.lookup": bool(lookup_key)}
+            ) as span:
+                admission = await self.admitter.admit(
+                    limits, lookup_key, now_ms(), cost, call.usage
+                )
+                outcome = (
+                    "unavailable"
+                    if isinstance(admission, Unavailable)
+                    else admission.verdict.name.lower()
+                )
+                span.set_attribute("llm.admission.verdict", outcome)
         if isinstance(admission, Unavailable):
             if limits is not None and self.settings.limits_fail_closed:
                 raise GatewayError(
@@ -239,29 +283,22 @@ class Proxy:
         admission = await self._admit(call, plan.key if plan.lookup else None)
         lease = admission.lease if admission is not None else None
         charge = admission.charge if admission is not None else None
-        stale: Entry | None = None
-        if admission is not None and admission.cached is not None:
-            entry = Entry.decode(admission.cached)
-            if entry is not None and (admission.verdict is Verdict.HIT or entry.is_fresh(now_ms())):
-                hit = replay(kind, entry, wanted, "HIT", reply_headers)
-                if hit is not None:
-                    record.cache = "HIT"
-                    await call.reply(hit)
-                    if admission.verdict is not Verdict.HIT:
-                        # Fresh by this replica's clock only: admission charged it as a miss.
-                        await self._finish(call, lease, charge, "cache_hits", (0, entry.tokens))
-                    return
-            elif entry is not None:
-                stale = entry
-        looked_up = plan.key is not None and plan.lookup and admission is not None
-        record.cache = "MISS" if looked_up else "BYPASS"
-        flight = self.flights.get(plan.key) if plan.key is not None else None
+        if self.tracing is None:
+            found = self._look_up(kind, plan, wanted, admission, call)
+        else:
+            with self.tracing.step("cache lookup") as span:
+                found = self._look_up(kind, plan, wanted, admission, call)
+                span.set_attribute("llm.cache", record.cache)
+        hit, stale, flight = found
+        if hit is not None:
+            await call.reply(hit)
+            if admission is not None and admission.verdict is not Verdict.HIT:
+                # Fresh by this replica's clock only: admission charged it as a miss.
+                await self._finish(call, lease, charge, "cache_hits", (0, hit.tokens))
+            return
         launched = flight is None
         if flight is not None:
-            # A flight that already finished (its entry is being written) is a hit.
-            landed = flight.done and flight.complete
-            record.cache = "HIT" if landed else "COALESCED"
-            if landed:
+            if record.cache == "HIT":
                 reply_headers["Age"] = "0"
         else:
             # The flight frees the slot, settles the tokens and counts the usage of this
@@ -299,6 +336,31 @@ class Proxy:
                     else (0, 0)
                 )
                 await self._finish(call, lease, charge, served, tokens)
+
+    def _look_up(
+        self, kind: Kind, plan: CachePlan, wanted: Wanted, admission: Admission | None, call: Call
+    ) -> tuple[Reply | None, Entry | None, Flight | None]:
+        """A fresh entry replayed, else a stale one kept for stale-if-error, and the flight
+        already under way for the same key (coalescing); `call.record.cache` says which."""
+        record = call.record
+        stale: Entry | None = None
+        if admission is not None and admission.cached is not None:
+            entry = Entry.decode(admission.cached)
+            if entry is not None and (admission.verdict is Verdict.HIT or entry.is_fresh(now_ms())):
+                hit = replay(kind, entry, wanted, "HIT", call.reply_headers)
+                if hit is not None:
+                    record.cache = "HIT"
+                    hit.tokens = entry.tokens
+                    return hit, None, None
+            elif entry is not None:
+                stale = entry
+        looked_up = plan.key is not None and plan.lookup and admission is not None
+        record.cache = "MISS" if looked_up else "BYPASS"
+        flight = self.flights.get(plan.key) if plan.key is not None else None
+        if flight is not None:
+            # A flight that already finished (its entry is being written) is a hit.
+            record.cache = "HIT" if flight.done and flight.complete else "COALESCED"
+        return None, stale, flight
 
     async def _finish(
         self,

@@ -14,6 +14,7 @@ another instance.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass
 
@@ -28,6 +29,7 @@ from llm_gateway.metrics import GatewayMetrics
 from llm_gateway.plans import CachePlan, Wanted
 from llm_gateway.quotas import Charge, Estimate, UsageTarget, partial_completion
 from llm_gateway.routing.dispatcher import Dispatcher, Grant, Shed, Ticket
+from llm_gateway.tracing import OPERATIONS, Span, Tracing, fail
 from llm_gateway.upstream import Upstream, UpstreamFailure, UpstreamResponse
 
 # Failures before the answer's head that mean the instance is not there (or not HTTP).
@@ -66,6 +68,21 @@ class Outbound:
     estimate: Estimate | None = None
 
 
+def operation_of(kind: Kind) -> str | None:
+    return OPERATIONS.get(kind.value.replace("-", "_"))
+
+
+def _traced_answer(span: Span, flight: Flight, status: int, kind: Kind) -> None:
+    """What the upstream's answer says, on its CLIENT span (tracing on only)."""
+    span.set_attribute("http.response.status_code", status)
+    usage = usage_of(kind, flight.form, flight.body) if status == 200 else None
+    if usage is not None:
+        span.set_attribute("gen_ai.usage.input_tokens", usage.prompt_tokens)
+        span.set_attribute("gen_ai.usage.output_tokens", usage.generated_tokens)
+    if status >= 500:
+        fail(span, f"upstream answered {status}")
+
+
 class Relay:
     def __init__(
         self,
@@ -75,8 +92,10 @@ class Relay:
         lifetime: EntryLifetime,
         flights: FlightRegistry,
         metrics: GatewayMetrics,
+        tracing: Tracing | None = None,
     ) -> None:
         self._upstream = upstream
+        self._tracing = tracing
         self._dispatcher = dispatcher
         self._admitter = admitter
         self._lifetime = lifetime
@@ -106,8 +125,7 @@ class Relay:
         started = time.perf_counter()
         try:
             if self._dispatcher is None or out.ticket is None:
-                async with self._upstream.request("POST", out.path, out.body, out.headers) as r:
-                    status = await self._relay(flight, r)
+                status = await self._direct(flight, out)
             else:
                 status = await self._dispatched(flight, out, self._dispatcher, out.ticket)
         except Shed as shed:
@@ -130,6 +148,20 @@ class Relay:
         flight.upstream_seconds = time.perf_counter() - started
         await self._land(flight, out, status)
 
+    async def _direct(self, flight: Flight, out: Outbound) -> int:
+        upstream = self._upstream
+        if self._tracing is None:
+            async with upstream.request("POST", out.path, out.body, out.headers) as r:
+                return await self._relay(flight, r)
+        headers = dict(out.headers)
+        with self._tracing.upstream(
+            operation_of(out.kind), out.model_label, upstream.authority, headers
+        ) as span:
+            async with upstream.request("POST", out.path, out.body, headers) as r:
+                status = await self._relay(flight, r)
+            _traced_answer(span, flight, status, out.kind)
+            return status
+
     async def _relay(self, flight: Flight, response: UpstreamResponse) -> int:
         flight.started(response.status, response.content_type)
         live = flight.form is not Form.JSON
@@ -147,7 +179,15 @@ class Relay:
         exclude: frozenset[str] = frozenset()
         for attempt in (1, 2):
             asked = time.perf_counter()
-            grant = await dispatcher.acquire(ticket, exclude)
+            if self._tracing is None:
+                grant = await dispatcher.acquire(ticket, exclude)
+            else:
+                with self._tracing.step(
+                    "queued",
+                    **{"gen_ai.request.model": ticket.model, "llm.priority": ticket.priority},
+                ) as span:
+                    grant = await dispatcher.acquire(ticket, exclude)
+                    span.set_attribute("llm.instance", grant.instance.name)
             flight.queued_seconds += time.perf_counter() - asked
             outcome = await self._attempt(flight, out, grant, last=attempt == 2)
             if isinstance(outcome, int):
@@ -159,15 +199,29 @@ class Relay:
     async def _attempt(self, flight: Flight, out: Outbound, grant: Grant, last: bool) -> str | int:
         """The status relayed, or the reason to send the request again elsewhere."""
         failure: str | None = None
+        headers = out.headers
+        span = None
         try:
-            async with grant.upstream.request("POST", out.path, out.body, out.headers) as r:
-                if r.status == 503 and not last:
-                    # Ollama's "server busy, please try again": nothing reached a client.
-                    await r.read()
-                    failure = "busy"
-                    return "busy"
-                grant.answered()
-                return await self._relay(flight, r)
+            with contextlib.ExitStack() as traced:
+                if self._tracing is not None:
+                    headers = dict(headers)
+                    span = traced.enter_context(
+                        self._tracing.upstream(
+                            operation_of(out.kind), out.model_label, grant.instance.name, headers
+                        )
+                    )
+                    span.set_attribute("llm.instance", grant.instance.name)
+                async with grant.upstream.request("POST", out.path, out.body, headers) as r:
+                    if r.status == 503 and not last:
+                        # Ollama's "server busy, please try again": nothing reached a client.
+                        await r.read()
+                        failure = "busy"
+                        return "busy"
+                    grant.answered()
+                    status = await self._relay(flight, r)
+                if span is not None:
+                    _traced_answer(span, flight, status, out.kind)
+                return status
         except UpstreamFailure as exc:
             before_any_byte = flight.status is None
             if before_any_byte and exc.reason in _DOWN:

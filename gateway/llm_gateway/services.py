@@ -24,6 +24,7 @@ from llm_gateway.routing.dispatcher import Dispatcher
 from llm_gateway.routing.fair_queue import FairQueue
 from llm_gateway.routing.instances import Instance, instance_name
 from llm_gateway.settings import Settings
+from llm_gateway.tracing import Tracing
 from llm_gateway.upstream import Timeouts, Upstream
 
 
@@ -42,7 +43,13 @@ class Services:
     _flusher: asyncio.Task[None] | None = None
 
     @classmethod
-    def build(cls, settings: Settings, keyring: KeyRing | None, access_log: AccessLog) -> Services:
+    def build(
+        cls,
+        settings: Settings,
+        keyring: KeyRing | None,
+        access_log: AccessLog,
+        tracing: Tracing | None = None,
+    ) -> Services:
         metrics = GatewayMetrics(CollectorRegistry())
         metrics.build.labels(__version__).set(1)
         timeouts = Timeouts(
@@ -58,6 +65,8 @@ class Services:
             )
 
         upstream = client(settings.upstream_url)
+        if tracing is None and settings.tracing:
+            tracing = Tracing.otlp()
         dispatcher: Dispatcher | None = None
         catalog_holder: list[ModelCatalog] = []
         if settings.routing == "model-aware":
@@ -109,12 +118,13 @@ class Services:
             gatekeeper=Gatekeeper(keyring, metrics, settings.max_messages),
             upstream=upstream,
             admitter=admitter,
-            relay=Relay(upstream, dispatcher, admitter, lifetime, flights, metrics),
+            relay=Relay(upstream, dispatcher, admitter, lifetime, flights, metrics, tracing),
             dispatcher=dispatcher,
             catalog=catalog,
             flights=flights,
             recorder=Recorder(metrics, access_log),
             metrics=metrics,
+            tracing=tracing,
         )
         return cls(
             settings, metrics, upstreams, dispatcher, guard, catalog, flights, proxy, access_log
@@ -144,3 +154,5 @@ class Services:
         for upstream in self.upstreams:
             await upstream.aclose()
         await self.guard.aclose()
+        if self.proxy.tracing is not None:
+            self.proxy.tracing.shutdown()  # sends what is still batched

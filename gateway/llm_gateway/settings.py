@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     # How often /api/tags is read to learn model digests (a re-pull changes the key).
     model_refresh_seconds: float = Field(10.0, gt=0)
     shutdown_grace_seconds: float = Field(30.0, ge=0)
+    # OpenTelemetry traces over OTLP/HTTP, configured by the standard OTEL_* variables
+    # (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_TRACES_SAMPLER, ...). Off: no span is created.
+    tracing: bool = False
     access_log: bool = True
     log_prompts: bool = False
     log_level: Literal["debug", "info", "warning", "error"] = "info"

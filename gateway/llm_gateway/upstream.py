@@ -31,7 +31,10 @@ from llm_gateway.http_pool import StrictReuseConnector
 # Bytes a request target cannot carry on the wire (controls, space, DEL).
 _UNSENDABLE = re.compile(r"[\x00-\x20\x7f]")
 # Request headers worth passing on; client keys and hop-by-hop headers are not.
-_FORWARD_REQUEST_HEADERS = ("content-type", "accept", "user-agent", "x-request-id")
+# A client's trace context goes on too (tracing on: the gateway's own span replaces it).
+_FORWARD_REQUEST_HEADERS = (
+    "content-type", "accept", "user-agent", "x-request-id", "traceparent", "tracestate",
+)  # fmt: skip
 # aiohttp would add these on its own; Ollama gets what the client sent, or nothing.
 # (No Accept-Encoding above all: the gateway relays and caches the bytes as they come.)
 _NO_AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
@@ -204,6 +207,8 @@ class Upstream:
         self._max_connections = max_connections
         self._ca_file = ca_file
         base = URL(self.base_url)
+        # host:port, for traces (server.address / server.port).
+        self.authority = f"{base.host}:{base.port}"
         self._prefix = base.raw_path.rstrip("/")
         self._origin = base.origin()
         self._session: aiohttp.ClientSession | None = None

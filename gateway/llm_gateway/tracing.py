@@ -1,0 +1,143 @@
+"""OpenTelemetry traces of the request path, off by default (GATEWAY_TRACING=true).
+
+When on, each proxied request is a SERVER span (continuing the client's
+`traceparent`), with children for authentication and admission (the Redis trip),
+the cache lookup, the time queued for a slot, and the upstream call (a CLIENT span
+whose context goes to Ollama as `traceparent`). Attributes follow OpenTelemetry's
+GenAI conventions where they apply (`gen_ai.request.model`,
+`gen_ai.usage.input_tokens`, ...), plus the cache outcome and the key's *name*
+(never the key).
+
+The SDK is configured by the standard variables: OTEL_EXPORTER_OTLP_ENDPOINT (or
+OTEL_EXPORTER_OTLP_TRACES_ENDPOINT), OTEL_EXPORTER_OTLP_HEADERS, OTEL_TRACES_SAMPLER
+and OTEL_TRACES_SAMPLER_ARG, OTEL_SERVICE_NAME. Spans leave in batches from a
+background thread (BatchSpanProcessor) over OTLP/HTTP.
+
+When off, nothing here is imported by the request path and no span is created:
+every call site checks `tracing is None` first.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping, MutableMapping
+from contextlib import contextmanager
+from typing import Any
+
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from llm_gateway import __version__
+
+# https://opentelemetry.io/docs/specs/semconv/gen-ai/ (operation names by endpoint kind).
+OPERATIONS = {
+    "generate": "text_completion",
+    "chat": "chat",
+    "embed": "embeddings",
+    "embeddings": "embeddings",
+    "openai_chat": "chat",
+    "openai_completions": "text_completion",
+    "openai_embeddings": "embeddings",
+}
+_PROPAGATOR = TraceContextTextMapPropagator()
+
+
+class Tracing:
+    """A tracer provider of its own (never the process-global one) and its spans."""
+
+    def __init__(self, processor: SpanProcessor) -> None:
+        attributes = {"service.version": __version__}
+        if not os.environ.get("OTEL_SERVICE_NAME"):
+            attributes["service.name"] = "llm-gateway"
+        self.provider = TracerProvider(resource=Resource.create(attributes))
+        self.provider.add_span_processor(processor)
+        self.tracer = self.provider.get_tracer("llm_gateway", __version__)
+
+    @classmethod
+    def otlp(cls) -> Tracing:
+        """Exporting over OTLP/HTTP, as the OTEL_* variables say."""
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        return cls(BatchSpanProcessor(OTLPSpanExporter()))
+
+    @contextmanager
+    def request(
+        self, method: str, path: str, endpoint: str, headers: Mapping[str, str]
+    ) -> Iterator[Span]:
+        """The SERVER span of one request, continuing the client's trace if it sent one."""
+        parent = _PROPAGATOR.extract(headers)
+        name = f"{method} {path}"
+        attributes: dict[str, Any] = {
+            "http.request.method": method,
+            "url.path": path,
+            "llm.endpoint": endpoint,
+        }
+        operation = OPERATIONS.get(endpoint)
+        if operation is not None:
+            attributes |= {
+                "gen_ai.operation.name": operation,
+                "gen_ai.provider.name": "ollama",
+                "gen_ai.system": "ollama",
+            }
+        with self.tracer.start_as_current_span(
+            name, context=parent, kind=SpanKind.SERVER, attributes=attributes,
+            record_exception=False, set_status_on_exception=False,
+        ) as span:  # fmt: skip
+            yield span
+
+    @contextmanager
+    def step(self, name: str, **attributes: Any) -> Iterator[Span]:
+        """An INTERNAL child of the current span (admission, cache lookup, queued)."""
+        with self.tracer.start_as_current_span(
+            name, attributes=_clean(attributes), record_exception=False,
+            set_status_on_exception=False,
+        ) as span:  # fmt: skip
+            yield span
+
+    @contextmanager
+    def upstream(
+        self, operation: str | None, model: str, server: str, headers: MutableMapping[str, str]
+    ) -> Iterator[Span]:
+        """The CLIENT span of a call to Ollama; its context is written into `headers`."""
+        name = f"{operation or 'call'} {model}"
+        host, _, port = server.rpartition(":")
+        attributes = _clean(
+            {
+                "gen_ai.operation.name": operation,
+                "gen_ai.provider.name": "ollama",
+                "gen_ai.system": "ollama",
+                "gen_ai.request.model": model,
+                "server.address": host or server,
+                "server.port": int(port) if port.isdigit() else None,
+            }
+        )
+        with self.tracer.start_as_current_span(
+            name, kind=SpanKind.CLIENT, attributes=attributes, record_exception=False,
+            set_status_on_exception=False,
+        ) as span:  # fmt: skip
+            _PROPAGATOR.inject(headers)
+            yield span
+
+    def shutdown(self) -> None:
+        self.provider.shutdown()
+
+
+def finish_request(span: Span, status: int, attributes: Mapping[str, Any]) -> None:
+    span.set_attribute("http.response.status_code", status)
+    span.set_attributes(_clean(dict(attributes)))
+    if status >= 500:
+        span.set_status(Status(StatusCode.ERROR))
+
+
+def fail(span: Span, message: str) -> None:
+    span.set_status(Status(StatusCode.ERROR, message))
+
+
+def _clean(attributes: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in attributes.items() if v is not None and v != ""}
+
+
+__all__ = ["OPERATIONS", "Span", "Tracing", "fail", "finish_request"]
