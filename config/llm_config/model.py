@@ -227,9 +227,15 @@ class AlertsConfig(_Section):
     # Alert when the hit ratio falls below this fraction of its value a day earlier.
     cache_hit_ratio_drop: float = Field(0.5, gt=0, lt=1)
     for_minutes: int = Field(5, ge=1)
-    # Ratio alerts (errors, latency, cache) stay quiet below this many requests in their
-    # window: one failure out of three requests is noise, not an incident.
+    # Ratio alerts (errors, latency, cache, shedding) stay quiet below this many requests
+    # in their window: one failure out of three requests is noise, not an incident.
     min_requests: int = Field(10, ge=1)
+    # Model-aware routing only. Alert when more than this share of the requests that
+    # needed a model was shed (503 before reaching Ollama) over 10 minutes.
+    shed_ratio: float = Field(0.05, gt=0, lt=1)
+    # Alert when one Ollama instance loads models more often than this per hour: models
+    # evicting each other (thrash), each load a cold start of seconds to minutes.
+    model_loads_per_hour: int = Field(20, ge=1)
 
 
 class MonitoringConfig(_Section):

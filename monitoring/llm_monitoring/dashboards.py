@@ -1,39 +1,33 @@
-"""Grafana dashboards built with grafana-foundation-sdk (no hand-edited JSON).
+"""The stack's dashboards: the overview (here) and usage per key (`usage.py`).
 
-One overview dashboard per stack, rows from the user's view (is it up, how busy, how
-fast, is the cache working, what fails) down to nginx and, on GPU stacks, the GPUs.
-Queries come from `promql` so a panel and the alert it explains agree.
+The overview's rows go from the user's view (is it up, how busy, how fast, is the cache
+working, what fails) down to the router (`routing_panels.py`, model-aware routing
+only), nginx and, on GPU stacks, the GPUs. Queries come from `promql` so a panel and
+the alert it explains agree; `panels.py` turns the specs into Grafana JSON.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-
-from grafana_foundation_sdk.builders import common as common_builders
 from grafana_foundation_sdk.builders import dashboard as dashboard_builders
-from grafana_foundation_sdk.builders import prometheus as prometheus_builders
-from grafana_foundation_sdk.builders import stat, timeseries
-from grafana_foundation_sdk.cog.encoder import JSONEncoder
-from grafana_foundation_sdk.models import common, units
-from grafana_foundation_sdk.models.dashboard import (
-    DashboardCursorSync,
-    DataSourceRef,
-    Threshold,
-    ThresholdsMode,
-    ValueMap,
-    ValueMappingResult,
-)
+from grafana_foundation_sdk.models import units
 from llm_config.model import StackConfig
 
 from llm_monitoring import promql
-from llm_monitoring.jobs import GATEWAY_JOB, GPU_JOB, NGINX_JOB, selector
+from llm_monitoring.jobs import GPU_JOB, NGINX_JOB, selector
+from llm_monitoring.panels import (
+    GW,
+    RATE,
+    PanelSpec,
+    Query,
+    Row,
+    build_dashboard,
+    dashboard_json,
+    per_minute,
+    quantiles,
+)
+from llm_monitoring.routing_panels import routing_row
+from llm_monitoring.usage import usage_dashboard, usage_uid
 
-DATASOURCE_UID = "prometheus"
-DATASOURCE = DataSourceRef(type_val="prometheus", uid=DATASOURCE_UID)
-RATE = "$__rate_interval"  # Grafana picks >= 4 scrapes (the datasource knows the interval)
-GW = selector(GATEWAY_JOB)
 NGINX = selector(NGINX_JOB)
 GPU = selector(GPU_JOB)
 
@@ -46,38 +40,11 @@ def overview_title(config: StackConfig) -> str:
     return f"LLM stack ({config.name_prefix})"
 
 
-@dataclass(frozen=True)
-class Query:
-    expr: str
-    legend: str = ""
-
-
-@dataclass(frozen=True)
-class PanelSpec:
-    title: str
-    description: str
-    queries: Sequence[Query]
-    unit: str = units.Short
-    kind: str = "timeseries"  # or "stat"
-    width: int = 8
-    height: int = 8
-    # A red line/colour from this value on (an alert threshold, shown where it applies).
-    red_from: float | None = None
-    # stat panels: red below this value instead (replicas up, upstream up).
-    red_below: float | None = None
-    value_names: dict[str, tuple[str, str]] = field(default_factory=dict)
-    max_value: float | None = None
-
-
-def _per_minute(expr: str) -> str:
-    return f"{expr} * 60"
-
-
-def _quantiles(metric: str, *matchers: str) -> list[Query]:
-    return [
-        Query(promql.histogram_quantile(q, metric, RATE, "", *matchers), f"p{round(q * 100)}")
-        for q in (0.5, 0.95, 0.99)
-    ]
+def upstream_path(config: StackConfig) -> str:
+    """How the gateway reaches Ollama, for descriptions."""
+    if config.gateway.routing == "model-aware":
+        return "via the model-aware router"
+    return "through the balancer"
 
 
 def _health_row(config: StackConfig) -> list[PanelSpec]:
@@ -93,8 +60,8 @@ def _health_row(config: StackConfig) -> list[PanelSpec]:
         ),
         PanelSpec(
             "Ollama reachable",
-            "Whether any gateway replica's probe of the upstream (/api/tags through the "
-            "balancer) succeeds. DOWN means no Ollama instance answers.",
+            "Whether any gateway replica's probe of the upstream (/api/tags "
+            f"{upstream_path(config)}) succeeds. DOWN means no Ollama instance answers.",
             [Query(f"max(llm_upstream_up{GW})")],
             kind="stat", width=4, height=4, red_below=1,
             value_names={"0": ("DOWN", "red"), "1": ("UP", "green")},
@@ -138,14 +105,14 @@ def _traffic_row() -> list[PanelSpec]:
             "Requests per minute by model",
             "Answered requests per minute. Models the upstream does not list in /api/tags "
             "are counted as `other`.",
-            [Query(_per_minute(promql.gateway_rate(requests, RATE, "model")), "{{model}}")],
+            [Query(per_minute(promql.gateway_rate(requests, RATE, "model")), "{{model}}")],
             unit=units.RequestsPerMinute,
         ),
         PanelSpec(
             "Requests per minute by endpoint and status",
             "Answered requests per minute, by API endpoint and HTTP status.",
             [Query(
-                _per_minute(promql.gateway_rate(requests, RATE, "endpoint, status")),
+                per_minute(promql.gateway_rate(requests, RATE, "endpoint, status")),
                 "{{endpoint}} {{status}}",
             )],
             unit=units.RequestsPerMinute,
@@ -166,7 +133,7 @@ def _latency_row(config: StackConfig) -> list[PanelSpec]:
             "Request to last byte, cache hits and stale serves excluded (they answer in "
             "milliseconds and would hide slow generations). The red line is the p95 "
             "alert threshold.",
-            _quantiles(duration, promql.NOT_FROM_CACHE),
+            quantiles(duration, promql.NOT_FROM_CACHE),
             unit=units.Seconds, red_from=config.monitoring.alerts.p95_latency_seconds,
         ),
         PanelSpec(
@@ -181,7 +148,7 @@ def _latency_row(config: StackConfig) -> list[PanelSpec]:
             "Time to first token p50 / p95 / p99",
             "Request to the first body byte sent to the client: queueing and model loads "
             "show up here first.",
-            _quantiles("llm_time_to_first_token_seconds"),
+            quantiles("llm_time_to_first_token_seconds"),
             unit=units.Seconds,
         ),
         PanelSpec(
@@ -197,7 +164,7 @@ def _latency_row(config: StackConfig) -> list[PanelSpec]:
         ),
         PanelSpec(
             "Upstream time p95 by endpoint",
-            "Time spent waiting on Ollama (through the balancer), request to last byte.",
+            f"Time spent waiting on Ollama ({upstream_path(config)}), request to last byte.",
             [Query(promql.histogram_quantile(
                 0.95, "llm_upstream_duration_seconds", RATE, "endpoint"
             ), "{{endpoint}}")],
@@ -246,9 +213,9 @@ def _cache_row(config: StackConfig) -> list[PanelSpec]:
             "Cache hits and misses per minute",
             "Cacheable requests by outcome.",
             [
-                Query(_per_minute(promql.gateway_rate("llm_cache_hits_total", RATE, "")), "hits"),
+                Query(per_minute(promql.gateway_rate("llm_cache_hits_total", RATE, "")), "hits"),
                 Query(
-                    _per_minute(promql.gateway_rate("llm_cache_misses_total", RATE, "")),
+                    per_minute(promql.gateway_rate("llm_cache_misses_total", RATE, "")),
                     "misses",
                 ),
             ],
@@ -260,11 +227,11 @@ def _cache_row(config: StackConfig) -> list[PanelSpec]:
             "identical concurrent requests that shared one upstream call.",
             [
                 Query(
-                    _per_minute(promql.gateway_rate("llm_stale_served_total", RATE, "")),
+                    per_minute(promql.gateway_rate("llm_stale_served_total", RATE, "")),
                     "stale",
                 ),
                 Query(
-                    _per_minute(promql.gateway_rate("llm_coalesced_requests_total", RATE, "")),
+                    per_minute(promql.gateway_rate("llm_coalesced_requests_total", RATE, "")),
                     "coalesced",
                 ),
             ],
@@ -281,11 +248,11 @@ def _errors_row(config: StackConfig) -> list[PanelSpec]:
             "cancelled) and 5xx answers by status.",
             [
                 Query(
-                    _per_minute(promql.gateway_rate("llm_upstream_errors_total", RATE, "reason")),
+                    per_minute(promql.gateway_rate("llm_upstream_errors_total", RATE, "reason")),
                     "upstream {{reason}}",
                 ),
                 Query(
-                    _per_minute(promql.gateway_rate(
+                    per_minute(promql.gateway_rate(
                         "llm_requests_total", RATE, "status", promql.SERVER_ERROR
                     )),
                     "HTTP {{status}}",
@@ -304,7 +271,7 @@ def _errors_row(config: StackConfig) -> list[PanelSpec]:
             "Requests refused with 429, by key name (from the config, never the key) and "
             "the limit that refused them.",
             [Query(
-                _per_minute(promql.gateway_rate("llm_rate_limited_total", RATE, "key, limit")),
+                per_minute(promql.gateway_rate("llm_rate_limited_total", RATE, "key, limit")),
                 "{{key}} ({{limit}})",
             )],
             unit=units.RequestsPerMinute,
@@ -314,7 +281,7 @@ def _errors_row(config: StackConfig) -> list[PanelSpec]:
             "Requests refused with 401/403 by reason and key name. A burst from one "
             "source is someone guessing keys.",
             [Query(
-                _per_minute(promql.gateway_rate("llm_auth_failures_total", RATE, "reason, key")),
+                per_minute(promql.gateway_rate("llm_auth_failures_total", RATE, "reason, key")),
                 "{{reason}} {{key}}",
             )],
             unit=units.RequestsPerMinute,
@@ -326,7 +293,7 @@ def _errors_row(config: StackConfig) -> list[PanelSpec]:
             + ("refuse requests (limitsFailClosed)." if config.gateway.limits_fail_closed
                else "are not enforced (limitsFailClosed is off)."),
             [Query(
-                _per_minute(promql.gateway_rate("llm_redis_errors_total", RATE, "operation")),
+                per_minute(promql.gateway_rate("llm_redis_errors_total", RATE, "operation")),
                 "{{operation}}",
             )],
             unit=units.RequestsPerMinute,
@@ -405,110 +372,40 @@ def _gpu_row() -> list[PanelSpec]:
     ]  # fmt: skip
 
 
-def _thresholds(spec: PanelSpec) -> dashboard_builders.ThresholdsConfig | None:
-    if spec.red_from is not None:
-        steps = [Threshold(None, "green"), Threshold(spec.red_from, "red")]
-    elif spec.red_below is not None:
-        steps = [Threshold(None, "red"), Threshold(spec.red_below, "green")]
-    else:
-        return None
-    return dashboard_builders.ThresholdsConfig().mode(ThresholdsMode.ABSOLUTE).steps(steps)
-
-
-def _panel(spec: PanelSpec, panel_id: int) -> timeseries.Panel | stat.Panel:
-    panel: timeseries.Panel | stat.Panel
-    if spec.kind == "stat":
-        panel = (
-            stat.Panel()
-            .graph_mode(common.BigValueGraphMode.AREA)
-            .reduce_options(common_builders.ReduceDataOptions().calcs(["lastNotNull"]))
-        )
-    else:
-        panel = timeseries.Panel().legend(
-            common_builders.VizLegendOptions()
-            .display_mode(common.LegendDisplayMode.LIST)
-            .placement(common.LegendPlacement.BOTTOM)
-            .show_legend(True)
-        )
-    panel = (
-        panel.id(panel_id)
-        .title(spec.title)
-        .description(spec.description)
-        .datasource(DATASOURCE)
-        .unit(spec.unit)
-        .span(spec.width)
-        .height(spec.height)
-    )
-    for ref, query in zip("ABCDEFGH", spec.queries, strict=False):
-        target = prometheus_builders.Dataquery().expr(query.expr).ref_id(ref).datasource(DATASOURCE)
-        if query.legend:
-            target = target.legend_format(query.legend)
-        panel = panel.with_target(target)
-    thresholds = _thresholds(spec)
-    if thresholds is not None:
-        panel = panel.thresholds(thresholds)
-        if isinstance(panel, timeseries.Panel):
-            panel = panel.thresholds_style(
-                common_builders.GraphThresholdsStyleConfig().mode(
-                    common.GraphThresholdsStyleMode.DASHED
-                )
-            )
-    if spec.max_value is not None:
-        panel = panel.min(0).max(spec.max_value)
-    if spec.value_names:
-        options = {
-            value: ValueMappingResult(text=text, color=color, index=i)
-            for i, (value, (text, color)) in enumerate(spec.value_names.items())
-        }
-        panel = panel.mappings([ValueMap(options)])
-    return panel
-
-
-def overview_rows(config: StackConfig) -> list[tuple[str, list[PanelSpec]]]:
-    """The overview dashboard's rows and panels (GPU row only on GPU stacks)."""
+def overview_rows(config: StackConfig) -> list[Row]:
+    """The overview dashboard's rows (Routing only with model-aware routing, GPUs only
+    on GPU stacks: elsewhere their metrics do not exist and the panels would be empty)."""
     rows = [
-        ("Health", _health_row(config)),
-        ("Traffic", _traffic_row()),
-        ("Latency", _latency_row(config)),
-        ("Tokens", _tokens_row()),
-        ("Cache", _cache_row(config)),
-        ("Errors, limits and dependencies", _errors_row(config)),
-        ("Nginx", _nginx_row()),
+        Row("Health", _health_row(config)),
+        Row("Traffic", _traffic_row()),
+        Row("Latency", _latency_row(config)),
+    ]
+    if config.gateway.routing == "model-aware":
+        rows.append(Row("Routing: queue, instances, model loads", routing_row(config)))
+    rows += [
+        Row("Tokens", _tokens_row()),
+        Row("Cache", _cache_row(config)),
+        Row("Errors, limits and dependencies", _errors_row(config)),
+        Row("Nginx", _nginx_row()),
     ]
     if config.ollama.uses_gpus:
-        rows.append(("GPUs", _gpu_row()))
+        rows.append(Row("GPUs", _gpu_row()))
     return rows
 
 
 def overview_dashboard(config: StackConfig) -> dashboard_builders.Dashboard:
-    refresh = f"{max(30, config.monitoring.scrape_interval_seconds)}s"
-    board = (
-        dashboard_builders.Dashboard(overview_title(config))
-        .uid(overview_uid(config))
-        .description(
-            "Gateway, cache, upstream and nginx of one llm-stack deployment. Generated "
-            "from the stack config by llm_monitoring.dashboards: edit the code, not this."
-        )
-        .tags(["llm-stack", config.environment])
-        .tooltip(DashboardCursorSync.CROSSHAIR)
-        .time("now-6h", "now")
-        .refresh(refresh)
-        .readonly()
+    return build_dashboard(
+        config,
+        overview_uid(config),
+        overview_title(config),
+        "Gateway, routing, cache, upstream and nginx of one llm-stack deployment.",
+        overview_rows(config),
     )
-    panel_id = 0
-    for title, specs in overview_rows(config):
-        panel_id += 1
-        board = board.with_row(dashboard_builders.Row(title).id(panel_id))
-        for spec in specs:
-            panel_id += 1
-            board = board.with_panel(_panel(spec, panel_id))
-    return board
-
-
-def dashboard_json(board: dashboard_builders.Dashboard) -> str:
-    return json.dumps(board.build(), cls=JSONEncoder, indent=2, sort_keys=True) + "\n"
 
 
 def build_dashboards(config: StackConfig) -> dict[str, str]:
     """File name -> dashboard JSON, for Grafana's file provider."""
-    return {f"{overview_uid(config)}.json": dashboard_json(overview_dashboard(config))}
+    return {
+        f"{overview_uid(config)}.json": dashboard_json(overview_dashboard(config)),
+        f"{usage_uid(config)}.json": dashboard_json(usage_dashboard(config)),
+    }

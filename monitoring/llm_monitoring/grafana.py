@@ -12,7 +12,8 @@ import posixpath
 from llm_config.model import StackConfig
 
 from llm_monitoring import yamltext
-from llm_monitoring.dashboards import DATASOURCE_UID, build_dashboards
+from llm_monitoring.dashboards import build_dashboards
+from llm_monitoring.panels import DATASOURCE_UID
 
 DATASOURCE_NAME = "Prometheus"
 PROVIDER_NAME = "llm-stack"

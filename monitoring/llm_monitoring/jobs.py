@@ -14,6 +14,12 @@ PROMETHEUS_JOB = "prometheus"
 STACK_LABELS = ("job", "service", "stack")
 BY_STACK = ", ".join(STACK_LABELS)
 
+# The gateway labels its routing metrics with the Ollama instance (`instance`, host:port).
+# That clashes with the target label `instance` (the gateway replica): Prometheus keeps
+# the target's and renames the gateway's to `exported_instance`. The gateway job
+# renames that to this, so queries and alerts say what it is (see `prometheus.py`).
+OLLAMA_INSTANCE = "ollama_instance"
+
 
 def target_labels(config: StackConfig) -> dict[str, str]:
     """Labels added to every scraped target of this stack."""

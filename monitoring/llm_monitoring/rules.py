@@ -13,8 +13,8 @@ from typing import Any
 from llm_config.model import StackConfig
 
 from llm_monitoring import promql, yamltext
-from llm_monitoring.dashboards import overview_title
-from llm_monitoring.jobs import BY_STACK, GATEWAY_JOB, NGINX_JOB, selector
+from llm_monitoring.dashboards import overview_title, upstream_path
+from llm_monitoring.jobs import BY_STACK, GATEWAY_JOB, NGINX_JOB, OLLAMA_INSTANCE, selector
 
 GROUP_NAME = "llm-stack"
 
@@ -76,6 +76,11 @@ def _gateway_alerts(config: StackConfig) -> list[Alert]:
 def _upstream_alerts(config: StackConfig) -> list[Alert]:
     prefix = config.name_prefix
     health = f"llm_upstream_up{selector(GATEWAY_JOB)}"
+    logs = (
+        "the gateway's log"
+        if config.gateway.routing == "model-aware"
+        else "the balancer's error log"
+    )
     return [
         Alert(
             "LLMUpstreamDown",
@@ -83,11 +88,11 @@ def _upstream_alerts(config: StackConfig) -> list[Alert]:
             f"max by ({BY_STACK}) ({health}) == 0",
             "critical",
             "No Ollama instance is reachable: uncached LLM requests fail",
-            "Every gateway replica's probe of the upstream (/api/tags through the "
-            "balancer) fails, so no Ollama instance answers. Clients get 502/503/504 "
-            "except for answers still in the cache. Look: `docker ps -a --filter "
-            f"name={prefix}-ollama` (health, restarts, OOM kills), the balancer's error "
-            f"log, and 'Upstream errors by reason' on the '{overview_title(config)}' "
+            "Every gateway replica's probe of the upstream (/api/tags "
+            f"{upstream_path(config)}) fails, so no Ollama instance answers. Clients get "
+            "502/503/504 except for answers still in the cache. Look: `docker ps -a --filter "
+            f"name={prefix}-ollama` (health, restarts, OOM kills), {logs}, and "
+            f"'Errors by reason' on the '{overview_title(config)}' "
             "dashboard (connect = instances down, timeout = overloaded or loading a model).",
         ),
         Alert(
@@ -201,6 +206,73 @@ def _redis_alerts(config: StackConfig) -> list[Alert]:
     ]
 
 
+def _routing_alerts(config: StackConfig) -> list[Alert]:
+    if config.gateway.routing != "model-aware":
+        return []  # only the model-aware router queues, sheds and watches instances
+    alerts_cfg = config.monitoring.alerts
+    prefix = config.name_prefix
+    title = overview_title(config)
+    window = promql.shed_window(config)
+    floor = alerts_cfg.min_requests
+    instances = config.ollama.instances
+    alerts = [
+        Alert(
+            "LLMRequestsShed",
+            f"(\n{promql.shed_ratio(window, BY_STACK)}\n) > {alerts_cfg.shed_ratio:g}\n"
+            f"and on ({BY_STACK})\n{promql.queued_requests(window, BY_STACK)} >= {floor}",
+            "warning",
+            "{{ $value | humanizePercentage }} of requests that needed a model are shed (503)",
+            f"Over {window}, more than {alerts_cfg.shed_ratio:.0%} of the requests that "
+            f"needed a model (at least {floor} of them) were refused with 503 before "
+            "reaching Ollama: the instances cannot keep up with the traffic. Clients get "
+            "503 with Retry-After; these 503s also count in the 5xx ratio. Look at the "
+            f"Routing row of the '{title}' dashboard: shed by reason (queue_full: the "
+            "queue is at gateway.queue.maxDepth; overloaded or deadline: waits longer "
+            "than the deadline), queue depth and wait per model, instances up, model "
+            "loads. Fixes: more Ollama instances, a larger numParallel where the GPUs have "
+            "headroom, fewer models competing for the GPUs.",
+        ),
+        Alert(
+            "LLMModelThrash",
+            f"{promql.model_loads('1h', f'{BY_STACK}, {OLLAMA_INSTANCE}')}\n"
+            f"> {alerts_cfg.model_loads_per_hour}",
+            "warning",
+            f"Ollama instance {{{{ $labels.{OLLAMA_INSTANCE} }}}} loaded models "
+            '{{ $value | printf "%.0f" }} times in the last hour',
+            f"More than {alerts_cfg.model_loads_per_hour} model loads in an hour on one "
+            "instance: models are evicting each other, and each load is a cold start of "
+            "seconds to minutes for the requests behind it. More models are in use than "
+            f"fit (maxLoadedModels {config.ollama.max_loaded_models}, GPU memory). Look "
+            "at 'Models loaded by instance' and 'Model loads per hour by instance' on the "
+            f"'{title}' dashboard. Fixes: more instances or GPU memory, fewer models, a "
+            "larger ollama.maxLoadedModels if memory allows, a longer "
+            f"gateway.queue.loadPatienceSeconds (now "
+            f"{config.gateway.queue.load_patience_seconds:g}s) so that the router evicts "
+            "a busy model less often.",
+        ),
+    ]
+    if instances > 1:
+        # With one instance, LLMUpstreamDown already says it (and pages).
+        up = f"llm_instance_up{selector(GATEWAY_JOB)}"
+        alerts.append(
+            Alert(
+                "LLMOllamaInstanceDown",
+                # max over replicas: down only when no gateway replica reaches it.
+                f"max by ({BY_STACK}, {OLLAMA_INSTANCE}) ({up}) == 0",
+                "warning",
+                f"Ollama instance {{{{ $labels.{OLLAMA_INSTANCE} }}}} is down",
+                "No gateway replica reaches this Ollama instance (its /api/ps, polled every "
+                f"{config.gateway.poll_seconds:g}s, fails). The router sends its work to the "
+                f"other {instances - 1} instance(s): capacity is reduced, its models load "
+                "elsewhere, requests queue longer and may be shed. If every instance is "
+                f"down, LLMUpstreamDown fires. Look: `docker ps -a --filter name={prefix}-"
+                "ollama` (health, restarts, OOM kills), `docker logs <container>`, and "
+                f"'Ollama instances up' on the '{title}' dashboard.",
+            )
+        )
+    return alerts
+
+
 def _nginx_alerts(config: StackConfig) -> list[Alert]:
     prefix = config.name_prefix
     return [
@@ -232,6 +304,7 @@ def alert_rules(config: StackConfig) -> list[dict[str, Any]]:
         *_quality_alerts(config),
         *_cache_alerts(config),
         *_redis_alerts(config),
+        *_routing_alerts(config),
         *_nginx_alerts(config),
     ]
     for_minutes = config.monitoring.alerts.for_minutes

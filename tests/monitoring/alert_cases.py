@@ -239,6 +239,116 @@ def redis_unreachable(config: StackConfig) -> list[Case]:
     ]  # fmt: skip
 
 
+def _queue(shed: dict[str, float], dispatched: float | None) -> dict[str, str]:
+    """Sheds per minute by reason, and dispatched requests per minute (None: no series)."""
+    out = {
+        series("llm_shed_total", instance=GW1, reason=reason, priority="interactive"): (
+            counter((30, per_minute))
+        )
+        for reason, per_minute in shed.items()
+    }
+    if dispatched is not None:
+        count = series(
+            "llm_queue_wait_seconds_count",
+            instance=GW1,
+            model="llama3.2:1b",
+            priority="interactive",
+        )
+        out[count] = counter((30, dispatched))
+    return out
+
+
+def requests_shed(config: StackConfig) -> list[Case]:
+    threshold = config.monitoring.alerts.shed_ratio
+
+    def fired(ratio: float) -> list[Firing]:
+        return [Firing({**STACK_LABELS, "severity": "warning"}, ratio)] if ratio > threshold else []
+
+    return [
+        Case("10% of queued requests shed", _queue({"queue_full": 2, "overloaded": 1}, 27),
+             [Check("20m", fired(0.1))]),
+        Case("2% shed", _queue({"deadline": 1}, 49), [Check("20m")]),
+        Case("shutdowns are deploys, not overload", _queue({"shutdown": 10}, 10),
+             [Check("20m")]),
+        # Nothing was ever dispatched, so that counter does not exist: still a ratio of 1.
+        Case("everything shed, nothing dispatched", _queue({"overloaded": 5}, None),
+             [Check("20m", fired(1.0))]),
+        Case("everything shed but only 5 requests per window", _queue({"queue_full": 0.5}, None),
+             [Check("20m")]),
+    ]  # fmt: skip
+
+
+OLLAMA_1 = "ollama-1:11434"
+OLLAMA_2 = "ollama-2:11434"
+
+
+def _instances_up(**by_replica_and_instance: str) -> dict[str, str]:
+    """`gw1_ollama2="0x30"`: what replica gw1 says of instance ollama-2."""
+    out = {}
+    for key, values in by_replica_and_instance.items():
+        replica, instance = key.split("_")
+        gateway = {"gw1": GW1, "gw2": GW2}[replica]
+        ollama = {"ollama1": OLLAMA_1, "ollama2": OLLAMA_2}[instance]
+        out[series("llm_instance_up", instance=gateway, ollama_instance=ollama)] = values
+    return out
+
+
+def ollama_instance_down(config: StackConfig) -> list[Case]:
+    fired = Firing({**STACK_LABELS, "ollama_instance": OLLAMA_2, "severity": "warning"}, 0)
+    healthy = {"gw1_ollama1": "1x30", "gw2_ollama1": "1x30"}
+    return [
+        Case("no replica reaches ollama-2",
+             _instances_up(**healthy, gw1_ollama2="1 1 1 0x27", gw2_ollama2="1 1 1 0x27"),
+             [Check("6m"), Check("20m", [fired])]),
+        Case("one replica still reaches it",
+             _instances_up(**healthy, gw1_ollama2="0x30", gw2_ollama2="1x30"), [Check("20m")]),
+        Case("a 3-minute blip",
+             _instances_up(**healthy, gw1_ollama2="1 1 0 0 0 1x25", gw2_ollama2="1 1 0 0 0 1x25"),
+             [Check("20m")]),
+    ]  # fmt: skip
+
+
+def _loads(**per_minute: float) -> dict[str, str]:
+    """`gw1_ollama1_m1=0.25`: loads per minute replica gw1 counts of model m1 on ollama-1."""
+    out = {}
+    for key, rate in per_minute.items():
+        replica, instance, model = key.split("_")
+        gateway = {"gw1": GW1, "gw2": GW2}[replica]
+        ollama = {"ollama1": OLLAMA_1, "ollama2": OLLAMA_2}[instance]
+        name = series(
+            "llm_model_loads_total", instance=gateway, ollama_instance=ollama, model=model
+        )
+        out[name] = counter((90, rate))
+    return out
+
+
+def model_thrash(config: StackConfig) -> list[Case]:
+    threshold = config.monitoring.alerts.model_loads_per_hour
+    # Two models evicting each other on ollama-1: 15 loads an hour each, 30 together.
+    # Both replicas count every load (their own and the ones they see in /api/ps).
+    thrash = _loads(gw1_ollama1_m1=0.25, gw1_ollama1_m2=0.25,
+                    gw2_ollama1_m1=0.25, gw2_ollama1_m2=0.25)  # fmt: skip
+    fired = (
+        [Firing({**STACK_LABELS, "ollama_instance": OLLAMA_1, "severity": "warning"}, 30)]
+        if threshold < 30
+        else []
+    )
+    return [
+        # 15 loads in the first half hour: not (yet) above the threshold.
+        Case("two models evicting each other", thrash, [Check("30m"), Check("80m", fired)]),
+        Case(
+            "a cold start every 5 minutes is no thrash",
+            _loads(gw1_ollama1_m1=0.2, gw2_ollama1_m1=0.2),
+            [Check("80m")],
+        ),
+        Case(
+            "loads spread over two instances",
+            _loads(gw1_ollama1_m1=0.25, gw1_ollama2_m2=0.25),
+            [Check("80m")],
+        ),
+    ]
+
+
 def nginx_down(config: StackConfig) -> list[Case]:
     nginx_up = series("nginx_up", job="nginx", instance=NGINX_EXPORTER)
     labels = {**STACK_LABELS, "job": "nginx", "instance": NGINX_EXPORTER}
@@ -268,6 +378,9 @@ CASES: dict[str, Callable[[StackConfig], list[Case]]] = {
     "LLMHighLatencyP95": high_latency_p95,
     "LLMCacheHitRatioCollapse": cache_hit_ratio_collapse,
     "LLMRedisUnreachable": redis_unreachable,
+    "LLMRequestsShed": requests_shed,
+    "LLMOllamaInstanceDown": ollama_instance_down,
+    "LLMModelThrash": model_thrash,
     "LLMNginxDown": nginx_down,
     "LLMNginxExporterDown": nginx_exporter_down,
 }

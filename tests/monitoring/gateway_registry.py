@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from llm_gateway.metrics import GatewayMetrics
+from llm_monitoring.jobs import OLLAMA_INSTANCE
 from prometheus_client import CollectorRegistry, generate_latest
 
 MODEL = "llama3.2:1b"
+OLLAMA = "ollama-1:11434"  # an Ollama instance label, as the router names them
+# Labels every scraped series carries: the job and instance of the target and the
+# stack's own (llm_monitoring.jobs.target_labels).
+TARGET_LABELS = frozenset({"job", "instance", "service", "stack"})
 
 
 def populated_registry() -> CollectorRegistry:
@@ -32,6 +37,18 @@ def populated_registry() -> CollectorRegistry:
     m.stale_served.labels(MODEL, "chat").inc()
     m.rate_limited.labels("team-a", "rpm").inc()
     m.auth_failures.labels("unknown_key", "-").inc()
+    # Model-aware routing.
+    m.queue_depth.labels(MODEL, "interactive").set(2)
+    m.queue_wait.labels(MODEL, "batch").observe(1.5)
+    m.shed.labels("queue_full", "batch").inc()
+    m.instance_up.labels(OLLAMA).set(1)
+    m.instance_in_flight.labels(OLLAMA, MODEL).set(1)
+    m.instance_model_loaded.labels(OLLAMA, MODEL).set(1)
+    m.model_loads.labels(OLLAMA, MODEL).inc()
+    m.upstream_retries.labels("busy").inc()
+    # Usage per key.
+    m.key_tokens.labels("team-a", MODEL, "prompt").inc(30)
+    m.key_tokens.labels("team-a", MODEL, "completion").inc(120)
     _set_build(m)
     return registry
 
@@ -56,6 +73,35 @@ def exported_names() -> set[str]:
         for sample in family.samples:
             names.add(sample.name)
     return names
+
+
+def exported_labels() -> dict[str, set[str]]:
+    """Sample name -> the label names its series carry once Prometheus has scraped them.
+
+    The gateway's `instance` label (an Ollama instance) is stored as `ollama_instance`:
+    the scrape config renames it (see llm_monitoring.prometheus; the e2e test with a
+    model-aware gateway checks that a real Prometheus does so).
+    """
+    labels: dict[str, set[str]] = {}
+    for family in populated_registry().collect():
+        for sample in family.samples:
+            names = {OLLAMA_INSTANCE if n == "instance" else n for n in sample.labels}
+            labels.setdefault(sample.name, set()).update(names)
+    return labels
+
+
+def unknown_labels(expr_metrics: set[str], expr_labels: set[str]) -> set[str]:
+    """Labels a query uses that none of the gateway series it reads carry.
+
+    `expr_metrics` must be gateway sample names (or `up`, which has the target labels
+    only); a label that no series has is a typo, and its panel or alert stays empty.
+    """
+    exported = exported_labels()
+    unknown_metrics = expr_metrics - set(exported) - {"up"}
+    if unknown_metrics:
+        raise ValueError(f"not gateway metrics: {sorted(unknown_metrics)}")
+    carried = set(TARGET_LABELS).union(*(exported.get(name, set()) for name in expr_metrics))
+    return expr_labels - carried
 
 
 def family_samples() -> dict[str, set[str]]:

@@ -1,7 +1,8 @@
-"""Metric names a PromQL expression selects, by a small tokenizer.
+"""Metric and label names a PromQL expression uses, by a small tokenizer.
 
-Not a parser (promtool does the parsing): it only has to find the vector selectors in
-the expressions our own code writes, and its tests pin down the forms that appear.
+Not a parser (promtool does the parsing): it only has to find the vector selectors and
+label names in the expressions our own code writes, and its tests pin down the forms
+that appear.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ _TOKEN = re.compile(
 )
 _KEYWORDS = {"offset", "bool", "and", "or", "unless", "atan2", "inf", "nan", "start", "end"}
 _GROUPING = {"by", "without", "on", "ignoring", "group_left", "group_right"}
+_MATCH_OPS = {"=", "!=", "=~", "!~"}
 
 
 def _tokens(expr: str) -> list[tuple[str, str]]:
@@ -68,6 +70,34 @@ def metric_names(expr: str) -> set[str]:
             else:
                 names.add(text)
         i += 1
+    if braces != 0:
+        raise ValueError(f"unbalanced braces in {expr!r}")
+    return names
+
+
+def label_names(expr: str) -> set[str]:
+    """Label names `expr` matches on (`{name="..."}`) or groups by (`by (name, ...)`)."""
+    tokens = _tokens(expr)
+    names: set[str] = set()
+    braces = 0
+    for i, (kind, text) in enumerate(tokens):
+        following = tokens[i + 1] if i + 1 < len(tokens) else ("", "")
+        if kind == "lbrace":
+            braces += 1
+        elif kind == "rbrace":
+            braces -= 1
+        elif kind == "ident" and braces > 0 and following[0] == "op":
+            if following[1] not in _MATCH_OPS:
+                raise ValueError(f"cannot read the matcher at {text!r} in {expr!r}")
+            names.add(text)
+        elif kind == "ident" and braces == 0 and text.lower() in _GROUPING:
+            if following[0] != "open":
+                continue  # `group_left` without a label list
+            j = i + 2
+            while tokens[j][0] != "close":
+                if tokens[j][0] == "ident":
+                    names.add(tokens[j][1])
+                j += 1
     if braces != 0:
         raise ValueError(f"unbalanced braces in {expr!r}")
     return names

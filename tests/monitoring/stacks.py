@@ -19,6 +19,8 @@ def stack_config(
     *,
     replicas: int = 2,
     gpus: int = 0,
+    instances: int | None = None,
+    routing: str = "least-conn",
     cache_mode: str = "deterministic",
     limits_fail_closed: bool = False,
     scrape_interval_seconds: int = 15,
@@ -30,11 +32,12 @@ def stack_config(
         "namePrefix": SERVICE,
         "ollama": {
             "models": ["llama3.2:1b"],
-            "instances": max(1, gpus),
+            "instances": instances or max(1, gpus),
             "gpus": [str(i) for i in range(gpus)],
         },
         "gateway": {
             "replicas": replicas,
+            "routing": routing,
             "cacheMode": cache_mode,
             "limitsFailClosed": limits_fail_closed,
         },
@@ -46,6 +49,8 @@ def stack_config(
                 "cacheHitRatioDrop": 0.5,
                 "forMinutes": 5,
                 "minRequests": 10,
+                "shedRatio": 0.05,
+                "modelLoadsPerHour": 20,
                 **alerts,
             },
         },
@@ -56,3 +61,10 @@ def stack_config(
 def stack_file(name: str) -> StackConfig:
     """The config of a committed stack file (`dev`, `prod`)."""
     return load_stack_file(REPO / f"Pulumi.{name}.yaml")
+
+
+def model_aware(config: StackConfig) -> StackConfig:
+    """`config` with `gateway.routing: model-aware`, validated again like a stack file."""
+    values = config.model_dump(by_alias=True)
+    values["gateway"]["routing"] = "model-aware"
+    return StackConfig.model_validate(values)

@@ -7,15 +7,20 @@ from typing import Any
 
 import pytest
 import yaml
+from llm_config.load import ConfigError
 from llm_config.model import StackConfig
 from llm_monitoring.rules import render_alert_rules
 
 from tests.monitoring.alert_cases import CASES, Case, Check, promtool_tests
-from tests.monitoring.promql_names import metric_names
+from tests.monitoring.gateway_registry import unknown_labels
+from tests.monitoring.promql_names import label_names, metric_names
 from tests.monitoring.stacks import stack_config, stack_file
 from tests.monitoring.tools import explain, promtool
 
 RULES_FILE = "alerts.yml"
+# A stack that renders every alert: replicas and instances to lose, model-aware routing.
+EVERY_ALERT: dict[str, Any] = {"replicas": 2, "instances": 2, "routing": "model-aware"}
+ROUTING_ALERTS = {"LLMRequestsShed", "LLMOllamaInstanceDown", "LLMModelThrash"}
 
 
 def _rules(config: StackConfig) -> list[dict[str, Any]]:
@@ -59,7 +64,7 @@ def test_promtool_check_rejects_a_broken_rule(tmp_path: Path) -> None:
 
 
 def test_every_alert_is_actionable_at_2am() -> None:
-    config = stack_config()
+    config = stack_config(**EVERY_ALERT)
     for rule in _rules(config):
         assert rule["for"] == f"{config.monitoring.alerts.for_minutes}m", rule["alert"]
         assert rule["labels"]["severity"] in {"critical", "warning"}, rule["alert"]
@@ -71,13 +76,13 @@ def test_every_alert_is_actionable_at_2am() -> None:
 
 
 def test_every_alert_has_promtool_cases() -> None:
-    names = {rule["alert"] for rule in _rules(stack_config(replicas=2))}
+    names = {rule["alert"] for rule in _rules(stack_config(**EVERY_ALERT))}
     assert names == set(CASES)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_alert_fires_when_it_should_and_only_then(tmp_path: Path, name: str) -> None:
-    config = stack_config(replicas=2)
+    config = stack_config(**EVERY_ALERT)
     cases = CASES[name](config)
     assert any(check.firing for case in cases for check in case.checks), "no firing case"
     assert any(not check.firing for case in cases for check in case.checks), "no quiet case"
@@ -162,6 +167,55 @@ def test_window_grows_with_a_slow_scrape_interval() -> None:
 
 def test_rules_only_read_metrics_that_exist(gateway_metric_names: set[str]) -> None:
     exporters = {"up", "nginx_up"}
-    for rule in _rules(stack_config()):
-        unknown = metric_names(rule["expr"]) - gateway_metric_names - exporters
+    for rule in _rules(stack_config(**EVERY_ALERT)):
+        names = metric_names(rule["expr"])
+        unknown = names - gateway_metric_names - exporters
         assert not unknown, f"{rule['alert']} reads unknown metrics {unknown}"
+        if "nginx_up" not in names:
+            labels = unknown_labels(names, label_names(rule["expr"]))
+            assert not labels, f"{rule['alert']} uses labels no series has: {labels}"
+
+
+def test_routing_alerts_only_with_model_aware_routing() -> None:
+    # The gateway exports queue, shed and instance metrics only when it routes.
+    least_conn = {rule["alert"] for rule in _rules(stack_config(replicas=2, instances=2))}
+    assert not least_conn & ROUTING_ALERTS
+    one_instance = {r["alert"] for r in _rules(stack_config(routing="model-aware", instances=1))}
+    # With one instance, LLMUpstreamDown says it already.
+    assert one_instance & ROUTING_ALERTS == {"LLMRequestsShed", "LLMModelThrash"}
+
+
+@pytest.mark.parametrize("threshold", [0.05, 0.15])
+def test_shed_threshold_comes_from_config(tmp_path: Path, threshold: float) -> None:
+    # The 10% case fires at 0.05 and stays quiet at 0.15 (the cases compute which).
+    config = stack_config(**EVERY_ALERT, shedRatio=threshold)
+    cases = CASES["LLMRequestsShed"](config)
+    assert bool(cases[0].checks[-1].firing) == (threshold < 0.1)
+    code, output = _run_cases(tmp_path, config, "LLMRequestsShed", cases)
+    assert code == 0, output
+
+
+@pytest.mark.parametrize("threshold", [20, 40])
+def test_thrash_threshold_comes_from_config(tmp_path: Path, threshold: int) -> None:
+    config = stack_config(**EVERY_ALERT, modelLoadsPerHour=threshold)
+    cases = CASES["LLMModelThrash"](config)
+    assert bool(cases[0].checks[-1].firing) == (threshold < 30)
+    code, output = _run_cases(tmp_path, config, "LLMModelThrash", cases)
+    assert code == 0, output
+
+
+def test_model_loads_count_each_load_once_over_replicas(tmp_path: Path) -> None:
+    # Both replicas count the same 30 loads: summing them would say 60 and fire at 40.
+    config = stack_config(**EVERY_ALERT, modelLoadsPerHour=40)
+    (thrash, *_) = CASES["LLMModelThrash"](config)
+    assert not thrash.checks[-1].firing
+    code, output = _run_cases(tmp_path, config, "LLMModelThrash", [thrash])
+    assert code == 0, output
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("shedRatio", 0), ("shedRatio", 1), ("modelLoadsPerHour", 0)]
+)
+def test_routing_thresholds_are_validated(key: str, value: float) -> None:
+    with pytest.raises(ConfigError, match=key):
+        stack_config(**{key: value})

@@ -32,5 +32,16 @@ def test_names_the_rules_and_dashboards_rely_on() -> None:
         "llm_upstream_up",
         "llm_redis_errors_total",
         "llm_in_flight_requests",
+        # Model-aware routing and usage per key.
+        "llm_queue_depth",
+        "llm_queue_wait_seconds_bucket",
+        "llm_queue_wait_seconds_count",
+        "llm_shed_total",
+        "llm_instance_up",
+        "llm_instance_in_flight",
+        "llm_instance_model_loaded",
+        "llm_model_loads_total",
+        "llm_upstream_retries_total",
+        "llm_key_tokens_total",
     ):
         assert name in names

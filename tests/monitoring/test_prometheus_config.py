@@ -75,6 +75,22 @@ def test_scrapes_every_service_with_stack_labels() -> None:
         assert job["metrics_path"] == "/metrics"
 
 
+def test_the_gateway_job_names_the_ollama_instance_label() -> None:
+    # The gateway's `instance` (an Ollama instance) arrives as `exported_instance`;
+    # only the gateway job renames it (the e2e routing test watches a real Prometheus).
+    jobs = _jobs(stack_config(), TARGETS)
+    assert jobs["llm-gateway"]["metric_relabel_configs"] == [
+        {
+            "source_labels": ["exported_instance"],
+            "regex": "(.+)",
+            "target_label": "ollama_instance",
+        },
+        {"action": "labeldrop", "regex": "exported_instance"},
+    ]
+    for name in ("nginx", "gpu", "prometheus"):
+        assert "metric_relabel_configs" not in jobs[name], name
+
+
 def test_no_gpu_or_nginx_job_without_their_exporters() -> None:
     targets = ScrapeTargets(
         gateways=["127.0.0.1:8000"], nginx_exporter=None, gpu_exporters=[],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.monitoring.promql_names import metric_names
+from tests.monitoring.promql_names import label_names, metric_names
 
 
 @pytest.mark.parametrize(
@@ -35,3 +35,30 @@ def test_finds_exactly_the_selected_metrics(expr: str, names: set[str]) -> None:
 def test_refuses_what_it_cannot_read() -> None:
     with pytest.raises(ValueError, match="unbalanced"):
         metric_names('up{job="a"')
+
+
+@pytest.mark.parametrize(
+    ("expr", "labels"),
+    [
+        ("up", set()),
+        ('up{job="llm-gateway"} == 0', {"job"}),
+        (
+            'sum by (model, endpoint) (rate(llm_requests_total{status=~"5..",a!="x"}[5m]))',
+            {"model", "endpoint", "status", "a"},
+        ),
+        ('a{by="on", le!~"+Inf"} unless ignoring (instance) b', {"by", "le", "instance"}),
+        ("a * on (job) group_left (model) b", {"job", "model"}),
+        ("a * on (job) group_left b", {"job"}),
+        ("max by (x) (sum by (instance, x) (increase(m[1h]))) > 20", {"x", "instance"}),
+        ("sum without (pid) (m)", {"pid"}),
+    ],
+)
+def test_finds_exactly_the_label_names(expr: str, labels: set[str]) -> None:
+    assert label_names(expr) == labels
+
+
+def test_label_finder_refuses_what_it_cannot_read() -> None:
+    with pytest.raises(ValueError, match="unbalanced"):
+        label_names('up{job="a"')
+    with pytest.raises(ValueError, match="matcher"):
+        label_names('up{job>"a"}')
