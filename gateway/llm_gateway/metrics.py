@@ -130,19 +130,19 @@ class GatewayMetrics:
         )  # fmt: skip
         self.instance_up = Gauge(
             "llm_instance_up", "1 when the Ollama instance answers (its /api/ps and requests).",
-            ["instance"], registry=r, multiprocess_mode="max",
+            ["ollama_instance"], registry=r, multiprocess_mode="max",
         )  # fmt: skip
         self.instance_in_flight = Gauge(
             "llm_instance_in_flight", "Requests this gateway has in flight on an instance.",
-            ["instance", "model"], registry=r, multiprocess_mode="livesum",
+            ["ollama_instance", "model"], registry=r, multiprocess_mode="livesum",
         )  # fmt: skip
         self.instance_model_loaded = Gauge(
             "llm_instance_model_loaded", "1 for each model resident on an instance (/api/ps).",
-            ["instance", "model"], registry=r, multiprocess_mode="max",
+            ["ollama_instance", "model"], registry=r, multiprocess_mode="max",
         )  # fmt: skip
         self.model_loads = Counter(
             "llm_model_loads", "Model loads on an instance, started by this gateway or seen.",
-            ["instance", "model"], registry=r,
+            ["ollama_instance", "model"], registry=r,
         )  # fmt: skip
         self.upstream_retries = Counter(
             "llm_upstream_retries", "Requests sent again on another instance, by reason.",

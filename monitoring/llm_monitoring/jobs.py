@@ -14,10 +14,8 @@ PROMETHEUS_JOB = "prometheus"
 STACK_LABELS = ("job", "service", "stack")
 BY_STACK = ", ".join(STACK_LABELS)
 
-# The gateway labels its routing metrics with the Ollama instance (`instance`, host:port).
-# That clashes with the target label `instance` (the gateway replica): Prometheus keeps
-# the target's and renames the gateway's to `exported_instance`. The gateway job
-# renames that to this, so queries and alerts say what it is (see `prometheus.py`).
+# The label of the gateway's routing metrics naming an Ollama instance (host:port).
+# Not `instance`: that is the scrape target (the gateway replica) in Prometheus.
 OLLAMA_INSTANCE = "ollama_instance"
 
 

@@ -14,7 +14,6 @@ from llm_monitoring.jobs import (
     GATEWAY_JOB,
     GPU_JOB,
     NGINX_JOB,
-    OLLAMA_INSTANCE,
     PROMETHEUS_JOB,
     target_labels,
 )
@@ -68,21 +67,11 @@ def _job(name: str, targets: Sequence[str], labels: dict[str, str]) -> dict[str,
     }
 
 
-# The gateway's own `instance` label (an Ollama instance) arrives as `exported_instance`
-# (the target's `instance`, the gateway replica, wins); metric relabelling runs after
-# that rename, so it can give the label its real name.
-GATEWAY_METRIC_RELABELS = (
-    {"source_labels": ["exported_instance"], "regex": "(.+)", "target_label": OLLAMA_INSTANCE},
-    {"action": "labeldrop", "regex": "exported_instance"},
-)
-
-
 def prometheus_config(config: StackConfig, targets: ScrapeTargets) -> dict[str, Any]:
     """prometheus.yml as data (see `render_prometheus_config`)."""
     interval = config.monitoring.scrape_interval_seconds
     labels = target_labels(config)
     gateway = _job(GATEWAY_JOB, targets.gateways, labels)
-    gateway["metric_relabel_configs"] = [dict(rule) for rule in GATEWAY_METRIC_RELABELS]
     jobs = [gateway]
     if targets.nginx_exporter is not None:
         jobs.append(_job(NGINX_JOB, [targets.nginx_exporter], labels))

@@ -141,9 +141,11 @@ class Dispatcher:
         if self._patience_timer is not None:
             self._patience_timer.cancel()
         for waiter in list(self.queue.waiters()):
-            self.queue.remove(waiter)
+            self._leave(waiter)
             if not waiter.future.done():
-                waiter.future.set_exception(Shed("shutdown", 5, "the gateway is shutting down"))
+                priority = PRIORITIES[waiter.priority]
+                shed = self._shed("shutdown", priority, 5, "the gateway is shutting down")
+                waiter.future.set_exception(shed)
 
     def size(self, model: str) -> int:
         """Bytes `model` takes when loaded: as /api/ps last said, else a guess from its
