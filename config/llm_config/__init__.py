@@ -30,9 +30,11 @@ from llm_config.model import (
     NetworkConfig,
     OllamaConfig,
     QueueConfig,
+    QuotaConfig,
     RedisConfig,
     StackConfig,
     TimeoutsConfig,
+    TracingConfig,
 )
 
 __all__ = [
@@ -46,10 +48,12 @@ __all__ = [
     "NetworkConfig",
     "OllamaConfig",
     "QueueConfig",
+    "QuotaConfig",
     "RedisConfig",
     "SecureValue",
     "StackConfig",
     "TimeoutsConfig",
+    "TracingConfig",
     "load_stack_file",
     "parse_stack_config",
     "read_stack_file",

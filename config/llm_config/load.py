@@ -30,7 +30,7 @@ SECTIONS = (
     "network",
 )
 # Keys that hold secrets: read with require_secret/get_secret, never into the model.
-SECRET_KEYS = ("apiKeys", "redisPassword", "grafanaAdminPassword", "tlsKey")
+SECRET_KEYS = ("apiKeys", "redisPassword", "grafanaAdminPassword", "tlsKey", "otelHeaders")
 # Plain keys outside the model that components read directly.
 EXTRA_KEYS = ("tlsCert",)
 

@@ -135,6 +135,34 @@ class QueueConfig(_Section):
     load_patience_seconds: float = Field(20.0, ge=0, le=3600)
 
 
+class QuotaConfig(_Section):
+    """Token quotas of keys that do not set their own (`apiKeys.<name>.tokensPerMinute`)."""
+
+    tokens_per_minute: int | None = Field(None, ge=1)
+    tokens_per_day: int | None = Field(None, ge=1)
+    # A request that does not say how long its answer may be (num_predict, max_tokens)
+    # is charged this many completion tokens at admission, settled when it ends.
+    estimate_tokens: int = Field(256, ge=1)
+    # Cache hits and coalesced followers cost no tokens unless this is true.
+    hits_cost_tokens: bool = False
+
+
+class TracingConfig(_Section):
+    """OpenTelemetry traces of the gateway, sent over OTLP/HTTP (headers: the secret
+    `otelHeaders`, e.g. an API key of your tracing backend)."""
+
+    enabled: bool = False
+    # The collector's OTLP/HTTP base URL (spans go to <endpoint>/v1/traces).
+    endpoint: str | None = Field(None, pattern=r"^https?://[^\s/]+(/\S*)?$")
+    sampling_ratio: float = Field(1.0, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _endpoint_when_enabled(self) -> TracingConfig:
+        if self.enabled and not self.endpoint:
+            raise ValueError("tracing: enabled needs an endpoint (the collector's OTLP/HTTP URL)")
+        return self
+
+
 class GatewayConfig(_Section):
     replicas: int = Field(1, ge=1, le=16)
     # least-conn: every request to the nginx balancer (least_conn, blind to models);
@@ -147,6 +175,10 @@ class GatewayConfig(_Section):
     # strip: runner options that force a reload (num_ctx, num_batch, num_gpu, main_gpu,
     # use_mmap, num_thread) are removed from requests; pass: sent on as clients wrote them.
     runner_options: Literal["strip", "pass"] = "strip"
+    quotas: QuotaConfig = Field(default_factory=QuotaConfig)
+    # Usage per key, model and day is kept this long in Redis (0: not kept).
+    usage_retention_days: int = Field(90, ge=0, le=3650)
+    tracing: TracingConfig = Field(default_factory=TracingConfig)
     workers: int = Field(1, ge=1, le=64)
     port: Port = 8000
     cache_mode: Literal["deterministic", "all", "off"] = "deterministic"

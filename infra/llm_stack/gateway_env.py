@@ -13,7 +13,9 @@ from llm_config.model import StackConfig
 
 # Values that carry credentials: the Pulumi program passes these as secret Outputs
 # (GATEWAY_REDIS_URL holds the Redis password; GATEWAY_API_KEYS the key digests).
-SECRET_VARIABLES = frozenset({"GATEWAY_REDIS_URL", "GATEWAY_API_KEYS"})
+SECRET_VARIABLES = frozenset(
+    {"GATEWAY_REDIS_URL", "GATEWAY_API_KEYS", "OTEL_EXPORTER_OTLP_HEADERS"}
+)
 
 
 def _flag(value: bool) -> str:
@@ -35,6 +37,7 @@ def gateway_environment(
     host: str = "0.0.0.0",
     port: int | None = None,
     auth_disabled: bool = False,
+    otel_headers: str | None = None,
 ) -> dict[str, str]:
     """`GATEWAY_*` variables for one gateway replica of this stack.
 
@@ -74,7 +77,29 @@ def gateway_environment(
         "GATEWAY_SHUTDOWN_GRACE_SECONDS": _number(gateway.shutdown_grace_seconds),
         "GATEWAY_LOG_PROMPTS": _flag(gateway.log_prompts),
         "GATEWAY_RUNNER_OPTIONS": gateway.runner_options,
+        "GATEWAY_QUOTA_ESTIMATE_TOKENS": str(gateway.quotas.estimate_tokens),
+        "GATEWAY_QUOTA_HITS_COST_TOKENS": _flag(gateway.quotas.hits_cost_tokens),
+        "GATEWAY_USAGE_RETENTION_DAYS": str(gateway.usage_retention_days),
+        "GATEWAY_TRACING": _flag(gateway.tracing.enabled),
     }
+    quotas = gateway.quotas
+    if quotas.tokens_per_minute is not None:
+        env["GATEWAY_TOKENS_PER_MINUTE"] = str(quotas.tokens_per_minute)
+    if quotas.tokens_per_day is not None:
+        env["GATEWAY_TOKENS_PER_DAY"] = str(quotas.tokens_per_day)
+    tracing = gateway.tracing
+    if tracing.enabled:
+        # The OpenTelemetry SDK's own variables (see llm_gateway.tracing).
+        assert tracing.endpoint is not None
+        env |= {
+            "OTEL_SERVICE_NAME": f"{config.name_prefix}-gateway",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": tracing.endpoint,
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+            "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+            "OTEL_TRACES_SAMPLER_ARG": _number(tracing.sampling_ratio),
+        }
+        if otel_headers:
+            env["OTEL_EXPORTER_OTLP_HEADERS"] = otel_headers
     if gateway.routing == "model-aware":
         if not instance_urls:
             raise ValueError("gateway_environment: model-aware routing needs instance_urls")

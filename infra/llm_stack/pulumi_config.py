@@ -31,6 +31,7 @@ _SET_SECRET = {
     "grafanaAdminPassword": "pulumi config set --secret grafanaAdminPassword",
     "tlsKey": 'pulumi config set --secret tlsKey -- "$(cat privkey.pem)"',
     "tlsCert": 'pulumi config set tlsCert -- "$(cat fullchain.pem)"',
+    "otelHeaders": "pulumi config set --secret otelHeaders 'x-api-key=...,x-tenant=...'",
 }
 
 
@@ -44,6 +45,8 @@ class StackSecrets:
     tls_key: pulumi.Output[str] | None
     # A certificate is public; only its key is a secret.
     tls_cert: str | None
+    # OTEL_EXPORTER_OTLP_HEADERS of the gateway (a tracing backend's credentials).
+    otel_headers: pulumi.Output[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -107,7 +110,7 @@ def check_secrets(config: StackConfig, values: Mapping[str, Any], secret: set[st
             if name in ("tlsCert", "tlsKey"):
                 why = "required by edge.tls: provided"
             problems.append(f"{_key(name)}: missing ({why}); set it with: {_SET_SECRET[name]}")
-    for name in ("apiKeys", "redisPassword", "grafanaAdminPassword", "tlsKey"):
+    for name in ("apiKeys", "redisPassword", "grafanaAdminPassword", "tlsKey", "otelHeaders"):
         if values.get(name) is not None and name not in secret:
             problems.append(
                 f"{_key(name)}: stored in plain text in the stack file; remove it "
@@ -150,5 +153,6 @@ def read_pulumi_config(stack: str | None = None) -> SourcedConfig:
             grafana_admin_password=secret_of("grafanaAdminPassword"),
             tls_key=secret_of("tlsKey"),
             tls_cert=None if cert is None else str(cert),
+            otel_headers=secret_of("otelHeaders"),
         ),
     )

@@ -28,7 +28,7 @@ def test_the_gateway_reads_back_every_value(
         redis_url=REDIS_URL,
         api_keys_file=KEYS_FILE,
     )
-    assert all(name.startswith("GATEWAY_") for name in env)
+    assert all(name.startswith(("GATEWAY_", "OTEL_")) for name in env)
     settings = settings_from(env, monkeypatch)
     gateway = prod_config.gateway
     assert settings.host == "0.0.0.0"
@@ -115,3 +115,61 @@ def test_dev_key_is_accepted_by_the_deployed_keys_file(dev_run: StackRun, tmp_pa
     assert found is not None
     assert found.name == "dev"
     assert ring.lookup(key + "x") is None
+
+
+def test_routing_quotas_and_tracing_are_read_back(
+    prod_config: StackConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = prod_config.model_copy(
+        update={
+            "gateway": prod_config.gateway.model_validate(
+                {
+                    **prod_config.gateway.model_dump(by_alias=True),
+                    "routing": "model-aware",
+                    "queue": {"maxDepth": 50, "deadlineSeconds": 30, "loadPatienceSeconds": 5},
+                    "pollSeconds": 0.5,
+                    "quotas": {"tokensPerMinute": 20000, "tokensPerDay": 1000000,
+                               "estimateTokens": 128, "hitsCostTokens": True},
+                    "usageRetentionDays": 30,
+                    "tracing": {"enabled": True, "endpoint": "http://otel:4318",
+                                "samplingRatio": 0.25},
+                }
+            ),
+            "ollama": prod_config.ollama.model_copy(update={"vram_gb": 24.0}),
+        }
+    )  # fmt: skip
+    instances = ["http://llm-prod-ollama-0:11434", "http://llm-prod-ollama-1:11434"]
+    env = gateway_environment(
+        config, upstream_url="http://nginx:8080", redis_url=REDIS_URL, api_keys_file=KEYS_FILE,
+        instance_urls=instances, otel_headers="x-api-key=abc",
+    )  # fmt: skip
+    settings = settings_from(env, monkeypatch)
+    assert settings.routing == "model-aware"
+    assert settings.ollama_instances == instances
+    assert settings.num_parallel == config.ollama.num_parallel
+    assert settings.max_loaded_models == config.ollama.max_loaded_models
+    assert settings.instance_vram_gb == 24.0
+    assert (settings.queue_max_depth, settings.queue_deadline_seconds) == (50, 30)
+    assert settings.load_patience_seconds == 5
+    assert settings.poll_seconds == 0.5
+    assert (settings.tokens_per_minute, settings.tokens_per_day) == (20000, 1000000)
+    assert settings.quota_estimate_tokens == 128
+    assert settings.quota_hits_cost_tokens is True
+    assert settings.usage_retention_days == 30
+    assert settings.tracing is True
+    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel:4318"
+    assert env["OTEL_TRACES_SAMPLER"] == "parentbased_traceidratio"
+    assert env["OTEL_TRACES_SAMPLER_ARG"] == "0.25"
+    assert env["OTEL_EXPORTER_OTLP_HEADERS"] == "x-api-key=abc"
+    assert "OTEL_EXPORTER_OTLP_HEADERS" in SECRET_VARIABLES
+    with pytest.raises(ValueError, match="instance_urls"):
+        gateway_environment(config, upstream_url="x", redis_url=REDIS_URL, api_keys_file=KEYS_FILE)
+
+
+def test_least_conn_routes_everything_upstream(prod_config: StackConfig) -> None:
+    env = gateway_environment(
+        prod_config, upstream_url="http://nginx:8080", redis_url=REDIS_URL, api_keys_file=KEYS_FILE
+    )
+    assert env["GATEWAY_ROUTING"] == "upstream"
+    assert "GATEWAY_OLLAMA_INSTANCES" not in env
+    assert not any(name.startswith("OTEL_") for name in env)

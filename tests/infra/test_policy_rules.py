@@ -217,6 +217,9 @@ def test_strong_secret_values_and_ordinary_variables_pass() -> None:
             "GATEWAY_AUTH_DISABLED=false",
             "GF_AUTH_ANONYMOUS_ENABLED=false",
             "OLLAMA_KEEP_ALIVE=5m",
+            # Token counts are not tokens.
+            "GATEWAY_TOKENS_PER_MINUTE=20000",
+            "GATEWAY_QUOTA_ESTIMATE_TOKENS=256",
         ],
     )
     assert plain_text_secrets(CONTAINER, props) == []
@@ -228,6 +231,8 @@ def test_strong_secret_values_and_ordinary_variables_pass() -> None:
         "GF_SECURITY_ADMIN_PASSWORD=admin",
         "REDIS_PASSWORD=changeme",
         "SOME_TOKEN=",
+        "GITHUB_TOKEN=abc",
+        "HF_TOKEN_VALUE=x",
         "API_KEY=short-key",
         "REDISCLI_AUTH=hunter2",
         "GATEWAY_REDIS_URL=redis://:password@t-redis:6379/0",

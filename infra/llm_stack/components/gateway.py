@@ -57,21 +57,24 @@ def environment_entries(
     upstream_url: str,
     instance_urls: list[str],
     redis_url: pulumi.Output[str],
+    otel_headers: pulumi.Output[str] | None = None,
 ) -> list[pulumi.Input[str]]:
     """`KEY=value` entries; the credential-carrying ones are secret Outputs."""
 
-    def render(url: str) -> dict[str, str]:
+    def render(url: str, headers: str | None) -> dict[str, str]:
         return gateway_environment(
             config,
             upstream_url=upstream_url,
             instance_urls=instance_urls,
             redis_url=url,
             api_keys_file=KEYS_FILE,
+            otel_headers=headers,
         )
 
-    # Which variables exist and every plain value are independent of the URL.
-    plain = render("redis://placeholder:6379/0")
-    full = redis_url.apply(render)
+    # Which variables exist and every plain value are independent of the secrets.
+    plain = render("redis://placeholder:6379/0", "placeholder" if otel_headers else None)
+    secrets: list[pulumi.Input[str | None]] = [redis_url, otel_headers]
+    full = pulumi.Output.all(*secrets).apply(lambda values: render(values[0], values[1]))
 
     def secret_entry(name: str) -> pulumi.Output[str]:
         return c.secret_env(name, full.apply(lambda env: env[name]))
@@ -97,6 +100,7 @@ class GatewayService(pulumi.ComponentResource):
         redis_url: pulumi.Output[str],
         keys_file: pulumi.Output[str],
         ollama_addresses: list[str],
+        otel_headers: pulumi.Output[str] | None = None,
         networks: StackNetworks,
         depends_on: list[pulumi.Resource],
         opts: pulumi.ResourceOptions | None = None,
@@ -137,6 +141,7 @@ class GatewayService(pulumi.ComponentResource):
             upstream_url=upstream,
             instance_urls=[f"http://{address}" for address in ollama_addresses],
             redis_url=redis_url,
+            otel_headers=otel_headers,
         )
         grace = int(gateway.shutdown_grace_seconds)
         self.replicas = []

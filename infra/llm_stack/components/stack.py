@@ -65,6 +65,7 @@ class LlmStack(pulumi.ComponentResource):
             redis_url=redis.url,
             keys_file=credentials.api_keys_file,
             ollama_addresses=pool.addresses,
+            otel_headers=secrets.otel_headers,
             networks=networks,
             depends_on=[redis, pool],
             opts=child,

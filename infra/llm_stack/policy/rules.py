@@ -43,7 +43,8 @@ _TAG_RE = re.compile(
 )
 _IMAGE_ID_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 _SECRET_NAME_RE = re.compile(
-    r"PASSWORD|PASSWD|SECRET|TOKEN|CREDENTIAL|(^|_)AUTH$|API_?KEYS?$"
+    # TOKEN, not TOKENS: GATEWAY_TOKENS_PER_MINUTE is a count, GITHUB_TOKEN a secret.
+    r"PASSWORD|PASSWD|SECRET|TOKEN(?!S)|CREDENTIAL|(^|_)AUTH$|API_?KEYS?$"
     r"|(PRIVATE|ACCESS|SIGNING|ENCRYPTION)_KEY"
 )
 _URL_CREDENTIALS_RE = re.compile(r"^[a-z][a-z0-9+.-]*://(?P<user>[^:/@]*):(?P<password>[^@/]+)@")

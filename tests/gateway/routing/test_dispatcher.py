@@ -157,7 +157,9 @@ async def test_a_model_loaded_nowhere_gets_a_drained_instance_after_its_patience
     grant: Grant = await asyncio.wait_for(third, 1)
     assert (grant.instance, grant.loads) == (victim, True)
     assert victim.reserved_for is None
-    assert sample(d, "llm_model_loads_total", {"ollama_instance": victim.name, "model": "third"}) == 1
+    assert (
+        sample(d, "llm_model_loads_total", {"ollama_instance": victim.name, "model": "third"}) == 1
+    )
     grant.release()
     (hold_b if victim is a else hold_a).release()
     more.cancel()
