@@ -214,3 +214,21 @@ def test_the_printed_curl_command_works_as_pasted(stack: RunningStack) -> None:
     answer = json.loads(result.stdout)
     assert answer["model"] == MODEL
     assert answer["done"] is True
+
+
+def test_the_routing_mode_is_the_one_the_stack_config_says(
+    stack: RunningStack, source_address: str, request: pytest.FixtureRequest
+) -> None:
+    """model-aware: each gateway knows every emulator (polled /api/ps) and sent the
+    request itself; least-conn: no gateway routes (the balancer does)."""
+    routing = request.node.callspec.params["stack"]
+    with stack.client(source_address) as client:
+        body = generate_body(prompt=f"routing {time.time()}")
+        assert client.post("/api/generate", json=body).status_code == 200
+    metrics = stack.gateway_metrics()
+    instances = [url.split("://", 1)[1] for url in stack.emulator_urls]
+    for text in metrics:
+        up = [metric_value(text, "llm_instance_up", ollama_instance=i) for i in instances]
+        assert up == ([1.0] * len(instances) if routing == "model-aware" else [0.0, 0.0])
+    in_flight_series = sum("llm_instance_in_flight{" in text for text in metrics)
+    assert (in_flight_series > 0) == (routing == "model-aware")

@@ -193,6 +193,19 @@ def _spec(
     )
 
 
+def emulator_args(config: StackConfig) -> list[str]:
+    """An emulator that schedules like the stack's Ollama (the same OLLAMA_* settings:
+    slots, loaded models, queue, keep-alive), with instant loads and tokens."""
+    ollama = config.ollama
+    args = ["--models", ",".join(ollama.models)]
+    args += ["--num-parallel", str(ollama.num_parallel)]
+    args += ["--max-loaded-models", str(ollama.max_loaded_models)]
+    args += ["--max-queue", str(ollama.max_queue), "--keep-alive", ollama.keep_alive]
+    if ollama.context_length is not None:
+        args += ["--context-length", str(ollama.context_length)]
+    return args
+
+
 def make_plan(
     source: StackSource,
     layout: Layout,
@@ -221,10 +234,9 @@ def make_plan(
         ),
     ]  # fmt: skip
     if real_ollama is None:
-        models = ",".join(config.ollama.models)
         for index, port in enumerate(ports.emulators):
-            argv = [binaries.python, "-m", "llm_emulator", "--host", LOOPBACK]
-            argv += ["--port", str(port), "--models", models]
+            argv = [binaries.python, "-m", "llm_emulator", "--host", LOOPBACK, "--port", str(port)]
+            argv += emulator_args(config)
             services.append(
                 _spec(
                     layout, f"ollama-{index}", OLLAMA, 1, argv, port,

@@ -45,10 +45,25 @@ def test_every_port_is_distinct_and_every_address_is_loopback(make: PlanFactory)
         text = shlex.join(spec.argv) + " " + " ".join(spec.env.values())
         assert "0.0.0.0" not in text, spec.name
     assert plan.service("gateway-0").env["GATEWAY_HOST"] == "127.0.0.1"
-    assert plan.service("ollama-1").argv[-4:] == (
-        "--port", "22001", "--models", "llama3.2:1b,nomic-embed-text",
-    )  # fmt: skip
+    argv = plan.service("ollama-1").argv
+    assert argv[argv.index("--port") + 1] == "22001"
+    assert argv[argv.index("--models") + 1] == "llama3.2:1b,nomic-embed-text"
     assert "--host" in plan.service("ollama-0").argv
+
+
+def test_emulators_schedule_like_the_stacks_ollama(make: PlanFactory) -> None:
+    """The same slots, loaded models, queue and keep-alive as OLLAMA_* on Docker."""
+    plan = make()
+    ollama = plan.config.ollama
+    argv = plan.service("ollama-0").argv
+
+    def flag(name: str) -> str:
+        return argv[argv.index(name) + 1]
+
+    assert flag("--num-parallel") == str(ollama.num_parallel)
+    assert flag("--max-loaded-models") == str(ollama.max_loaded_models)
+    assert flag("--max-queue") == str(ollama.max_queue)
+    assert flag("--keep-alive") == ollama.keep_alive
 
 
 def test_every_program_is_an_absolute_path(make: PlanFactory) -> None:
