@@ -15,9 +15,10 @@ from llm_nginx.topology import STUB_STATUS_PATH, NginxTopology
 
 TEMPLATE = "nginx.conf.j2"
 
-# Paths the edge passes to the gateway; everything else (ops endpoints, admin paths,
-# whatever a later gateway version adds) answers 404 at the edge unless listed here.
-EDGE_PREFIXES = ("/api/", "/v1/")
+# Paths the edge passes to the gateway; everything else (ops endpoints, whatever a
+# later gateway version adds) answers 404 at the edge unless listed here. /admin/ (the
+# queue snapshot, usage) answers only admin keys: the gateway checks, over TLS.
+EDGE_PREFIXES = ("/api/", "/v1/", "/admin/")
 EDGE_EXACT = ("/", "/health")
 # Named in the config as well although the allowlist already refuses them, so that the
 # refusal survives someone widening the allowlist.

@@ -85,7 +85,8 @@ def test_rate_limit_burst_and_body_cap_come_from_the_config(tmp_path: Path) -> N
     assert "limit_req_zone $binary_remote_addr zone=llm_edge_clients:10m rate=7r/s;" in text
     assert "limit_req_status 429;" in text
     edge = _server_block(text, "127.0.0.1:40443 ssl")
-    assert edge.count("limit_req zone=llm_edge_clients burst=13 nodelay;") == 4
+    # One per proxied location: /api/, /v1/, /admin/, / and /health.
+    assert edge.count("limit_req zone=llm_edge_clients burst=13 nodelay;") == 5
     assert f"client_max_body_size {3 * 1024 * 1024};" in edge
     assert '"error":"request body too large (the limit is 3 MiB)"' in edge
     # The balancer never sees the client: no rate limit there.
@@ -180,7 +181,7 @@ def test_loopback_topology_needs_no_resolver(tmp_path: Path) -> None:
         assert f"{temp}_temp_path {tmp_path}/{temp};" in text
 
 
-def test_ops_and_admin_paths_are_refused_at_the_edge(tmp_path: Path) -> None:
+def test_ops_paths_are_refused_at_the_edge(tmp_path: Path) -> None:
     edge = _server_block(
         render_nginx_conf(small_stack(), _loopback(tmp_path)), "127.0.0.1:40443 ssl"
     )
@@ -190,7 +191,7 @@ def test_ops_and_admin_paths_are_refused_at_the_edge(tmp_path: Path) -> None:
         assert "return 404 " in block
         assert "proxy_pass" not in block
     proxied = re.findall(r"location (= )?(\S+) \{\n(?:[^}]*?)proxy_pass http://llm_gateways;", edge)
-    assert sorted(path for _, path in proxied) == ["/", "/api/", "/health", "/v1/"]
+    assert sorted(path for _, path in proxied) == ["/", "/admin/", "/api/", "/health", "/v1/"]
 
 
 def test_every_error_nginx_writes_is_ollama_shaped_json(tmp_path: Path) -> None:
