@@ -58,9 +58,9 @@ def test_the_redis_healthcheck_authenticates_with_the_uploaded_file(
     else:
         conf_text = render_redis_conf(prod_config, password)
         file_text = password
-    assert conf_text.count("\ndir /data\n") == 1
+    assert conf_text.count('\ndir "/data"\n') == 1
     conf = tmp_path / "redis.conf"
-    conf.write_text(conf_text.replace("\ndir /data\n", f"\ndir {tmp_path}\n"))
+    conf.write_text(conf_text.replace('\ndir "/data"\n', f"\ndir {tmp_path}\n"))
     password_file = tmp_path / "cli-password"
     password_file.write_text(file_text)
     wrong = tmp_path / "wrong-password"

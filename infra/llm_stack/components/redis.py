@@ -20,6 +20,7 @@ from llm_stack.components.labels import REDIS
 from llm_stack.components.names import REDIS_PORT, StackNames
 from llm_stack.components.network import StackNetworks
 from llm_stack.components.volumes import StackVolumes
+from llm_stack.redis_conf import render_redis_conf as redis_conf
 
 CONF_PATH = "/usr/local/etc/redis/redis.conf"
 # The password alone, for the healthcheck's redis-cli (REDISCLI_AUTH, never an argv).
@@ -37,27 +38,9 @@ def health_test(password_path: str = CLI_PASSWORD_PATH) -> list[str]:
     return ["CMD-SHELL", f'REDISCLI_AUTH="$(cat {password_path})" redis-cli ping | grep -q PONG']
 
 
-def _quoted(value: str) -> str:
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{escaped}"'
-
-
 def render_redis_conf(config: StackConfig, password: str) -> str:
     """redis.conf of the stack's Redis (inside its container)."""
-    redis = config.redis
-    lines = [
-        "# Rendered by llm-stack from the stack config; edits are overwritten.",
-        f"port {REDIS_PORT}",
-        # Reachable only on the internal network; the password guards it there too.
-        "bind 0.0.0.0",
-        f"dir {DATA_DIR}",
-        f"appendonly {'yes' if redis.appendonly else 'no'}",
-        "appendfsync everysec",
-        f"maxmemory {redis.maxmemory_mb}mb",
-        f"maxmemory-policy {redis.eviction_policy}",
-        f"requirepass {_quoted(password)}",
-    ]
-    return "\n".join(lines) + "\n"
+    return redis_conf(config, password, port=REDIS_PORT, bind="0.0.0.0", data_dir=DATA_DIR)
 
 
 def redis_url(host: str, password: str, db: int = 0) -> str:

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from llm_config.api_keys import keys_file_text
-from llm_config.model import StackConfig
 from llm_gateway.keys import digest_of
 from llm_monitoring.grafana import grafana_files
 from llm_monitoring.prometheus import prometheus_files
@@ -22,7 +21,9 @@ from llm_nginx import render_nginx_conf
 
 from llm_stack.local.errors import LocalStackError
 from llm_stack.local.plan import LocalPlan, LocalSecrets
+from llm_stack.local.ports import LOOPBACK
 from llm_stack.local.source import DEV_KEY_NAME
+from llm_stack.redis_conf import render_redis_conf
 
 
 def write_private(path: Path, text: str) -> None:
@@ -36,25 +37,6 @@ def write_private(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def render_redis_conf(config: StackConfig, *, port: int, data_dir: Path, password: str) -> str:
-    """redis.conf of the local Redis: the container's settings, on loopback."""
-    redis = config.redis
-    escaped = password.replace("\\", "\\\\").replace('"', '\\"')
-    lines = [
-        "# Rendered by `llm-stack local up` from the stack config; rewritten on each run.",
-        f"port {port}",
-        "bind 127.0.0.1",
-        "protected-mode yes",
-        f'dir "{data_dir}"',
-        f"appendonly {'yes' if redis.appendonly else 'no'}",
-        "appendfsync everysec",
-        f"maxmemory {redis.maxmemory_mb}mb",
-        f"maxmemory-policy {redis.eviction_policy}",
-        f'requirepass "{escaped}"',
-    ]
-    return "\n".join(lines) + "\n"
-
-
 def gateway_keys(secrets: LocalSecrets, stack_keys: Mapping[str, Any]) -> dict[str, Any]:
     """The minted dev key (by digest) and the stack file's own plain keys."""
     return {**stack_keys, DEV_KEY_NAME: {"digest": digest_of(secrets.dev_key)}}
@@ -66,7 +48,11 @@ def rendered_files(plan: LocalPlan, secrets: LocalSecrets) -> dict[Path, str]:
     files: dict[Path, str] = {
         layout.nginx_conf: render_nginx_conf(config, plan.nginx_topology),
         layout.redis_conf: render_redis_conf(
-            config, port=plan.ports.redis, data_dir=layout.redis, password=secrets.redis_password
+            config,
+            secrets.redis_password,
+            port=plan.ports.redis,
+            bind=LOOPBACK,
+            data_dir=str(layout.redis),
         ),
         layout.keys_file: keys_file_text(gateway_keys(secrets, plan.source.api_keys)),
     }
