@@ -302,7 +302,16 @@ class Stack:
         self.start(name, ["nginx", "-c", str(conf), "-p", str(run)], port)
         return f"http://127.0.0.1:{port}"
 
-    def gateway(self, name: str, upstream: str) -> tuple[str, ManagedProcess]:
+    def otlp_sink(self) -> str:
+        port = free_port()
+        self.start(
+            "otlp-sink", [sys.executable, "-m", "bench.otlp_sink", "--port", str(port)], port
+        )
+        return f"http://127.0.0.1:{port}"
+
+    def gateway(
+        self, name: str, upstream: str, extra: dict[str, str] | None = None
+    ) -> tuple[str, ManagedProcess]:
         port = free_port()
         env = {
             "GATEWAY_PORT": str(port),
@@ -312,6 +321,7 @@ class Stack:
             "GATEWAY_REQUESTS_PER_MINUTE": "100000000",
             "GATEWAY_MAX_CONCURRENT_PER_KEY": "10000",
             "GATEWAY_LOG_LEVEL": "warning",
+            **(extra or {}),
         }
         proc = self.start(name, [sys.executable, "-m", "llm_gateway"], port, env)
         return f"http://127.0.0.1:{port}", proc
@@ -345,24 +355,28 @@ def main() -> None:
     try:
         fast = stack.emulator("emulator", 0.0)
         slow = stack.emulator("emulator-slow", 0.05)
+        sink = stack.otlp_sink()
+        # Every request traced and exported (ratio 1: the most tracing can cost).
+        traced = {
+            "GATEWAY_TRACING": "true",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": sink,
+            "OTEL_TRACES_SAMPLER": "always_on",
+        }
+        auth = {"Authorization": f"Bearer {stack.key}"}
         targets = {
             "direct": (fast, {}),
             "nginx": (stack.nginx("nginx", fast), {}),
             "reference": (stack.reference("reference", fast), {}),
-            "llm_gateway": (
-                stack.gateway("gateway", fast)[0],
-                {"Authorization": f"Bearer {stack.key}"},
-            ),
+            "llm_gateway": (stack.gateway("gateway", fast)[0], auth),
+            "gw+traces": (stack.gateway("gateway-traced", fast, traced)[0], auth),
         }
         slow_targets = {
             "direct": (slow, {}),
             # The bare proxy hop, for what one more process on the path costs here.
             "nginx": (stack.nginx("nginx-slow", slow), {}),
             "reference": (stack.reference("reference-slow", slow), {}),
-            "llm_gateway": (
-                stack.gateway("gateway-slow", slow)[0],
-                {"Authorization": f"Bearer {stack.key}"},
-            ),
+            "llm_gateway": (stack.gateway("gateway-slow", slow)[0], auth),
+            "gw+traces": (stack.gateway("gateway-traced-slow", slow, traced)[0], auth),
         }
         gateway_pid = stack.pids("gateway")[0]
         pids = {
@@ -370,6 +384,7 @@ def main() -> None:
             "nginx": stack.pids("nginx"),
             "reference": stack.pids("reference"),
             "llm_gateway": stack.pids("gateway"),
+            "gw+traces": stack.pids("gateway-traced"),
         }
         hit_lua, miss_lua = workdir / "hit.lua", workdir / "miss.lua"
         hit_lua.write_text(HIT_LUA)
@@ -417,11 +432,13 @@ def main() -> None:
                 times = asyncio.run(ttfb(url, headers, args.ttfb_requests, keep_alive=True))
                 series(name, "ttfb0_p50").add(statistics.median(times))
         direct = rows["direct"]
-        for name in ("nginx", "reference", "llm_gateway"):
+        for name in ("nginx", "reference", "llm_gateway", "gw+traces"):
             for metric in ("miss_p50", "miss_p99", "ttfb_p50", "ttfb_new_p50", "ttfb0_p50"):
                 if metric in rows[name]:
                     rows[name][f"{metric}_overhead"] = overhead(rows[name][metric], direct[metric])
+        spans = httpx.get(f"{sink}/spans", timeout=5).json()["spans"]
         report(rows, rss_mb(gateway_pid), wrk_cpu, wall, args)
+        print(f"gw+traces: the OTLP sink decoded {spans} spans (every request traced).")
     finally:
         stack.stop()
         shutil.rmtree(workdir, ignore_errors=True)
@@ -452,8 +469,8 @@ def report(
         ("ttfb0_p50", "TTFB, no wait, p50 ms", 3),
         ("ttfb0_p50_overhead", "TTFB overhead, no wait", 3),
     ]
-    names = ["direct", "nginx", "reference", "llm_gateway"]
-    width = 26
+    names = ["direct", "nginx", "reference", "llm_gateway", "gw+traces"]
+    width = 24
     print(f"\n{'':28}" + "".join(f"{n:>{width}}" for n in names))
     for key, label, digits in metrics:
         cells = [rows.get(n, {}).get(key, Series()).text(digits) for n in names]

@@ -75,20 +75,24 @@ class Reply:
         return raw
 
     async def send_to(self, send: Send) -> None:
-        await send(
-            {"type": "http.response.start", "status": self.status, "headers": self._raw_headers()}
-        )
+        start = {"type": "http.response.start", "status": self.status}
         if self.stream is None:
+            await send({**start, "headers": self._raw_headers()})
             if self.on_first_byte is not None:
                 self.on_first_byte()
             await send({"type": "http.response.body", "body": self.body, "more_body": False})
             return
-        first = True
-        async for chunk in self.stream:
-            if first and self.on_first_byte is not None:
+        # A stream's head leaves with its first chunk, back to back: Ollama's answer
+        # arrives that way, and a client waiting for the first token wakes once.
+        chunks = aiter(self.stream)
+        first = await anext(chunks, None)
+        await send({**start, "headers": self._raw_headers()})
+        if first is not None:
+            if self.on_first_byte is not None:
                 self.on_first_byte()
-            first = False
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": first, "more_body": True})
+            async for chunk in chunks:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 

@@ -10,14 +10,16 @@ while nobody asked, the connection is dead to us: this is httpcore's and nginx's
 
 The override is the smallest possible: call aiohttp's own `_get` and drop the
 connection it picked when its protocol already says `should_close` (which covers a
-queued message, an unparsed tail, a parse error and `Connection: close`). `_get` is a
-private method, so aiohttp is pinned below the next minor release in
-gateway/pyproject.toml, and tests/gateway/test_http_pool.py fails when the method's
-shape changes. Remove this module once aiohttp's pool checks `should_close` itself.
+queued message, an unparsed tail, a parse error and `Connection: close`); it also notes
+whether a kept connection was handed out (`REUSED`). `_get` is a private method, so
+aiohttp is pinned below the next minor release in gateway/pyproject.toml, and
+tests/gateway/test_http_pool.py fails when the method's shape changes. Remove this
+module once aiohttp's pool checks `should_close` itself.
 """
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -27,6 +29,14 @@ if TYPE_CHECKING:
     from aiohttp.connector import Connection
 
 
+# Whether the request running in this task got a kept (reused) connection: the one
+# retry of a request is for a kept connection that turned out stale. Set here, where
+# the pool hands the connection out, and read by the caller in the same task (an
+# aiohttp TraceConfig would say the same, at the cost of a Trace and awaited signals on
+# every request).
+REUSED: ContextVar[bool] = ContextVar("llm_gateway_connection_reused", default=False)
+
+
 class StrictReuseConnector(aiohttp.TCPConnector):
     """A `TCPConnector` that never reuses a connection the peer wrote to while idle."""
 
@@ -34,9 +44,11 @@ class StrictReuseConnector(aiohttp.TCPConnector):
         while True:
             connection = await super()._get(key, traces)
             if connection is None:
+                REUSED.set(False)
                 return None
             protocol = connection.protocol
             if protocol is not None and not protocol.should_close:
+                REUSED.set(True)
                 return connection
             # Closed, not released: the bytes it holds answer nobody. Try the next one.
             connection.close()

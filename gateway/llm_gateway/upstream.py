@@ -21,12 +21,11 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 
 import aiohttp
 from yarl import URL
 
-from llm_gateway.http_pool import StrictReuseConnector
+from llm_gateway.http_pool import REUSED, StrictReuseConnector
 
 # Bytes a request target cannot carry on the wire (controls, space, DEL).
 _UNSENDABLE = re.compile(r"[\x00-\x20\x7f]")
@@ -212,8 +211,8 @@ class Upstream:
         self._prefix = base.raw_path.rstrip("/")
         self._origin = base.origin()
         self._session: aiohttp.ClientSession | None = None
-        self._reuse = aiohttp.TraceConfig()
-        self._reuse.on_connection_reuseconn.append(_note_reuse)
+        # Request targets seen (a handful: /api/generate, /api/chat ...), built once.
+        self._urls: dict[str, URL] = {}
 
     def _ssl(self) -> ssl.SSLContext | bool:
         if self._origin.scheme != "https":
@@ -236,15 +235,20 @@ class Upstream:
             skip_auto_headers=_NO_AUTO_HEADERS,
             auto_decompress=False,
             trust_env=False,
-            trace_configs=[self._reuse],
         )
 
     def _target(self, path: str, query: str) -> URL:
         target = f"{self._prefix}{path}?{query}" if query else f"{self._prefix}{path}"
+        url = self._urls.get(target)
+        if url is not None:
+            return url
         if not target.startswith("/") or _UNSENDABLE.search(target):
             raise UpstreamFailure("request", 400, f"cannot forward this request path: {target!r}")
         # Passed on as the client sent it: percent-encoding kept, nothing re-encoded.
-        return self._origin.join(URL(target, encoded=True))
+        url = self._origin.join(URL(target, encoded=True))
+        if not query and len(self._urls) < 64:  # the proxy's fixed paths, not client junk
+            self._urls[target] = url
+        return url
 
     @asynccontextmanager
     async def request(
@@ -266,18 +270,17 @@ class Upstream:
         head_by_total = timeouts.total <= timeouts.first_byte
         response: aiohttp.ClientResponse | None = None
         for attempt in (1, 2):
-            reuse = SimpleNamespace(reused=False)
+            REUSED.set(False)
             try:
                 async with asyncio.timeout(min(timeouts.first_byte, timeouts.total)):
                     response = await session.request(
-                        method, url, data=body, headers=sent, allow_redirects=False,
-                        trace_request_ctx=reuse,
-                    )  # fmt: skip
+                        method, url, data=body, headers=sent, allow_redirects=False
+                    )
                 break
             except aiohttp.ClientError as exc:  # (before TimeoutError: some are both)
                 # A kept connection the upstream had closed: nothing of an answer came
                 # back, so sending again (once, on a fresh connection) is safe.
-                if attempt == 1 and reuse.reused and _stale(exc):
+                if attempt == 1 and REUSED.get() and _stale(exc):
                     continue
                 raise _client_failure(exc, timeouts) from None
             except TimeoutError:
@@ -293,13 +296,3 @@ class Upstream:
         if self._session is not None:
             await self._session.close()
             self._session = None
-
-
-async def _note_reuse(
-    session: aiohttp.ClientSession,
-    context: SimpleNamespace,
-    params: aiohttp.TraceConnectionReuseconnParams,
-) -> None:
-    request_context = context.trace_request_ctx
-    if isinstance(request_context, SimpleNamespace):
-        request_context.reused = True
