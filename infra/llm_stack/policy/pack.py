@@ -18,6 +18,7 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
+from llm_stack.policy.kubernetes_rules import KUBERNETES_RULES, default_deny
 from llm_stack.policy.rules import RESOURCE_RULES, ResourceView, network_membership
 
 PACK_NAME = "llm-stack-security"
@@ -30,6 +31,19 @@ _DESCRIPTIONS = {
     ),
     "healthcheck-and-restart": "Every container has a healthcheck and a restart policy.",
     "no-plain-text-secrets": "Secret-named environment variables hold no literal-looking values.",
+    "kubernetes-pinned-images": "Every container of a Kubernetes workload runs a pinned image.",
+    "kubernetes-probes": "Every long-running container has a readiness and a liveness probe.",
+    "kubernetes-resources": "Every container sets CPU and memory requests and limits.",
+    "kubernetes-pod-security": (
+        "No privileged pods: non-root, no privilege escalation, all capabilities dropped, "
+        "read-only root filesystem, no host namespaces or host paths."
+    ),
+    "kubernetes-distinct-gpus": (
+        "A GPU container asks for exactly one device; none sees every GPU of its node."
+    ),
+    "kubernetes-secrets": (
+        "Secret-named variables come from Secrets; ConfigMaps hold no keys or passwords."
+    ),
 }
 
 
@@ -43,10 +57,15 @@ def _resource_validator(
     return validate
 
 
-def _stack_validator(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-    views = [ResourceView(r.resource_type, r.name, r.props) for r in args.resources]
-    for message in network_membership(views):
-        report_violation(message, None)
+def _stack_validator(
+    rule: Callable[[list[ResourceView]], list[str]],
+) -> Callable[[StackValidationArgs, ReportViolation], None]:
+    def validate(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+        views = [ResourceView(r.resource_type, r.name, r.props) for r in args.resources]
+        for message in rule(views):
+            report_violation(message, None)
+
+    return validate
 
 
 def policies(
@@ -60,7 +79,7 @@ def policies(
             validate=_resource_validator(rule),
             enforcement_level=level,
         )
-        for name, rule in RESOURCE_RULES.items()
+        for name, rule in {**RESOURCE_RULES, **KUBERNETES_RULES}.items()
     ]
     built.append(
         StackValidationPolicy(
@@ -69,7 +88,18 @@ def policies(
                 "Ollama, Redis, the gateway, Prometheus and the exporters join only the "
                 "internal network; only the model puller joins the egress network."
             ),
-            validate=_stack_validator,
+            validate=_stack_validator(network_membership),
+            enforcement_level=level,
+        )
+    )
+    built.append(
+        StackValidationPolicy(
+            name="kubernetes-default-deny",
+            description=(
+                "Every namespace running a workload of the stack has a default-deny "
+                "NetworkPolicy; what may talk is allowed from there."
+            ),
+            validate=_stack_validator(default_deny),
             enforcement_level=level,
         )
     )
