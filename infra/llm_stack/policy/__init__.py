@@ -6,7 +6,7 @@
 """
 
 from llm_stack.policy.kubernetes_rules import KUBERNETES_RULES, default_deny
-from llm_stack.policy.pack import PACK_NAME, policies
+from llm_stack.policy.pack import PACK_NAME, all_policies, kubernetes_policies, policies
 from llm_stack.policy.rules import RESOURCE_RULES, ResourceView, network_membership
 
 __all__ = [
@@ -14,7 +14,9 @@ __all__ = [
     "PACK_NAME",
     "RESOURCE_RULES",
     "ResourceView",
+    "all_policies",
     "default_deny",
+    "kubernetes_policies",
     "network_membership",
     "policies",
 ]

@@ -68,19 +68,25 @@ def _stack_validator(
     return validate
 
 
-def policies(
-    level: EnforcementLevel = EnforcementLevel.MANDATORY,
+def _resource_policies(
+    rules: dict[str, Callable[[str, Mapping[str, Any]], list[str]]], level: EnforcementLevel
 ) -> list[ResourceValidationPolicy | StackValidationPolicy]:
-    """Every policy of the pack, at `level`."""
-    built: list[ResourceValidationPolicy | StackValidationPolicy] = [
+    return [
         ResourceValidationPolicy(
             name=name,
             description=_DESCRIPTIONS[name],
             validate=_resource_validator(rule),
             enforcement_level=level,
         )
-        for name, rule in {**RESOURCE_RULES, **KUBERNETES_RULES}.items()
+        for name, rule in rules.items()
     ]
+
+
+def policies(
+    level: EnforcementLevel = EnforcementLevel.MANDATORY,
+) -> list[ResourceValidationPolicy | StackValidationPolicy]:
+    """The Docker platform's policies, at `level`."""
+    built = _resource_policies(RESOURCE_RULES, level)
     built.append(
         StackValidationPolicy(
             name="network-membership",
@@ -92,6 +98,14 @@ def policies(
             enforcement_level=level,
         )
     )
+    return built
+
+
+def kubernetes_policies(
+    level: EnforcementLevel = EnforcementLevel.MANDATORY,
+) -> list[ResourceValidationPolicy | StackValidationPolicy]:
+    """The Kubernetes platform's policies, at `level`."""
+    built = _resource_policies(KUBERNETES_RULES, level)
     built.append(
         StackValidationPolicy(
             name="kubernetes-default-deny",
@@ -104,3 +118,11 @@ def policies(
         )
     )
     return built
+
+
+def all_policies(
+    level: EnforcementLevel = EnforcementLevel.MANDATORY,
+) -> list[ResourceValidationPolicy | StackValidationPolicy]:
+    """What the pack serves: both platforms' policies (each rule ignores the other's
+    resource types, so one pack checks either kind of stack)."""
+    return [*policies(level), *kubernetes_policies(level)]
