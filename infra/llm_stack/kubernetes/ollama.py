@@ -163,7 +163,7 @@ class OllamaStatefulSet(pulumi.ComponentResource):
                 "models",
                 metadata=w.metadata(names, n.OLLAMA, names.object("models"), namespace),
                 spec=claim_spec,
-                opts=pulumi.ResourceOptions(parent=self, protect=False),
+                opts=child,
             )
             volumes.append(
                 {"name": MODELS_VOLUME, "persistentVolumeClaim": {"claimName": claim.metadata.name}}
