@@ -21,6 +21,7 @@ NAMESPACE = "llm-stack"
 SECTIONS = (
     "environment",
     "namePrefix",
+    "platform",
     "ollama",
     "gateway",
     "edge",
@@ -28,7 +29,10 @@ SECTIONS = (
     "redis",
     "monitoring",
     "network",
+    "kubernetes",
 )
+# Sections that are one plain value (the CLI passes them as text, not JSON).
+PLAIN_SECTIONS = ("environment", "namePrefix", "platform")
 # Keys that hold secrets: read with require_secret/get_secret, never into the model.
 SECRET_KEYS = ("apiKeys", "redisPassword", "grafanaAdminPassword", "tlsKey", "otelHeaders")
 # Plain keys outside the model that components read directly.

@@ -10,58 +10,22 @@ program.
 from __future__ import annotations
 
 import ipaddress
-import re
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
-from pydantic.alias_generators import to_camel
+from pydantic import Field, model_validator
 
 from llm_config import images
-
-# repo[:port]/path:tag or ...@sha256:<64 hex>; the tag must not be `latest`.
-_IMAGE_RE = re.compile(
-    r"^(?P<repo>[a-z0-9]+(?:[._/-][a-z0-9]+)*(?::[0-9]+)?(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*)"
-    r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?"
-    r"(?:@(?P<digest>sha256:[0-9a-f]{64}))?$"
+from llm_config.fields import (
+    Duration,
+    ModelName,
+    PinnedImage,
+    Port,
+    _pinned_image,
 )
-_DURATION_RE = re.compile(r"^(?:-1|0|[0-9]+(?:ms|s|m|h))$")
-_MODEL_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._/-]*(?::[a-zA-Z0-9._-]+)?$")
+from llm_config.fields import Section as _Section
+from llm_config.kubernetes import KubernetesConfig, platform_problems
 
-
-def _pinned_image(value: str) -> str:
-    match = _IMAGE_RE.match(value)
-    if match is None:
-        raise ValueError(f"{value!r} is not an image reference like 'repo/name:1.2.3'")
-    tag, digest = match.group("tag"), match.group("digest")
-    if tag is None and digest is None:
-        raise ValueError(f"{value!r} is not pinned: give an exact tag (repo:1.2.3) or a digest")
-    if tag == "latest":
-        raise ValueError(f"{value!r} uses 'latest': pin an exact tag (repo:1.2.3) or a digest")
-    return value
-
-
-def _duration(value: str) -> str:
-    if not _DURATION_RE.match(value):
-        raise ValueError(f"{value!r} is not a duration like '5m', '30s', '1h', '0' or '-1'")
-    return value
-
-
-def _model_name(value: str) -> str:
-    if not _MODEL_RE.match(value):
-        raise ValueError(f"{value!r} is not an Ollama model name like 'llama3.2:1b'")
-    return value
-
-
-PinnedImage = Annotated[str, AfterValidator(_pinned_image)]
-Duration = Annotated[str, AfterValidator(_duration)]
-ModelName = Annotated[str, AfterValidator(_model_name)]
-Port = Annotated[int, Field(ge=1, le=65535)]
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
-    )
+__all__ = ["_pinned_image"]
 
 
 class OllamaConfig(_Section):
@@ -203,8 +167,9 @@ class EdgeConfig(_Section):
     bind_address: str = "127.0.0.1"
     https_port: Port = 443
     http_port: Port = 80
-    # self-signed: generated and kept in state; provided: tlsCert + secret tlsKey.
-    tls: Literal["self-signed", "provided"] = "self-signed"
+    # self-signed: generated and kept in state; provided: tlsCert + secret tlsKey;
+    # cert-manager (Kubernetes only): a Certificate from kubernetes.certManager's issuer.
+    tls: Literal["self-signed", "provided", "cert-manager"] = "self-signed"
     rate_limit_per_second: int = Field(10, ge=1)
     rate_limit_burst: int = Field(20, ge=0)
     max_body_mb: int = Field(10, ge=1, le=1024)
@@ -302,6 +267,9 @@ class StackConfig(_Section):
     # Prefix of every container, network and volume name (the loader defaults it to
     # llm-<stack>, so two stacks on one Docker host never collide).
     name_prefix: str = Field("llm", pattern=r"^[a-z][a-z0-9-]{0,30}$")
+    # docker: one host (pulumi-docker); kubernetes: a cluster (pulumi-kubernetes), set up
+    # by the `kubernetes` section.
+    platform: Literal["docker", "kubernetes"] = "docker"
     ollama: OllamaConfig
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
     edge: EdgeConfig = Field(default_factory=EdgeConfig)
@@ -309,13 +277,17 @@ class StackConfig(_Section):
     redis: RedisConfig = Field(default_factory=RedisConfig)
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     network: NetworkConfig = Field(default_factory=NetworkConfig)
+    kubernetes: KubernetesConfig | None = None
 
     @model_validator(mode="after")
     def _prod_rules(self) -> StackConfig:
-        if self.environment == "prod" and self.edge.tls != "provided":
+        if self.environment == "prod" and self.edge.tls == "self-signed":
             raise ValueError("edge.tls: prod serves a provided certificate, not 'self-signed'")
         if self.balancer.port == self.balancer.status_port:
             raise ValueError("balancer.port and balancer.statusPort must differ")
+        problems = platform_problems(self)
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     @property

@@ -14,12 +14,12 @@ from typing import Any
 
 import pulumi
 from llm_config.api_keys import validate_api_keys
-from llm_config.load import NAMESPACE, SECTIONS, ConfigError, parse_stack_config
+from llm_config.load import NAMESPACE, PLAIN_SECTIONS, SECTIONS, ConfigError, parse_stack_config
 from llm_config.model import StackConfig
 from pulumi.runtime import config as runtime_config
 
 # Structured values arrive from the CLI as JSON text; everything else is a plain string.
-_STRUCTURED = frozenset(SECTIONS) - {"environment", "namePrefix"} | {"apiKeys"}
+_STRUCTURED = frozenset(SECTIONS) - set(PLAIN_SECTIONS) | {"apiKeys"}
 
 # The policy pack treats anything shorter in a secret variable as a literal.
 _MIN_PASSWORD = 16

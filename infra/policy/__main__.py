@@ -4,7 +4,7 @@ The rules live in `llm_stack.policy`; this file only serves them. It runs with t
 project's virtualenv (PulumiPolicy.yaml), where `llm_stack` is installed.
 """
 
-from llm_stack.policy import PACK_NAME, policies
+from llm_stack.policy import PACK_NAME, all_policies
 from pulumi_policy import PolicyPack
 
-PolicyPack(name=PACK_NAME, policies=policies())
+PolicyPack(name=PACK_NAME, policies=all_policies())

@@ -68,6 +68,13 @@ def test_the_pack_serves_every_policy(analyzer: analyzer_pb2_grpc.AnalyzerStub) 
         "healthcheck-and-restart",
         "no-plain-text-secrets",
         "network-membership",
+        "kubernetes-pinned-images",
+        "kubernetes-probes",
+        "kubernetes-resources",
+        "kubernetes-pod-security",
+        "kubernetes-distinct-gpus",
+        "kubernetes-secrets",
+        "kubernetes-default-deny",
     }
 
 

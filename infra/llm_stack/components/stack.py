@@ -19,6 +19,7 @@ from llm_stack.components.redis import RedisCache
 from llm_stack.components.secrets import StackCredentials
 from llm_stack.components.tls import EdgeCertificate
 from llm_stack.components.volumes import StackVolumes
+from llm_stack.kubernetes.stack import KubernetesStack
 from llm_stack.pulumi_config import StackSecrets, read_pulumi_config
 
 COMPONENT_TYPE = "llm-stack:index:Stack"
@@ -151,10 +152,14 @@ def monitoring_ports(config: StackConfig) -> list[dict[str, Any]]:
     ]
 
 
-def run(stack_name: str | None = None) -> LlmStack:
+def run(stack_name: str | None = None) -> LlmStack | KubernetesStack:
     """The program: read and check the config, declare the stack, export its outputs."""
     sourced = read_pulumi_config(stack_name)
-    stack = LlmStack("llm-stack", sourced.config, sourced.secrets)
+    stack: LlmStack | KubernetesStack
+    if sourced.config.platform == "kubernetes":
+        stack = KubernetesStack("llm-stack", sourced.config, sourced.secrets)
+    else:
+        stack = LlmStack("llm-stack", sourced.config, sourced.secrets)
     for key, value in stack.outputs.items():
         pulumi.export(key, value)
     return stack

@@ -1,6 +1,22 @@
-"""The stack's security invariants: pure rules (`rules.py`), policy-pack form (`pack.py`)."""
+"""The stack's security invariants: pure rules, and their policy-pack form.
 
-from llm_stack.policy.pack import PACK_NAME, policies
+- `rules.py`: the Docker platform's resources (containers, networks, images).
+- `kubernetes_rules.py`: the Kubernetes platform's manifests (pod templates, policies).
+- `pack.py`: both as pulumi-policy objects (`infra/policy` serves them).
+"""
+
+from llm_stack.policy.kubernetes_rules import KUBERNETES_RULES, default_deny
+from llm_stack.policy.pack import PACK_NAME, all_policies, kubernetes_policies, policies
 from llm_stack.policy.rules import RESOURCE_RULES, ResourceView, network_membership
 
-__all__ = ["PACK_NAME", "RESOURCE_RULES", "ResourceView", "network_membership", "policies"]
+__all__ = [
+    "KUBERNETES_RULES",
+    "PACK_NAME",
+    "RESOURCE_RULES",
+    "ResourceView",
+    "all_policies",
+    "default_deny",
+    "kubernetes_policies",
+    "network_membership",
+    "policies",
+]

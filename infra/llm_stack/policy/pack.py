@@ -18,6 +18,7 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
+from llm_stack.policy.kubernetes_rules import KUBERNETES_RULES, default_deny
 from llm_stack.policy.rules import RESOURCE_RULES, ResourceView, network_membership
 
 PACK_NAME = "llm-stack-security"
@@ -30,6 +31,19 @@ _DESCRIPTIONS = {
     ),
     "healthcheck-and-restart": "Every container has a healthcheck and a restart policy.",
     "no-plain-text-secrets": "Secret-named environment variables hold no literal-looking values.",
+    "kubernetes-pinned-images": "Every container of a Kubernetes workload runs a pinned image.",
+    "kubernetes-probes": "Every long-running container has a readiness and a liveness probe.",
+    "kubernetes-resources": "Every container sets CPU and memory requests and limits.",
+    "kubernetes-pod-security": (
+        "No privileged pods: non-root, no privilege escalation, all capabilities dropped, "
+        "read-only root filesystem, no host namespaces or host paths."
+    ),
+    "kubernetes-distinct-gpus": (
+        "A GPU container asks for exactly one device; none sees every GPU of its node."
+    ),
+    "kubernetes-secrets": (
+        "Secret-named variables come from Secrets; ConfigMaps hold no keys or passwords."
+    ),
 }
 
 
@@ -43,25 +57,36 @@ def _resource_validator(
     return validate
 
 
-def _stack_validator(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-    views = [ResourceView(r.resource_type, r.name, r.props) for r in args.resources]
-    for message in network_membership(views):
-        report_violation(message, None)
+def _stack_validator(
+    rule: Callable[[list[ResourceView]], list[str]],
+) -> Callable[[StackValidationArgs, ReportViolation], None]:
+    def validate(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+        views = [ResourceView(r.resource_type, r.name, r.props) for r in args.resources]
+        for message in rule(views):
+            report_violation(message, None)
+
+    return validate
 
 
-def policies(
-    level: EnforcementLevel = EnforcementLevel.MANDATORY,
+def _resource_policies(
+    rules: dict[str, Callable[[str, Mapping[str, Any]], list[str]]], level: EnforcementLevel
 ) -> list[ResourceValidationPolicy | StackValidationPolicy]:
-    """Every policy of the pack, at `level`."""
-    built: list[ResourceValidationPolicy | StackValidationPolicy] = [
+    return [
         ResourceValidationPolicy(
             name=name,
             description=_DESCRIPTIONS[name],
             validate=_resource_validator(rule),
             enforcement_level=level,
         )
-        for name, rule in RESOURCE_RULES.items()
+        for name, rule in rules.items()
     ]
+
+
+def policies(
+    level: EnforcementLevel = EnforcementLevel.MANDATORY,
+) -> list[ResourceValidationPolicy | StackValidationPolicy]:
+    """The Docker platform's policies, at `level`."""
+    built = _resource_policies(RESOURCE_RULES, level)
     built.append(
         StackValidationPolicy(
             name="network-membership",
@@ -69,8 +94,35 @@ def policies(
                 "Ollama, Redis, the gateway, Prometheus and the exporters join only the "
                 "internal network; only the model puller joins the egress network."
             ),
-            validate=_stack_validator,
+            validate=_stack_validator(network_membership),
             enforcement_level=level,
         )
     )
     return built
+
+
+def kubernetes_policies(
+    level: EnforcementLevel = EnforcementLevel.MANDATORY,
+) -> list[ResourceValidationPolicy | StackValidationPolicy]:
+    """The Kubernetes platform's policies, at `level`."""
+    built = _resource_policies(KUBERNETES_RULES, level)
+    built.append(
+        StackValidationPolicy(
+            name="kubernetes-default-deny",
+            description=(
+                "Every namespace running a workload of the stack has a default-deny "
+                "NetworkPolicy; what may talk is allowed from there."
+            ),
+            validate=_stack_validator(default_deny),
+            enforcement_level=level,
+        )
+    )
+    return built
+
+
+def all_policies(
+    level: EnforcementLevel = EnforcementLevel.MANDATORY,
+) -> list[ResourceValidationPolicy | StackValidationPolicy]:
+    """What the pack serves: both platforms' policies (each rule ignores the other's
+    resource types, so one pack checks either kind of stack)."""
+    return [*policies(level), *kubernetes_policies(level)]

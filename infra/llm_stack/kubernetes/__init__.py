@@ -1,0 +1,16 @@
+"""The stack on Kubernetes (`platform: kubernetes`): one ComponentResource per file.
+
+- `stack.py`: `KubernetesStack`, everything below for one stack config.
+- `namespace.py`: the namespace, enforcing the restricted Pod Security Standard.
+- `network_policies.py`: default deny, then each allowed path (edge -> gateway -> ...).
+- `ollama.py`: a StatefulSet, one GPU per pod, a headless Service, models pulled first.
+- `redis.py`: a StatefulSet with a volume and the append-only file; config in a Secret.
+- `gateway.py`: a Deployment (the `gateway_environment` contract), PDB, HPA or KEDA.
+- `edge.py`: nginx as edge (LoadBalancer or HTTPRoute) and least-conn balancer.
+- `monitoring.py`: Prometheus (ours, or ServiceMonitors + PrometheusRule) and dashboards.
+- `names.py`, `workload.py`: names, labels, DNS names; hardening, resources, probes.
+
+Config files come from the same renderers as on Docker (`llm_nginx`,
+`llm_monitoring`, `render_redis_conf`); secrets are Kubernetes Secrets made from
+Pulumi secrets, never ConfigMaps.
+"""

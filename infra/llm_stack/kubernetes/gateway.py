@@ -1,0 +1,274 @@
+"""The gateway on a cluster: a Deployment with the Docker replicas' environment contract.
+
+Its environment is `gateway_environment`'s, as on Docker: plain values inline, the
+credential-carrying ones (`SECRET_VARIABLES`: the Redis URL holds the password) from a
+Secret by `secretKeyRef`, and the keys file mounted from the same Secret. A headless
+Service lets nginx and Prometheus see every pod. Replicas are the autoscaler's: a
+HorizontalPodAutoscaler on CPU, or, where KEDA is installed, a ScaledObject on CPU and
+the gateway's queue depth (KEDA then owns the HPA; two would fight over the replicas).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+from llm_config.model import StackConfig
+from llm_monitoring.jobs import GATEWAY_JOB, selector
+
+from llm_stack.components.containers import secret_text
+from llm_stack.components.gateway import KEYS_FILE
+from llm_stack.components.names import PROMETHEUS_PORT
+from llm_stack.gateway_env import SECRET_VARIABLES, gateway_environment
+from llm_stack.kubernetes import names as n
+from llm_stack.kubernetes import workload as w
+
+KEYS_DIR = KEYS_FILE.rsplit("/", 1)[0]
+KEYS_KEY = KEYS_FILE.rsplit("/", 1)[1]
+# The queue-depth gauge of the gateway (labels model, priority): scaled on its sum.
+QUEUE_DEPTH_METRIC = "llm_queue_depth"
+# Seconds a terminating pod keeps serving while nginx's resolver (valid=10s) and the
+# Service endpoints drop it, before the gateway's own drain starts.
+PRE_STOP_SECONDS = 10
+
+
+def upstream_url(config: StackConfig, names: n.KubeNames) -> str:
+    """least-conn: the balancer Service; model-aware: any ready Ollama pod (the headless
+    Service), which the gateway reads model lists from."""
+    if config.gateway.routing == "least-conn":
+        return f"http://{names.fqdn(names.balancer)}:{config.balancer.port}"
+    return f"http://{names.fqdn(names.ollama)}:{n.OLLAMA_SERVICE_PORT}"
+
+
+def environment(config: StackConfig, instance_urls: list[str], redis_url: str) -> dict[str, str]:
+    """The gateway's variables, with this Redis URL (plain; the caller keeps it secret)."""
+    names = n.KubeNames.of(config)
+    return gateway_environment(
+        config,
+        upstream_url=upstream_url(config, names),
+        redis_url=redis_url,
+        instance_urls=instance_urls if config.gateway.routing == "model-aware" else (),
+        api_keys_file=KEYS_FILE,
+    )
+
+
+def env_entries(config: StackConfig, instance_urls: list[str], secret_name: Any) -> list[Any]:
+    """Container env: plain values inline, secret ones by reference into the Secret."""
+    plain = environment(config, instance_urls, "redis://placeholder:6379/0")
+    entries: list[Any] = []
+    for key in sorted(plain):
+        if key in SECRET_VARIABLES:
+            entries.append(
+                {"name": key, "valueFrom": {"secretKeyRef": {"name": secret_name, "key": key}}}
+            )
+        else:
+            entries.append({"name": key, "value": plain[key]})
+    return entries
+
+
+def queue_depth_query(config: StackConfig) -> str:
+    stack = f'service="{config.name_prefix}"'
+    return f"sum({QUEUE_DEPTH_METRIC}{selector(GATEWAY_JOB, stack)})"
+
+
+class GatewayDeployment(pulumi.ComponentResource):
+    secret: k8s.core.v1.Secret
+    deployment: k8s.apps.v1.Deployment
+    service: k8s.core.v1.Service
+    autoscaler: k8s.autoscaling.v2.HorizontalPodAutoscaler | None
+    scaled_object: k8s.apiextensions.CustomResource | None
+
+    def __init__(
+        self,
+        name: str,
+        config: StackConfig,
+        *,
+        namespace: pulumi.Input[str],
+        redis_url: pulumi.Output[str],
+        keys_file: pulumi.Output[str],
+        instance_urls: list[str],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("llm-stack:kubernetes:Gateway", name, None, opts)
+        kube = config.kubernetes
+        assert kube is not None
+        names = n.KubeNames.of(config)
+        gateway = config.gateway
+        child = pulumi.ResourceOptions(parent=self)
+        labels = names.labels(n.GATEWAY)
+        pod_selector = names.selector(n.GATEWAY)
+
+        full = redis_url.apply(lambda url: environment(config, instance_urls, url))
+        secret_names = sorted(
+            SECRET_VARIABLES & set(environment(config, instance_urls, "redis://placeholder:6379/0"))
+        )
+
+        def secret_value(key: str) -> pulumi.Output[str]:
+            return secret_text(full.apply(lambda env: env[key]))
+
+        secret_data: dict[str, Any] = {key: secret_value(key) for key in secret_names}
+        secret_data[KEYS_KEY] = secret_text(keys_file)
+        secret_name = names.object(n.GATEWAY, "secrets")
+        self.secret = k8s.core.v1.Secret(
+            "gateway-secrets",
+            metadata=w.metadata(names, n.GATEWAY, secret_name, namespace),
+            type="Opaque",
+            string_data=secret_data,
+            opts=child,
+        )
+        self.service = k8s.core.v1.Service(
+            "gateway",
+            metadata=w.metadata(
+                names,
+                n.GATEWAY,
+                names.gateway,
+                namespace,
+                labels={**labels, n.JOB_LABEL: GATEWAY_JOB},
+            ),
+            spec={
+                # Headless: nginx (least_conn over every pod) and Prometheus (each pod
+                # scraped on its own) resolve the pods, not a virtual IP.
+                "clusterIP": "None",
+                "selector": pod_selector,
+                "ports": [{"name": "http", "port": gateway.port, "targetPort": "http"}],
+            },
+            opts=child,
+        )
+        grace = int(gateway.shutdown_grace_seconds)
+        container = {
+            "name": n.GATEWAY,
+            "image": kube.gateway_image,
+            "env": env_entries(config, instance_urls, self.secret.metadata.name),
+            "ports": [{"name": "http", "containerPort": gateway.port}],
+            "resources": w.role_resources(config, n.GATEWAY),
+            "startupProbe": w.startup_probe("/health", "http", 60),
+            "livenessProbe": w.http_probe("/health", "http", period_seconds=15),
+            "readinessProbe": w.http_probe("/ready", "http", period_seconds=5),
+            "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(PRE_STOP_SECONDS)]}}},
+            "volumeMounts": [
+                {"name": "keys", "mountPath": KEYS_DIR, "readOnly": True},
+                {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 (an emptyDir)
+            ],
+        }
+        pod = w.pod_spec(
+            w.USERS[n.GATEWAY],
+            [container],
+            volumes=[
+                {
+                    "name": "keys",
+                    "secret": {
+                        "secretName": self.secret.metadata.name,
+                        "items": [{"key": KEYS_KEY, "path": KEYS_KEY}],
+                        "defaultMode": 0o440,
+                    },
+                },
+                w.empty_dir("tmp"),
+            ],
+            termination_grace_seconds=grace + PRE_STOP_SECONDS + 5,
+            extra={
+                "topologySpreadConstraints": [
+                    {
+                        "maxSkew": 1,
+                        "topologyKey": "kubernetes.io/hostname",
+                        "whenUnsatisfiable": "ScheduleAnyway",
+                        "labelSelector": {"matchLabels": pod_selector},
+                    }
+                ]
+            },
+        )
+        # A changed key list or Redis password rolls the pods (env and files are read
+        # at start).
+        config_hash = secret_text(
+            pulumi.Output.all(full, keys_file).apply(
+                lambda parts: w.text_hash([repr(sorted(parts[0].items())), parts[1]])
+            )
+        )
+        self.deployment = k8s.apps.v1.Deployment(
+            "gateway",
+            metadata=w.metadata(names, n.GATEWAY, names.gateway, namespace),
+            spec={
+                # No `replicas`: the autoscaler owns the count (a fixed value here would
+                # reset it on every `pulumi up`); it starts at gateway.replicas.
+                "selector": {"matchLabels": pod_selector},
+                "strategy": {
+                    "type": "RollingUpdate",
+                    "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+                },
+                "template": w.pod_template(labels, pod, config_hash=config_hash),
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.service]),
+        )
+        k8s.policy.v1.PodDisruptionBudget(
+            "gateway-pdb",
+            metadata=w.metadata(names, n.GATEWAY, names.gateway, namespace),
+            spec={"maxUnavailable": 1, "selector": {"matchLabels": pod_selector}},
+            opts=child,
+        )
+        scaling = kube.autoscaling
+        self.autoscaler = None
+        self.scaled_object = None
+        if scaling.keda is None:
+            self.autoscaler = k8s.autoscaling.v2.HorizontalPodAutoscaler(
+                "gateway-hpa",
+                metadata=w.metadata(names, n.GATEWAY, names.gateway, namespace),
+                spec={
+                    "scaleTargetRef": {
+                        "apiVersion": "apps/v1",
+                        "kind": "Deployment",
+                        "name": self.deployment.metadata.name,
+                    },
+                    "minReplicas": gateway.replicas,
+                    "maxReplicas": scaling.max_replicas,
+                    "metrics": [
+                        {
+                            "type": "Resource",
+                            "resource": {
+                                "name": "cpu",
+                                "target": {
+                                    "type": "Utilization",
+                                    "averageUtilization": scaling.target_cpu_percent,
+                                },
+                            },
+                        }
+                    ],
+                },
+                opts=child,
+            )
+        else:
+            keda = scaling.keda
+            server = keda.prometheus_url or (
+                f"http://{names.fqdn(names.prometheus)}:{PROMETHEUS_PORT}"
+            )
+            self.scaled_object = k8s.apiextensions.CustomResource(
+                "gateway-scaledobject",
+                api_version="keda.sh/v1alpha1",
+                kind="ScaledObject",
+                metadata=w.metadata(names, n.GATEWAY, names.gateway, namespace),
+                spec={
+                    "scaleTargetRef": {
+                        "apiVersion": "apps/v1",
+                        "kind": "Deployment",
+                        "name": self.deployment.metadata.name,
+                    },
+                    "minReplicaCount": gateway.replicas,
+                    "maxReplicaCount": scaling.max_replicas,
+                    "triggers": [
+                        {
+                            "type": "cpu",
+                            "metricType": "Utilization",
+                            "metadata": {"value": str(scaling.target_cpu_percent)},
+                        },
+                        {
+                            "type": "prometheus",
+                            "metadata": {
+                                "serverAddress": server,
+                                "query": queue_depth_query(config),
+                                "threshold": str(keda.queue_depth_per_replica),
+                            },
+                        },
+                    ],
+                },
+                opts=child,
+            )
+        self.register_outputs({"deployment": self.deployment.metadata.name})
