@@ -193,7 +193,7 @@ def prod_secrets() -> dict[str, Any]:
     }
 
 
-SECRET_KEYS = ("redisPassword", "grafanaAdminPassword", "apiKeys", "tlsKey")
+SECRET_KEYS = ("redisPassword", "grafanaAdminPassword", "apiKeys", "tlsKey", "otelHeaders")
 
 
 def run_stack(

@@ -23,6 +23,8 @@ from tests.infra.stack_run import (
     labels,
     plain_strings,
     prod_secrets,
+    run_stack,
+    stack_values,
     tls_pair,
     unwrap,
 )
@@ -540,3 +542,22 @@ def test_gateway_url_matches_stack_file(stack: str, dev_run: StackRun, prod_run:
             "prod": "https://llm.example.com",
         }[stack]
     )
+
+
+def test_tracing_reaches_the_gateways_with_its_headers_kept_secret() -> None:
+    values = stack_values("prod", prod_secrets())
+    values["gateway"] = {
+        **values["gateway"],
+        "tracing": {"enabled": True, "endpoint": "http://otel:4318", "samplingRatio": 0.2},
+    }
+    values["otelHeaders"] = "x-api-key=tracing-backend-token"
+    run = run_stack("prod", values)
+    for gateway in run.by_role("gateway"):
+        env = env_of(gateway)
+        assert env["GATEWAY_TRACING"] == "true"
+        assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel:4318"
+        assert env["OTEL_TRACES_SAMPLER_ARG"] == "0.2"
+        assert env["OTEL_EXPORTER_OTLP_HEADERS"] == "x-api-key=tracing-backend-token"
+        assert is_rpc_secret(gateway.inputs["envs"])
+    for key, value in run.outputs.items():
+        assert _leaks(value, ["x-api-key=tracing-backend-token"]) == [], key

@@ -41,8 +41,18 @@ def upstream_url(config: StackConfig, names: n.KubeNames) -> str:
     return f"http://{names.fqdn(names.ollama)}:{n.OLLAMA_SERVICE_PORT}"
 
 
-def environment(config: StackConfig, instance_urls: list[str], redis_url: str) -> dict[str, str]:
-    """The gateway's variables, with this Redis URL (plain; the caller keeps it secret)."""
+# Stand-ins for the secrets when only the variables' names and plain values matter.
+_PLACEHOLDER_REDIS = "redis://placeholder:6379/0"
+_PLACEHOLDER_HEADERS = "placeholder"
+
+
+def environment(
+    config: StackConfig,
+    instance_urls: list[str],
+    redis_url: str,
+    otel_headers: str | None = None,
+) -> dict[str, str]:
+    """The gateway's variables, with these secrets (plain; the caller keeps them secret)."""
     names = n.KubeNames.of(config)
     return gateway_environment(
         config,
@@ -50,12 +60,16 @@ def environment(config: StackConfig, instance_urls: list[str], redis_url: str) -
         redis_url=redis_url,
         instance_urls=instance_urls if config.gateway.routing == "model-aware" else (),
         api_keys_file=KEYS_FILE,
+        otel_headers=otel_headers,
     )
 
 
-def env_entries(config: StackConfig, instance_urls: list[str], secret_name: Any) -> list[Any]:
+def env_entries(
+    config: StackConfig, instance_urls: list[str], secret_name: Any, with_headers: bool = False
+) -> list[Any]:
     """Container env: plain values inline, secret ones by reference into the Secret."""
-    plain = environment(config, instance_urls, "redis://placeholder:6379/0")
+    headers = _PLACEHOLDER_HEADERS if with_headers else None
+    plain = environment(config, instance_urls, _PLACEHOLDER_REDIS, headers)
     entries: list[Any] = []
     for key in sorted(plain):
         if key in SECRET_VARIABLES:
@@ -88,6 +102,7 @@ class GatewayDeployment(pulumi.ComponentResource):
         redis_url: pulumi.Output[str],
         keys_file: pulumi.Output[str],
         instance_urls: list[str],
+        otel_headers: pulumi.Output[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("llm-stack:kubernetes:Gateway", name, None, opts)
@@ -99,10 +114,13 @@ class GatewayDeployment(pulumi.ComponentResource):
         labels = names.labels(n.GATEWAY)
         pod_selector = names.selector(n.GATEWAY)
 
-        full = redis_url.apply(lambda url: environment(config, instance_urls, url))
-        secret_names = sorted(
-            SECRET_VARIABLES & set(environment(config, instance_urls, "redis://placeholder:6379/0"))
+        secrets: list[pulumi.Input[str | None]] = [redis_url, otel_headers]
+        full = pulumi.Output.all(*secrets).apply(
+            lambda values: environment(config, instance_urls, values[0], values[1])
         )
+        headers = _PLACEHOLDER_HEADERS if otel_headers is not None else None
+        plain = environment(config, instance_urls, _PLACEHOLDER_REDIS, headers)
+        secret_names = sorted(SECRET_VARIABLES & set(plain))
 
         def secret_value(key: str) -> pulumi.Output[str]:
             return secret_text(full.apply(lambda env: env[key]))
@@ -139,7 +157,9 @@ class GatewayDeployment(pulumi.ComponentResource):
         container = {
             "name": n.GATEWAY,
             "image": kube.gateway_image,
-            "env": env_entries(config, instance_urls, self.secret.metadata.name),
+            "env": env_entries(
+                config, instance_urls, self.secret.metadata.name, otel_headers is not None
+            ),
             "ports": [{"name": "http", "containerPort": gateway.port}],
             "resources": w.role_resources(config, n.GATEWAY),
             "startupProbe": w.startup_probe("/health", "http", 60),

@@ -27,6 +27,7 @@ from llm_stack.components.names import OLLAMA_PORT, StackNames
 from llm_stack.components.ollama import PULL_SCRIPT, gpu_environment
 from llm_stack.kubernetes import names as n
 from llm_stack.kubernetes import workload as w
+from llm_stack.ollama_env import ollama_environment
 
 MODELS_DIR = "/models"
 TMP_DIR = "/tmp"  # noqa: S108 (an emptyDir of the pod)
@@ -35,20 +36,12 @@ MODELS_VOLUME = "models"
 
 def server_environment(config: StackConfig, *, gpu: bool) -> dict[str, str]:
     """The serving container's environment: the Docker instances' settings."""
-    ollama = config.ollama
     env = {
-        "OLLAMA_HOST": f"0.0.0.0:{OLLAMA_PORT}",
+        **ollama_environment(config),
         "OLLAMA_MODELS": MODELS_DIR,
         # Ollama keeps its key pair under $HOME; the root filesystem is read-only.
         "HOME": TMP_DIR,
-        "OLLAMA_KEEP_ALIVE": ollama.keep_alive,
-        "OLLAMA_NUM_PARALLEL": str(ollama.num_parallel),
-        "OLLAMA_MAX_QUEUE": str(ollama.max_queue),
-        "OLLAMA_MAX_LOADED_MODELS": str(ollama.max_loaded_models),
-        "OLLAMA_NOPRUNE": "1",
     }
-    if ollama.context_length is not None:
-        env["OLLAMA_CONTEXT_LENGTH"] = str(ollama.context_length)
     if not gpu:
         # The image says NVIDIA_VISIBLE_DEVICES=all: on a node whose default runtime is
         # nvidia a pod without a GPU request would see every GPU. With a request, the

@@ -59,6 +59,7 @@ class KubernetesStack(pulumi.ComponentResource):
             redis_url=redis.url,
             keys_file=credentials.api_keys_file,
             instance_urls=ollama.urls,
+            otel_headers=secrets.otel_headers,
             opts=child,
         )
         edge = EdgeNginx("edge", config, namespace=namespace, secrets=secrets, opts=child)

@@ -28,7 +28,7 @@ from tests.infra.kubernetes.manifests import (
     of_kind,
     pod_specs,
 )
-from tests.infra.kubernetes.stacks import K8S_SECRETS, alt_values, k8s_values
+from tests.infra.kubernetes.stacks import K8S_SECRETS, alt_values, k8s_values, run_k8s
 from tests.infra.stack_run import StackRun, plain_strings, unwrap
 
 # --- shape ---------------------------------------------------------------------------
@@ -536,3 +536,28 @@ def test_redis_password_stays_in_its_secret(k8s_run: StackRun) -> None:
 @pytest.mark.parametrize("output", ["devApiKey"])
 def test_generated_dev_key_is_a_secret_output(route_run: StackRun, output: str) -> None:
     assert is_rpc_secret(route_run.outputs[output])
+
+
+def test_tracing_headers_are_a_secret_reference_like_the_redis_url() -> None:
+    values = k8s_values(
+        gateway={"tracing": {"enabled": True, "endpoint": "http://otel.observability:4318"}}
+    )
+    values["otelHeaders"] = "x-api-key=tracing-backend-token"
+    run = run_k8s(values)
+    config = config_of(values)
+    names = KubeNames.of(config)
+    env = env_of(_gateway_container(run, config))
+    secret_name = names.object("gateway", "secrets")
+    assert env["OTEL_EXPORTER_OTLP_HEADERS"] == {
+        "secretKeyRef": {"name": secret_name, "key": "OTEL_EXPORTER_OTLP_HEADERS"}
+    }
+    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel.observability:4318"
+    assert env["GATEWAY_TRACING"] == "true"
+    (secret,) = [
+        r
+        for r in kube_resources(run)
+        if r.type == "kubernetes:core/v1:Secret" and r.plain("metadata")["name"] == secret_name
+    ]
+    assert secret.plain("stringData")["OTEL_EXPORTER_OTLP_HEADERS"] == (
+        "x-api-key=tracing-backend-token"
+    )
