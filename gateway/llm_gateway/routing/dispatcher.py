@@ -42,6 +42,8 @@ from llm_gateway.upstream import Upstream
 _EWMA = 0.2
 # Loaded size over weights size, until /api/ps says: weights + KV cache + overhead.
 _KV_SHARE = 1.15
+# How often the queue is looked at again for requests that can no longer start in time.
+_CULL_SECONDS = 0.1
 
 
 class Shed(Exception):
@@ -132,6 +134,7 @@ class Dispatcher:
         )
         self._patience_timer: asyncio.TimerHandle | None = None
         self._series: set[tuple[str, str]] = set()
+        self._next_cull = 0.0
 
     async def start(self) -> None:
         await self.poller.start()
@@ -212,8 +215,9 @@ class Dispatcher:
             ) from None  # fmt: skip
         except asyncio.CancelledError:
             self._leave(waiter)  # the client went away while queued
-            if waiter.future.done() and not waiter.future.cancelled():
-                waiter.future.result().release()  # dispatched in the same instant
+            future = waiter.future
+            if future.done() and not future.cancelled() and future.exception() is None:
+                future.result().release()  # dispatched in the same instant
             raise
         return grant
 
@@ -259,6 +263,7 @@ class Dispatcher:
                 break
             waiter, choice = min(placeable, key=lambda pair: pair[0].order)
             self._dispatch(waiter, choice)
+        self._cull()
         self._update_gauges()
 
     def _wants_copy(self, model: str) -> bool:
@@ -372,7 +377,12 @@ class Dispatcher:
 
     def estimate_wait(self, waiter: Waiter) -> float | None:
         """Seconds until `waiter` would start, as things stand; None: cannot tell yet."""
-        model = waiter.model
+        ahead = self.queue.ahead_of(waiter) + (1 if not waiter.active else 0)
+        return self._estimate(waiter.model, waiter.priority, ahead)
+
+    def _estimate(self, model: str, priority: int, ahead: int) -> float | None:
+        """Seconds until the request with `ahead` before it starts: the work ahead over
+        what the model's slots drain per second, less what higher classes take."""
         stats = self.stats(model)
         if not stats.service:
             return None
@@ -385,14 +395,42 @@ class Dispatcher:
             extra = stats.load
         rate = slots / stats.service
         # Higher classes arriving meanwhile go first.
-        for priority in range(waiter.priority):
-            gap = stats.interarrival[priority]
-            if gap and now() - stats.last_arrival[priority] < 10 * gap:
+        for higher in range(priority):
+            gap = stats.interarrival[higher]
+            if gap and now() - stats.last_arrival[higher] < 10 * gap:
                 rate -= 1.0 / gap
-        ahead = self.queue.ahead_of(waiter) + (1 if not waiter.active else 0)
         if rate <= 0:
             return math.inf
         return extra + ahead / rate
+
+    def _cull(self) -> None:
+        """Shed, as soon as it shows, every waiter that can no longer start in time.
+
+        A request admitted on one estimate can be overtaken later (an interactive request,
+        a key with less recent work), so the queue is looked at again: a request is told
+        at the moment it cannot make its deadline, not when the deadline has passed.
+        """
+        t = now()
+        if t < self._next_cull or not len(self.queue):
+            return
+        self._next_cull = t + _CULL_SECONDS
+        for model in self.queue.models():
+            ordered = sorted(
+                (w for w in self.queue.waiters() if w.model == model), key=lambda w: w.order
+            )
+            for position, waiter in enumerate(ordered):
+                estimate = self._estimate(model, waiter.priority, position)
+                if estimate is None or t + estimate <= waiter.deadline:
+                    continue
+                self._leave(waiter)
+                if not waiter.future.done():
+                    waiter.future.set_exception(
+                        self._shed(
+                            "overloaded", PRIORITIES[waiter.priority], estimate,
+                            f"server busy: this request would wait about {math.ceil(estimate)}s "
+                            "more for a slot, past its deadline",
+                        )
+                    )  # fmt: skip
 
     # -- what an admin may see ---------------------------------------------------------
 

@@ -187,3 +187,28 @@ async def test_a_retry_never_goes_back_to_the_instance_that_failed_it() -> None:
     assert grant.instance is a
     assert b.up  # "busy" (Ollama's 503) is not "down"
     grant.release()
+
+
+async def test_a_queued_request_overtaken_past_its_deadline_is_shed_then() -> None:
+    """Admitted on one estimate, then overtaken by interactive requests: it is told as
+    soon as it can no longer start in time, not when its deadline has passed."""
+    d = dispatcher(instance("a", "m", num_parallel=1))
+    d.stats("m").service = 10.0
+    holding = await d.acquire(ticket())
+    batch = asyncio.ensure_future(d.acquire(ticket(priority=BATCH, key="b", deadline=15)))
+    await settle()
+    assert not batch.done()  # nothing ahead of it: about 10 s, within 15
+    humans = [asyncio.ensure_future(d.acquire(ticket(key=f"h{i}", deadline=60))) for i in (1, 2)]
+    await asyncio.sleep(0.15)
+    started = time.monotonic()
+    d.pump()  # a release, an arrival or a poll looks at the queue again
+    with pytest.raises(Shed) as shed:
+        await asyncio.wait_for(batch, 0.5)
+    assert time.monotonic() - started < 0.1
+    assert shed.value.reason == "overloaded"
+    assert shed.value.retry_after >= 20
+    assert sample(d, "llm_shed_total", {"reason": "overloaded", "priority": "batch"}) == 1
+    assert len(d.queue) == 2
+    holding.release()
+    for task in humans:
+        (await task).release()
