@@ -44,6 +44,13 @@ _EWMA = 0.2
 _KV_SHARE = 1.15
 # How often the queue is looked at again for requests that can no longer start in time.
 _CULL_SECONDS = 0.1
+# The longest Retry-After the gateway answers with.
+_MAX_RETRY_AFTER = 600.0
+
+
+def _wait_text(seconds: float) -> str:
+    """About how long, in words a client log can show ("about 42s", "indefinitely")."""
+    return f"about {math.ceil(seconds)}s" if math.isfinite(seconds) else "indefinitely"
 
 
 class Shed(Exception):
@@ -199,8 +206,8 @@ class Dispatcher:
                 self._leave(waiter)
                 raise self._shed(
                     "overloaded", priority, estimate,
-                    f"server busy: this request would wait about {math.ceil(estimate)}s "
-                    f"for a slot, longer than its deadline ({ticket.deadline_seconds:g}s)",
+                    f"server busy: this request would wait {_wait_text(estimate)} for a slot, "
+                    f"longer than its deadline ({ticket.deadline_seconds:g}s)",
                 )  # fmt: skip
             self._arm_patience()
         try:
@@ -228,7 +235,8 @@ class Dispatcher:
 
     def _shed(self, reason: str, priority: str, retry_after: float, message: str) -> Shed:
         self._metrics.shed.labels(reason, priority).inc()
-        return Shed(reason, max(1.0, retry_after), message)
+        # An estimate can be unbounded (higher classes arrive faster than slots drain).
+        return Shed(reason, min(max(1.0, retry_after), _MAX_RETRY_AFTER), message)
 
     def _gauge(self, waiter: Waiter, change: int) -> None:
         self._metrics.queue_depth.labels(
@@ -427,7 +435,7 @@ class Dispatcher:
                     waiter.future.set_exception(
                         self._shed(
                             "overloaded", PRIORITIES[waiter.priority], estimate,
-                            f"server busy: this request would wait about {math.ceil(estimate)}s "
+                            f"server busy: this request would wait {_wait_text(estimate)} "
                             "more for a slot, past its deadline",
                         )
                     )  # fmt: skip

@@ -212,3 +212,20 @@ async def test_a_queued_request_overtaken_past_its_deadline_is_shed_then() -> No
     holding.release()
     for task in humans:
         (await task).release()
+
+
+async def test_higher_classes_outrunning_the_slots_shed_a_batch_request_cleanly() -> None:
+    """When interactive requests alone arrive faster than the slots drain, a batch
+    request's wait is unbounded: it is shed with a bounded Retry-After, not a crash."""
+    d = dispatcher(instance("a", "m", num_parallel=1))
+    d.stats("m").service = 10.0
+    stats = d.stats("m")
+    stats.interarrival[INTERACTIVE] = 1.0  # 1/s interactive against 0.1/s of capacity
+    stats.last_arrival[INTERACTIVE] = time.monotonic()
+    holding = await d.acquire(ticket())
+    with pytest.raises(Shed) as shed:
+        await d.acquire(ticket(priority=BATCH, key="b", deadline=60))
+    assert shed.value.reason == "overloaded"
+    assert shed.value.retry_after == 600
+    assert "indefinitely" in shed.value.message
+    holding.release()
