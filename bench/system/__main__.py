@@ -1,0 +1,3 @@
+from bench.system.cli import main
+
+raise SystemExit(main())
