@@ -190,6 +190,38 @@ def markdown(
         "",
         table(KEY_COLUMNS, [row for r in runs for row in key_rows(r, cap)]),
         "",
+        "### Shedding",
+        "",
+        "The gateways' own count of their 503s by reason (`llm_shed`): `overloaded` and "
+        "`queue_full` answer at once, `deadline` after the whole queue deadline; how many "
+        "took longer than 100 ms real, and the median Retry-After (the gateway's seconds, "
+        "real time).",
+        "",
+        table(
+            [
+                "workload",
+                "mode",
+                "shed",
+                "by reason",
+                "over 100 ms",
+                "p50 / p95 / max ms",
+                "Retry-After p50 s",
+            ],
+            [
+                [
+                    r.workload,
+                    r.mode,
+                    str(r.shed),
+                    ", ".join(f"{k} {v}" for k, v in sorted(r.shed_reasons.items())) or "-",
+                    str(r.shed_slow),
+                    f"{_ms(r.shed_p50_ms)} / {_ms(r.shed_p95_ms)} / {_ms(r.shed_max_ms)}",
+                    "-" if r.retry_after_p50 is None else f"{r.retry_after_p50:g}",
+                ]
+                for r in runs
+                if r.shed or r.shed_reasons
+            ],
+        ),
+        "",
         "### Unloaded (the same requests one at a time, model loaded everywhere)",
         "",
         table(

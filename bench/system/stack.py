@@ -26,6 +26,7 @@ from llm_config.api_keys import keys_file_text
 from llm_config.model import GatewayConfig, OllamaConfig, QueueConfig, StackConfig
 from llm_gateway.keys import digest_of, mint_key
 from llm_stack.gateway_env import gateway_environment
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.system.workloads import (
     CONTEXT_LENGTH,
@@ -248,6 +249,18 @@ class BenchStack:
         if gateways is not None:
             groups["gateways"] = [p.proc.pid for p in gateways.procs if p.proc is not None]
         return groups
+
+    def shed_reasons(self, gateways: Gateways) -> dict[str, int]:
+        """The gateways' own count of 503s by reason (llm_shed), summed over replicas."""
+        reasons: dict[str, int] = {}
+        for url in gateways.urls:
+            text = self._http.get(f"{url}/metrics").text
+            for family in text_string_to_metric_families(text):
+                for sample in family.samples:
+                    if sample.name == "llm_shed_total":
+                        reason = sample.labels["reason"]
+                        reasons[reason] = reasons.get(reason, 0) + int(sample.value)
+        return reasons
 
     def admin_queue(self, url: str) -> Any:
         response = self._http.get(

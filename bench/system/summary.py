@@ -19,6 +19,17 @@ from bench.system.loadgen import LoadResult, Outcome
 from bench.system.stack import Counters
 
 INF = math.inf
+# The issue's bound on how fast a shed request is answered (real milliseconds).
+SHED_FAST_MS = 100.0
+
+
+def _seconds(text: str | None) -> float | None:
+    """A Retry-After in seconds (None when absent or not a number)."""
+    try:
+        value = float(text) if text is not None else None
+    except ValueError:
+        return None
+    return value if value is not None and math.isfinite(value) else None
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -96,6 +107,11 @@ class RunSummary:
     shed_p50_ms: float | None
     shed_p95_ms: float | None
     shed_max_ms: float | None
+    shed_slow: int  # answered later than SHED_FAST_MS
+    # The gateways' count by reason: overloaded (at once, from the wait estimate),
+    # queue_full (at once), deadline (after waiting the whole queue deadline).
+    shed_reasons: dict[str, int]
+    retry_after_p50: float | None  # seconds, as the gateway said (its real time)
     ollama_503: int  # reaching clients
     timeouts: int
     errors: int
@@ -146,6 +162,7 @@ def summarize(
     counters: Counters,
     scale: float,
     cpu: dict[str, float] | None = None,
+    shed_reasons: dict[str, int] | None = None,
 ) -> RunSummary:
     outcomes = result.outcomes
     stalled = {id(o) for o in outcomes if hit_by_stall(o, result.stalls)}
@@ -168,6 +185,16 @@ def summarize(
         shed_p50_ms=percentile(sheds, 50),
         shed_p95_ms=percentile(sheds, 95),
         shed_max_ms=max(sheds, default=None),
+        shed_slow=sum(ms > SHED_FAST_MS for ms in sheds),
+        shed_reasons=dict(shed_reasons or {}),
+        retry_after_p50=percentile(
+            [
+                v
+                for o in outcomes
+                if o.kind == "shed" and (v := _seconds(o.retry_after)) is not None
+            ],
+            50,
+        ),
         ollama_503=sum(o.kind == "ollama_503" for o in outcomes),
         timeouts=sum(o.kind == "timeout" for o in outcomes),
         errors=sum(o.kind == "error" for o in outcomes),

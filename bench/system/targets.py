@@ -11,9 +11,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from bench.system.summary import Baseline, KeyStats, RunSummary
-
-SHED_MS_BOUND = 100.0
+from bench.system.summary import SHED_FAST_MS, Baseline, KeyStats, RunSummary
 
 
 @dataclass(frozen=True)
@@ -76,7 +74,7 @@ def check_w2(mode: str, run: RunSummary | None, base: Baseline | None, cap: floa
     p95 = interactive.ttft_p95 if interactive else None
     ttft_ok = bound is not None and p95 is not None and p95 <= bound
     shed_ok = run.shed_without_retry_after == 0 and (
-        run.shed == 0 or (run.shed_max_ms is not None and run.shed_max_ms <= SHED_MS_BOUND)
+        run.shed == 0 or (run.shed_max_ms is not None and run.shed_max_ms <= SHED_FAST_MS)
     )
     leaks = run.ollama_503 + run.timeouts
     return [
@@ -87,7 +85,7 @@ def check_w2(mode: str, run: RunSummary | None, base: Baseline | None, cap: floa
             f"{seconds(base.ttft_p95)}, median generation {seconds(base.generation_p50)})",
         ),
         Verdict(
-            "W2", mode, f"every shed answered within {SHED_MS_BOUND:g} ms with Retry-After",
+            "W2", mode, f"every shed answered within {SHED_FAST_MS:g} ms with Retry-After",
             shed_ok,
             f"{run.shed} shed, max {_ms(run.shed_max_ms)}, p95 {_ms(run.shed_p95_ms)}, "
             f"{run.shed_without_retry_after} without Retry-After",

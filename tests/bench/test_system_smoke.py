@@ -50,7 +50,6 @@ def test_both_modes_produce_results(smoke: tuple[Path, str]) -> None:
             assert run["completed"] > 0
             assert run["goodput"] > 0
             assert run["ttft_p50"] is not None
-    assert ("W1", "model-aware x2") in runs
     assert {(b["workload"], b["mode"]) for b in data["baselines"]} == {
         ("W2", "least-conn"),
         ("W2", "model-aware"),
@@ -82,7 +81,7 @@ def test_the_report_has_every_column(smoke: tuple[Path, str]) -> None:
         assert "| " + " | ".join(header) + " |" in text
     results = text.split("## Results", 1)[1].split("### Per key", 1)[0]
     rows = [line for line in results.splitlines() if line.startswith("| W")]
-    assert len(rows) == 5  # W1 x 3 modes, W2 x 2
+    assert len(rows) == 4  # W1 and W2, each in both modes
     assert all(line.count("|") == len(RUN_COLUMNS) + 1 for line in rows)
     # Any verdict will do (no performance is asserted), but every target has one.
     targets = text.split("## Targets", 1)[1].split("##", 1)[0]
