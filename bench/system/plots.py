@@ -46,7 +46,7 @@ def _axes(ax: Any, title: str, timeout: float, bound: float | None = None) -> No
         ax.axvline(bound, color="green", linestyle="--", linewidth=1, label="W2 bound")
     ax.grid(True, which="both", alpha=0.3)
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left")
 
 
 def write_plots(

@@ -97,7 +97,7 @@ def run_row(run: RunSummary, cap: float) -> list[str]:
     ]
 
 
-def key_rows(run: RunSummary, cap: float) -> list[list[str]]:
+def key_rows(run: RunSummary, cap: float, by_model: bool = False) -> list[list[str]]:
     return [
         [
             run.workload,
@@ -111,7 +111,7 @@ def key_rows(run: RunSummary, cap: float) -> list[list[str]]:
             seconds(k.ttft_p50, cap),
             seconds(k.ttft_p95, cap),
         ]
-        for k in run.keys
+        for k in (run.models if by_model else run.keys)
     ]
 
 
@@ -189,6 +189,13 @@ def markdown(
         "### Per key",
         "",
         table(KEY_COLUMNS, [row for r in runs for row in key_rows(r, cap)]),
+        "",
+        "### Per model (workloads of several models)",
+        "",
+        table(
+            ["workload", "mode", "model", *KEY_COLUMNS[3:]],
+            [row for r in runs if len(r.models) > 1 for row in key_rows(r, cap, by_model=True)],
+        ),
         "",
         "### Shedding",
         "",
@@ -300,8 +307,12 @@ def markdown(
     ]
     errors = [(r, d) for r in runs for d in r.error_details]
     if errors:
-        out += ["", "## Errors seen", ""]
+        out += ["", "## Errors the clients saw", ""]
         out += [f"- {r.workload} {r.mode}: `{d}`" for r, d in errors]
+    logged = [(r, e, n) for r in runs for e, n in r.gateway_exceptions.items()]
+    if logged:
+        out += ["", "## Exceptions in the gateways' logs", ""]
+        out += [f"- {r.workload} {r.mode}: {n} x `{e}`" for r, e, n in logged]
     return "\n".join(out) + "\n"
 
 

@@ -136,6 +136,21 @@ class Gateways:
         for proc in self.procs:
             proc.stop()
 
+    def exceptions(self) -> dict[str, int]:
+        """Exceptions the replicas logged (each traceback's last line), with counts."""
+        found: dict[str, int] = {}
+        for proc in self.procs:
+            lines = proc.log_text().splitlines()
+            for index, line in enumerate(lines):
+                if not line.startswith("Traceback"):
+                    continue
+                end = index + 1
+                while end < len(lines) and lines[end].startswith((" ", "\t")):
+                    end += 1
+                if end < len(lines):
+                    found[lines[end][:200]] = found.get(lines[end][:200], 0) + 1
+        return found
+
 
 class BenchStack:
     def __init__(self, workdir: Path, scale: float, key_names: Iterable[str]) -> None:

@@ -127,6 +127,7 @@ class RunSummary:
     ollama_rejected: int  # 503s the emulators answered (some retried before a client saw)
     aborted_loads: int
     keys: list[KeyStats] = field(default_factory=list)
+    models: list[KeyStats] = field(default_factory=list)  # the same numbers by model
     loop_lag_p99_ms: float | None = None
     loop_lag_max_ms: float | None = None
     send_lag_p99_ms: float | None = None
@@ -137,6 +138,8 @@ class RunSummary:
     # Share of one core each part of the stack used, and the machine's busy share.
     cpu: dict[str, float] = field(default_factory=dict)
     error_details: list[str] = field(default_factory=list)
+    # Exceptions in the gateways' logs (the last line of each traceback) and counts.
+    gateway_exceptions: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {k: finite(v) for k, v in asdict(self).items()}
@@ -210,6 +213,10 @@ def summarize(
         ollama_rejected=counters.rejected,
         aborted_loads=counters.aborted_loads,
         keys=[key_stats(k, [o for o in outcomes if o.key == k], scale) for k in keys],
+        models=[
+            key_stats(m, [o for o in outcomes if o.model == m], scale)
+            for m in sorted({o.model for o in outcomes})
+        ],
         loop_lag_p99_ms=percentile(result.loop_lag_ms, 99),
         loop_lag_max_ms=max(result.loop_lag_ms, default=None),
         send_lag_p99_ms=percentile(result.send_lag_ms, 99),
