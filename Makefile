@@ -72,6 +72,6 @@ bench: $(VENV)
 	$(UV) run --frozen python -m bench.run
 
 # The system benchmark of issue 12: least-conn vs model-aware routing on emulated GPUs
-# (about 7 minutes); tables on stdout and in bench/system/results.md, plots beside it.
+# (about 7 minutes real); tables on stdout and in bench/system/results.md, plots beside it.
 bench-system: system-deps $(VENV)
 	$(UV) run --frozen python -m bench.system

@@ -53,7 +53,7 @@ from bench.system.workloads import (
 )
 
 HERE = Path(__file__).resolve().parent
-# W1's 20 simulated minutes take 60 s real per mode; the whole invocation about 6.
+# W1's 20 simulated minutes take 60 s real per mode; the whole invocation about 7.
 SCALE = 20.0
 SMOKE_SCALE = 40.0
 # Every process of the stack inherits it: other work on the machine waits, not the bench

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -344,4 +345,32 @@ def write_json(
         "targets": [{**asdict(v), "result": v.label} for v in verdicts],
         "request_fields": list(request_fields),
     }
-    path.write_text(json.dumps(finite(data), indent=1, allow_nan=False) + "\n")
+    path.write_text(dumps(finite(data)) + "\n")
+
+
+# Long lists of small records, written one record per line.
+_ONE_PER_LINE = ("requests", "timeline")
+
+
+def dumps(data: dict[str, Any]) -> str:
+    """Indented JSON, except each record of the long lists on a line of its own."""
+    compact: list[str] = []
+
+    def mark(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {
+                k: [token(v) for v in item]
+                if k in _ONE_PER_LINE and isinstance(item, list)
+                else mark(item)
+                for k, item in value.items()
+            }
+        if isinstance(value, list):
+            return [mark(v) for v in value]
+        return value
+
+    def token(record: Any) -> str:
+        compact.append(json.dumps(record, separators=(",", ":"), allow_nan=False))
+        return f"@@record-{len(compact) - 1}@@"
+
+    text = json.dumps(mark(data), indent=1, allow_nan=False)
+    return re.sub(r'"@@record-(\d+)@@"', lambda match: compact[int(match[1])], text)

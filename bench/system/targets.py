@@ -144,15 +144,19 @@ def evaluate(
     runs: Mapping[tuple[str, str], RunSummary],
     baselines: Mapping[tuple[str, str], Baseline],
     cap: float,
-    modes: tuple[str, ...] = ("model-aware", "least-conn"),
+    modes: tuple[str, ...] = ("model-aware", "model-aware x2", "least-conn"),
 ) -> list[Verdict]:
-    """Every target for each of `modes` (the targets are model-aware's; least-conn's
-    results are checked the same way for comparison); W1 also for two replicas."""
+    """Every target for each of `modes` that ran (the targets are model-aware's; the
+    two-replica and least-conn runs are checked the same way for comparison)."""
+    ran = {mode for _, mode in runs}
     w1 = {mode: run for (workload, mode), run in runs.items() if workload == "W1"}
-    verdicts = check_w1(w1, "model-aware", "least-conn", cap)
-    if "model-aware x2" in w1:
-        verdicts += check_w1(w1, "model-aware x2", "least-conn", cap)
+    verdicts = []
+    for mode in ("model-aware", "model-aware x2"):
+        if mode == "model-aware" or mode in w1:
+            verdicts += check_w1(w1, mode, "least-conn", cap)
     for mode in modes:
+        if mode != "model-aware" and mode not in ran:
+            continue
         base = baselines.get(("W2", mode))
         verdicts += check_w2(mode, runs.get(("W2", mode)), base, cap)
         verdicts += check_w3(mode, runs.get(("W3", mode)), base, cap)

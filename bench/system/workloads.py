@@ -15,6 +15,10 @@ catalogue for the layout the workload is about.
   interactive key at 40% of capacity, same model and shapes as W2.
 - W4 mixed num_ctx: half the requests `num_ctx: 2048`, half 8192, one model, 70%; run
   least-conn with the gateway passing runner options on as well (raw clients).
+
+W1-W3 also run with two model-aware replicas behind client-side round robin: replicas
+share no in-flight counts, queues or estimates, and the difference from one replica is
+what not sharing them costs (at 70% in W1, in overload in W2 and W3).
 """
 
 from __future__ import annotations
@@ -189,13 +193,13 @@ def build(lengths: Lengths, caps: Capacities) -> list[Workload]:
                 Stream("interactive", BIG_B, 0.5 * one),
                 Stream("batch", BIG_B, 1.0 * one, "chat", priority="batch"),
             ),
-            lengths.others, one, (LEAST_CONN, MODEL_AWARE), preload=(BIG_B,),
+            lengths.others, one, (LEAST_CONN, MODEL_AWARE, MODEL_AWARE_X2), preload=(BIG_B,),
             baseline_stream=0, baseline_requests=lengths.baseline_requests,
         ),
         Workload(
             "W3", "a flooding key at 5x its fair share beside a steady key at 40%",
             (Stream("steady", BIG_B, 0.4 * one), Stream("flood", BIG_B, 2.5 * one, "chat")),
-            lengths.others, one, (LEAST_CONN, MODEL_AWARE), preload=(BIG_B,),
+            lengths.others, one, (LEAST_CONN, MODEL_AWARE, MODEL_AWARE_X2), preload=(BIG_B,),
         ),
         Workload(
             "W4", "mixed num_ctx (2048 / 8192) on one model, 70%",
