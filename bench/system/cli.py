@@ -26,7 +26,7 @@ from typing import Any
 import aiohttp
 
 from bench.system import cpu, loadgen
-from bench.system.loadgen import ROW_FIELDS, Limits, LoadResult, Outcome, Sampler, run_load
+from bench.system.loadgen import ROW_FIELDS, Limits, Outcome, Sampler, run_load
 from bench.system.plots import write_plots
 from bench.system.report import ServiceCheck, Setup, markdown, write_json
 from bench.system.stack import (
@@ -43,6 +43,7 @@ from bench.system.workloads import (
     Capacities,
     Lengths,
     Mode,
+    Plan,
     Workload,
     build,
     capacities,
@@ -176,9 +177,6 @@ class Bench:
         self.outcomes: dict[tuple[str, str], list[Outcome]] = {}
         self.raw: dict[tuple[str, str], dict[str, Any]] = {}
 
-    def load(self, *args: Any, **kwargs: Any) -> LoadResult:
-        return loadgen.run(run_load(*args, **kwargs))
-
     def run_workload(self, workload: Workload) -> None:
         plan = make_plan(workload, self.args.seed, self.args.max_requests)
         if plan.truncated:
@@ -186,7 +184,7 @@ class Bench:
         for mode in workload.modes:
             self.run_mode(workload, mode, plan)
 
-    def run_mode(self, workload: Workload, mode: Mode, plan: Any) -> None:
+    def run_mode(self, workload: Workload, mode: Mode, plan: Plan) -> None:
         stack, scale, limits = self.stack, self.scale, _limits(self.scale)
         started = time.perf_counter()
         stack.reset()
@@ -195,17 +193,20 @@ class Bench:
         model_aware = mode.routing == "model-aware"
         try:
             if plan.baseline:
-                result = self.load(
+                light = run_load(
                     plan.baseline, gateways.urls, stack.keys, scale, limits,
                     sequential=True, pause=1.0 / scale,
                 )  # fmt: skip
-                self.baselines.append(baseline(workload.name, mode.label, result, scale))
+                self.baselines.append(
+                    baseline(workload.name, mode.label, loadgen.run(light), scale)
+                )
             before = stack.counters()
             cpu_before = cpu.snapshot(stack.pids(gateways), time.perf_counter())
-            result = self.load(
+            load = run_load(
                 plan.requests, gateways.urls, stack.keys, scale, limits,
                 sampler=_sampler(stack, gateways.urls, model_aware), sample_every=1.0,
             )  # fmt: skip
+            result = loadgen.run(load)
             cpu_used = cpu.usage(
                 cpu_before, cpu.snapshot(stack.pids(gateways), time.perf_counter())
             )
