@@ -5,7 +5,7 @@ VENV := .venv/.synced
 STACK ?= dev
 STATE_DIR ?= $(HOME)/.pulumi-llm-stack
 
-.PHONY: setup system-deps up preview down docker-engine local test lint typecheck unit bench
+.PHONY: setup system-deps up preview down docker-engine local test lint typecheck unit bench bench-system
 
 $(VENV): pyproject.toml gateway/pyproject.toml uv.lock
 	@command -v $(UV) >/dev/null || python3 -m pip install -q uv
@@ -70,3 +70,8 @@ test: system-deps lint typecheck unit
 
 bench: $(VENV)
 	$(UV) run --frozen python -m bench.run
+
+# The system benchmark of issue 12: least-conn vs model-aware routing on emulated GPUs
+# (about 7 minutes real); tables on stdout and in bench/system/results.md, plots beside it.
+bench-system: system-deps $(VENV)
+	$(UV) run --frozen python -m bench.system
