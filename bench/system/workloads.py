@@ -67,12 +67,17 @@ class Mode:
     routing: Routing
     runner_options: Literal["strip", "pass"] = "strip"
     replicas: int = 1
+    share_in_flight: bool = False
 
 
 LEAST_CONN = Mode("least-conn", "least-conn")
 MODEL_AWARE = Mode("model-aware", "model-aware")
 MODEL_AWARE_X2 = Mode("model-aware x2", "model-aware", replicas=2)
+MODEL_AWARE_X2_SHARED = Mode(
+    "model-aware x2 shared", "model-aware", replicas=2, share_in_flight=True
+)
 LEAST_CONN_PASS = Mode("least-conn, pass (raw clients)", "least-conn", runner_options="pass")
+ALL_MODES = (LEAST_CONN, MODEL_AWARE, MODEL_AWARE_X2, MODEL_AWARE_X2_SHARED)
 
 
 @dataclass(frozen=True)
@@ -185,7 +190,7 @@ def build(lengths: Lengths, caps: Capacities) -> list[Workload]:
     return [
         Workload(
             "W1", "multi-model, 70% of capacity with each big model on its own instance",
-            w1_streams, lengths.w1, caps.w1, (LEAST_CONN, MODEL_AWARE, MODEL_AWARE_X2),
+            w1_streams, lengths.w1, caps.w1, ALL_MODES,
         ),
         Workload(
             "W2", "overload, 150%: interactive key 50% + batch key 100%",
@@ -193,13 +198,13 @@ def build(lengths: Lengths, caps: Capacities) -> list[Workload]:
                 Stream("interactive", BIG_B, 0.5 * one),
                 Stream("batch", BIG_B, 1.0 * one, "chat", priority="batch"),
             ),
-            lengths.others, one, (LEAST_CONN, MODEL_AWARE, MODEL_AWARE_X2), preload=(BIG_B,),
+            lengths.others, one, ALL_MODES, preload=(BIG_B,),
             baseline_stream=0, baseline_requests=lengths.baseline_requests,
         ),
         Workload(
             "W3", "a flooding key at 5x its fair share beside a steady key at 40%",
             (Stream("steady", BIG_B, 0.4 * one), Stream("flood", BIG_B, 2.5 * one, "chat")),
-            lengths.others, one, (LEAST_CONN, MODEL_AWARE, MODEL_AWARE_X2), preload=(BIG_B,),
+            lengths.others, one, ALL_MODES, preload=(BIG_B,),
         ),
         Workload(
             "W4", "mixed num_ctx (2048 / 8192) on one model, 70%",

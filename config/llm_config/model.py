@@ -136,6 +136,9 @@ class GatewayConfig(_Section):
     queue: QueueConfig = Field(default_factory=QueueConfig)
     # How often each Ollama's /api/ps is read (model-aware routing).
     poll_seconds: float = Field(1.5, gt=0, le=60)
+    # Replicas share what they have in flight and waiting through Redis (model-aware
+    # routing): together they take no more than each instance's slots, in priority order.
+    share_in_flight: bool = True
     # strip: runner options that force a reload (num_ctx, num_batch, num_gpu, main_gpu,
     # use_mmap, num_thread) are removed from requests; pass: sent on as clients wrote them.
     runner_options: Literal["strip", "pass"] = "strip"

@@ -23,6 +23,7 @@ from llm_gateway.relay import Relay
 from llm_gateway.routing.dispatcher import Dispatcher
 from llm_gateway.routing.fair_queue import FairQueue
 from llm_gateway.routing.instances import Instance, instance_name
+from llm_gateway.routing.peers import PeerSync
 from llm_gateway.settings import Settings
 from llm_gateway.tracing import Tracing
 from llm_gateway.upstream import Timeouts, Upstream
@@ -102,6 +103,13 @@ class Services:
             settings.redis_url, settings.redis_timeout_seconds, settings.redis_ca_file
         )
         guard = RedisGuard(redis_client, settings.redis_retry_after_seconds, metrics)
+        if dispatcher is not None and settings.share_in_flight:
+            dispatcher.peers = PeerSync(
+                guard,
+                state=dispatcher.peer_state,
+                apply=dispatcher.apply_peers,
+                heartbeat=settings.share_heartbeat_seconds,
+            )
         # A lease outlives the longest request, so a crashed replica's slots expire.
         admitter = Admitter(
             guard,

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +36,7 @@ import orjson
 from llm_gateway.metrics import GatewayMetrics
 from llm_gateway.routing.fair_queue import PRIORITIES, FairQueue, QueueFull, Waiter
 from llm_gateway.routing.instances import Instance, InstancePoller, State, now
+from llm_gateway.routing.peers import PeerSync, PeerView
 from llm_gateway.routing.placement import Choice, choose
 from llm_gateway.upstream import Upstream
 
@@ -128,6 +130,9 @@ class Dispatcher:
         load_patience: float,
         weights_size: Callable[[str], int] = lambda model: 0,
     ) -> None:
+        # Set when replicas share their in-flight counts (`peers.py`).
+        self.peers: PeerSync | None = None
+        self._peer_heads: dict[str, tuple[int, int, str]] = {}
         self.instances = list(instances)
         self.queue = queue
         self._metrics = metrics
@@ -145,9 +150,13 @@ class Dispatcher:
 
     async def start(self) -> None:
         await self.poller.start()
+        if self.peers is not None:
+            await self.peers.start()
 
     async def stop(self) -> None:
         await self.poller.stop()
+        if self.peers is not None:
+            await self.peers.stop()
         if self._patience_timer is not None:
             self._patience_timer.cancel()
         for waiter in list(self.queue.waiters()):
@@ -259,7 +268,7 @@ class Dispatcher:
             placeable: list[tuple[Waiter, Choice]] = []
             for model in self.queue.models():
                 waiter = self.queue.best([model])
-                if waiter is None:
+                if waiter is None or self._yields_to_peer(waiter):
                     continue
                 choice = choose(
                     self.instances, model, self.size(model),
@@ -273,6 +282,40 @@ class Dispatcher:
             self._dispatch(waiter, choice)
         self._cull()
         self._update_gauges()
+        if self.peers is not None:
+            self.peers.changed()
+
+    # -- other replicas -----------------------------------------------------------------
+
+    def peer_state(self) -> dict[str, Any]:
+        """What this replica has in flight and waiting, for the others (`peers.py`)."""
+        in_flight = {
+            f"{instance.name}|{r.model}": r.in_flight
+            for instance in self.instances
+            for r in instance.models.values()
+            if r.in_flight
+        }
+        heads: dict[str, list[int]] = {}
+        wall_ms, t = time.time() * 1000, now()
+        for model in self.queue.models():
+            head = self.queue.best([model])
+            if head is not None:
+                heads[model] = [head.priority, int(wall_ms - (t - head.enqueued_at) * 1000)]
+        return {"in_flight": in_flight, "heads": heads}
+
+    def apply_peers(self, view: PeerView) -> None:
+        for instance in self.instances:
+            instance.set_elsewhere(view.in_flight.get(instance.name, {}))
+        self._peer_heads = view.heads
+        self.pump()
+
+    def _yields_to_peer(self, waiter: Waiter) -> bool:
+        """Another replica waits with a better request for this model: it goes first."""
+        head = self._peer_heads.get(waiter.model)
+        if head is None or self.peers is None:
+            return False
+        since = int(time.time() * 1000 - (now() - waiter.enqueued_at) * 1000)
+        return head < (waiter.priority, since, self.peers.replica)
 
     def _wants_copy(self, model: str) -> bool:
         """A second copy of a loaded model pays off when a slot's worth of work waits."""

@@ -54,9 +54,15 @@ class Residency:
     state: State
     size: int = 0  # bytes, from /api/ps (weights + KV cache); 0 when unknown
     in_flight: int = 0
+    # What the other gateway replicas have in flight here (shared through Redis, when on).
+    elsewhere: int = 0
     last_used: float = 0.0
     context_length: int = 0
     expires_at: str = ""
+
+    @property
+    def total(self) -> int:
+        return self.in_flight + self.elsewhere
 
 
 @dataclass
@@ -90,10 +96,10 @@ class Instance:
 
     def free_slot(self, model: str) -> bool:
         residency = self.resident(model)
-        return residency is not None and residency.in_flight < self.num_parallel
+        return residency is not None and residency.total < self.num_parallel
 
     def busy(self, residency: Residency) -> bool:
-        return residency.in_flight > 0 or residency.state is State.LOADING
+        return residency.total > 0 or residency.state is State.LOADING
 
     def placement(self, model: str, size: int) -> tuple[bool, list[Residency]] | None:
         """Can `model` (of `size` bytes, 0 unknown) load here without evicting a busy model?
@@ -159,6 +165,19 @@ class Instance:
             residency.in_flight = max(0, residency.in_flight - 1)
             residency.last_used = now
 
+    # -- what the other replicas say ------------------------------------------------
+
+    def set_elsewhere(self, counts: dict[str, int]) -> None:
+        """The other replicas' requests in flight here, by model (replacing the last)."""
+        for residency in self.models.values():
+            residency.elsewhere = 0
+        for model, count in counts.items():
+            known = self.models.get(model)
+            if known is None:
+                # Another replica started this: a load under way, as far as we can tell.
+                known = self.models[model] = Residency(model, State.LOADING)
+            known.elsewhere = count
+
     # -- what Ollama says -----------------------------------------------------------
 
     def observe(self, ps: list[dict[str, Any]], now: float) -> list[str]:
@@ -182,9 +201,9 @@ class Instance:
         for model, residency in list(self.models.items()):
             if model in seen:
                 continue
-            if residency.state is State.LOADING and residency.in_flight > 0:
+            if residency.state is State.LOADING and residency.total > 0:
                 continue  # Ollama lists a model once its load has finished
-            if residency.in_flight > 0 and residency.state is State.LOADED:
+            if residency.total > 0 and residency.state is State.LOADED:
                 # Between a poll and our answer (reload by another client): keep, but
                 # stop offering it until Ollama lists it again.
                 residency.state = State.UNCERTAIN

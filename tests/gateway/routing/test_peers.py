@@ -1,0 +1,111 @@
+"""Replicas sharing in-flight counts and queue heads through a real Redis (peers.py):
+together they take no more than an instance's slots, and a freed slot goes to the
+replica with the better waiting request."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from llm_gateway.metrics import GatewayMetrics
+from llm_gateway.redis_guard import RedisGuard, connect
+from llm_gateway.routing.dispatcher import Dispatcher, Grant
+from llm_gateway.routing.fair_queue import PRIORITIES, FairQueue
+from llm_gateway.routing.peers import PeerSync, merge
+from prometheus_client import CollectorRegistry
+
+from tests.gateway.routing.conftest import instance
+from tests.gateway.routing.test_dispatcher import ticket
+from tests.support.redis_server import RedisServer
+
+INTERACTIVE, BATCH = PRIORITIES.index("interactive"), PRIORITIES.index("batch")
+
+
+async def replica(redis_url: str) -> Dispatcher:
+    metrics = GatewayMetrics(CollectorRegistry())
+    d = Dispatcher(
+        [instance("gpu-1", "m", num_parallel=1)], FairQueue(100), metrics,
+        label=lambda model: model, poll_seconds=60, load_patience=60,
+    )  # fmt: skip
+    guard = RedisGuard(connect(redis_url, 1.0), 0.2, metrics)
+    d.peers = PeerSync(guard, d.peer_state, d.apply_peers, heartbeat=0.5)
+    await d.peers.start()  # (the /api/ps poller is not started: no Ollama here)
+    return d
+
+
+@pytest.fixture
+async def two(redis_server: RedisServer) -> AsyncIterator[tuple[Dispatcher, Dispatcher]]:
+    import redis as sync_redis
+
+    sync_redis.Redis.from_url(redis_server.url).flushdb()
+    one, other = await replica(redis_server.url), await replica(redis_server.url)
+    yield one, other
+    for d in (one, other):
+        assert d.peers is not None
+        await d.peers.stop()
+
+
+async def until(condition: object, timeout: float = 2.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():  # type: ignore[operator]
+            await asyncio.sleep(0.01)
+
+
+async def test_two_replicas_take_one_slot_between_them(two: tuple[Dispatcher, Dispatcher]) -> None:
+    one, other = two
+    held = await asyncio.wait_for(one.acquire(ticket()), 1)
+    gpu = other.instances[0]
+    await until(lambda: gpu.models["m"].elsewhere == 1)
+    waiting = asyncio.ensure_future(other.acquire(ticket()))
+    await asyncio.sleep(0.2)
+    assert not waiting.done()  # the one slot is the other replica's
+    held.release()
+    grant: Grant = await asyncio.wait_for(waiting, 2)  # seen within a Redis round trip or two
+    assert grant.instance is gpu
+    await until(lambda: one.instances[0].models["m"].elsewhere == 1)
+    grant.release()
+
+
+async def test_a_freed_slot_goes_to_the_better_request_whichever_replica_holds_it(
+    two: tuple[Dispatcher, Dispatcher],
+) -> None:
+    one, other = two
+    held = await asyncio.wait_for(one.acquire(ticket()), 1)
+    await until(lambda: other.instances[0].models["m"].elsewhere == 1)
+    batch_here = asyncio.ensure_future(one.acquire(ticket(priority=BATCH, key="batch")))
+    await asyncio.sleep(0.05)
+    human_there = asyncio.ensure_future(other.acquire(ticket(priority=INTERACTIVE, key="human")))
+    await until(lambda: "m" in one._peer_heads)
+    held.release()  # freed on the replica whose own waiter is only batch
+    grant = await asyncio.wait_for(human_there, 2)
+    assert not batch_here.done()
+    grant.release()
+    (await asyncio.wait_for(batch_here, 2)).release()
+
+
+async def test_a_replica_without_redis_goes_on_alone(redis_server: RedisServer) -> None:
+    metrics = GatewayMetrics(CollectorRegistry())
+    d = Dispatcher(
+        [instance("gpu-1", "m", num_parallel=1)], FairQueue(10), metrics,
+        label=lambda model: model, poll_seconds=60, load_patience=60,
+    )  # fmt: skip
+    guard = RedisGuard(connect("redis://127.0.0.1:1/0", 0.2), 0.2, metrics)
+    d.peers = PeerSync(guard, d.peer_state, d.apply_peers, heartbeat=0.2)
+    await d.peers.start()
+    try:
+        grant = await asyncio.wait_for(d.acquire(ticket()), 1)
+        grant.release()
+    finally:
+        await d.peers.stop()
+
+
+def test_views_merge_the_others_and_leave_out_this_replica() -> None:
+    states = {
+        "me": {"in_flight": {"gpu-1|m": 3}, "heads": {"m": [0, 5]}},
+        "r2": {"in_flight": {"gpu-1|m": 1, "gpu-2|x": 2}, "heads": {"m": [1, 1]}},
+        "r3": {"in_flight": {"gpu-1|m": 1}, "heads": {"m": [0, 9], "x": [1, 3]}},
+    }
+    view = merge(states, "me")
+    assert view.in_flight == {"gpu-1": {"m": 2}, "gpu-2": {"x": 2}}
+    assert view.heads == {"m": (0, 9, "r3"), "x": (1, 3, "r3")}
