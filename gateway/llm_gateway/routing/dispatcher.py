@@ -77,13 +77,33 @@ class Ticket:
 
 
 @dataclass(slots=True)
+class _Arrivals:
+    """How often requests of one kind arrive: an EWMA of the gaps between them."""
+
+    last: float = 0.0
+    gap: float = 0.0
+    weight: float = 1.0
+
+    def note(self, at: float) -> None:
+        if self.last:
+            self.gap = _ewma(self.gap, at - self.last)
+        self.last = at
+
+    def rate(self, at: float) -> float:
+        """Requests per second; 0 once it has been quiet for ten of its gaps."""
+        if not self.gap or at - self.last > 10 * self.gap:
+            return 0.0
+        return 1.0 / self.gap
+
+
+@dataclass(slots=True)
 class _ModelStats:
     service: float = 0.0  # seconds a dispatched request holds its slot (EWMA)
     load: float = 0.0  # seconds from a load-starting dispatch to its first byte (EWMA)
     size: int = 0  # bytes resident, from /api/ps
-    # Arrivals per second by class (EWMA of inter-arrival times, inverted).
-    last_arrival: list[float] = field(default_factory=lambda: [0.0] * len(PRIORITIES))
-    interarrival: list[float] = field(default_factory=lambda: [0.0] * len(PRIORITIES))
+    # Arrivals by class, and by class and key (the fair queue's share of each key).
+    classes: list[_Arrivals] = field(default_factory=lambda: [_Arrivals() for _ in PRIORITIES])
+    keys: dict[tuple[int, str], _Arrivals] = field(default_factory=dict)
 
 
 def _ewma(old: float, new: float) -> float:
@@ -133,6 +153,7 @@ class Dispatcher:
         # Set when replicas share their in-flight counts (`peers.py`).
         self.peers: PeerSync | None = None
         self._peer_heads: dict[str, tuple[int, int, str]] = {}
+        self._peer_count = 0
         self.instances = list(instances)
         self.queue = queue
         self._metrics = metrics
@@ -254,11 +275,12 @@ class Dispatcher:
 
     def _note_arrival(self, ticket: Ticket, at: float) -> None:
         stats = self.stats(ticket.model)
-        last = stats.last_arrival[ticket.priority]
-        if last:
-            gap = at - last
-            stats.interarrival[ticket.priority] = _ewma(stats.interarrival[ticket.priority], gap)
-        stats.last_arrival[ticket.priority] = at
+        stats.classes[ticket.priority].note(at)
+        per_key = stats.keys.get((ticket.priority, ticket.key))
+        if per_key is None:
+            per_key = stats.keys[(ticket.priority, ticket.key)] = _Arrivals()
+        per_key.weight = ticket.weight
+        per_key.note(at)
 
     # -- dispatching --------------------------------------------------------------
 
@@ -307,15 +329,15 @@ class Dispatcher:
         for instance in self.instances:
             instance.set_elsewhere(view.in_flight.get(instance.name, {}))
         self._peer_heads = view.heads
+        self._peer_count = view.replicas
         self.pump()
 
     def _yields_to_peer(self, waiter: Waiter) -> bool:
-        """Another replica waits with a better request for this model: it goes first."""
+        """Another replica waits with a request of a higher class for this model: it goes
+        first. Within a class each replica's own fair queue decides (a wait-time order
+        across replicas would hand a flooding key's old backlog every freed slot)."""
         head = self._peer_heads.get(waiter.model)
-        if head is None or self.peers is None:
-            return False
-        since = int(time.time() * 1000 - (now() - waiter.enqueued_at) * 1000)
-        return head < (waiter.priority, since, self.peers.replica)
+        return head is not None and self.peers is not None and head[0] < waiter.priority
 
     def _wants_copy(self, model: str) -> bool:
         """A second copy of a loaded model pays off when a slot's worth of work waits."""
@@ -428,12 +450,26 @@ class Dispatcher:
 
     def estimate_wait(self, waiter: Waiter) -> float | None:
         """Seconds until `waiter` would start, as things stand; None: cannot tell yet."""
-        ahead = self.queue.ahead_of(waiter) + (1 if not waiter.active else 0)
-        return self._estimate(waiter.model, waiter.priority, ahead)
+        ahead = own = 0
+        for other in self.queue.waiters():
+            if other is waiter or other.model != waiter.model or other.order >= waiter.order:
+                continue
+            ahead += 1
+            own += other.key == waiter.key and other.priority == waiter.priority
+        return self._estimate(waiter, ahead, own)
 
-    def _estimate(self, model: str, priority: int, ahead: int) -> float | None:
-        """Seconds until the request with `ahead` before it starts: the work ahead over
-        what the model's slots drain per second, less what higher classes take."""
+    def _estimate(self, waiter: Waiter, ahead: int, own: int) -> float | None:
+        """Seconds until `waiter` starts, with `ahead` requests before it in the queue,
+        `own` of them its own key's (same class), the larger of two views:
+
+        - position: the work ahead over what the model's slots drain per second (this
+          replica's share of them when replicas share slots), less what higher classes
+          take as they keep arriving;
+        - fair share: the key's own backlog over what the other keys of its class leave
+          it, each of them taking what it sends up to its weighted share. Their future
+          requests go before a flooding key's backlog, which position alone misses.
+        """
+        model, priority = waiter.model, waiter.priority
         stats = self.stats(model)
         if not stats.service:
             return None
@@ -444,15 +480,26 @@ class Dispatcher:
                 return None
             slots = self.instances[0].num_parallel if self.instances else 1
             extra = stats.load
-        rate = slots / stats.service
-        # Higher classes arriving meanwhile go first.
-        for higher in range(priority):
-            gap = stats.interarrival[higher]
-            if gap and now() - stats.last_arrival[higher] < 10 * gap:
-                rate -= 1.0 / gap
+        t = now()
+        rate = slots / stats.service / self._replicas()
+        rate -= sum(stats.classes[higher].rate(t) for higher in range(priority))
         if rate <= 0:
             return math.inf
-        return extra + ahead / rate
+        position = ahead / rate
+        rivals = [
+            arrivals
+            for (cls, key), arrivals in stats.keys.items()
+            if cls == priority and key != waiter.key and arrivals.rate(t) > 0
+        ]
+        weights = waiter.weight + sum(a.weight for a in rivals)
+        taken = sum(min(a.rate(t), rate * a.weight / weights) for a in rivals)
+        left = rate - taken
+        fair = (own + 1) / left if left > 0 else math.inf
+        return extra + max(position, fair)
+
+    def _replicas(self) -> int:
+        """Replicas sharing the slots (1 when alone or not sharing)."""
+        return 1 + self._peer_count if self.peers is not None else 1
 
     def _cull(self) -> None:
         """Shed, as soon as it shows, every waiter that can no longer start in time.
@@ -469,8 +516,12 @@ class Dispatcher:
             ordered = sorted(
                 (w for w in self.queue.waiters() if w.model == model), key=lambda w: w.order
             )
+            own_seen: dict[tuple[int, str], int] = {}
             for position, waiter in enumerate(ordered):
-                estimate = self._estimate(model, waiter.priority, position)
+                mine = (waiter.priority, waiter.key)
+                own = own_seen.get(mine, 0)
+                own_seen[mine] = own + 1
+                estimate = self._estimate(waiter, position, own)
                 if estimate is None or t + estimate <= waiter.deadline:
                     continue
                 self._leave(waiter)

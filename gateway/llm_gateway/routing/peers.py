@@ -63,6 +63,8 @@ class PeerView:
     # model -> (priority class, queued since, wall-clock ms, replica id) of the best
     # waiting request among the other replicas
     heads: dict[str, tuple[int, int, str]]
+    # How many other replicas there are (they share the slots).
+    replicas: int = 0
 
 
 EMPTY = PeerView({}, {})
@@ -83,7 +85,7 @@ def merge(states: dict[str, Any], me: str) -> PeerView:
             head = (int(priority), int(since), replica)
             if model not in heads or head < heads[model]:
                 heads[model] = head
-    return PeerView(in_flight, heads)
+    return PeerView(in_flight, heads, sum(1 for replica in states if replica != me))
 
 
 class PeerSync:

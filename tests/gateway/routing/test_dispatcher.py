@@ -7,7 +7,7 @@ import time
 
 import pytest
 from llm_gateway.metrics import GatewayMetrics
-from llm_gateway.routing.dispatcher import Dispatcher, Grant, Shed, Ticket
+from llm_gateway.routing.dispatcher import Dispatcher, Grant, Shed, Ticket, _Arrivals
 from llm_gateway.routing.fair_queue import PRIORITIES, FairQueue
 from llm_gateway.routing.instances import Instance
 from prometheus_client import CollectorRegistry
@@ -220,8 +220,9 @@ async def test_higher_classes_outrunning_the_slots_shed_a_batch_request_cleanly(
     d = dispatcher(instance("a", "m", num_parallel=1))
     d.stats("m").service = 10.0
     stats = d.stats("m")
-    stats.interarrival[INTERACTIVE] = 1.0  # 1/s interactive against 0.1/s of capacity
-    stats.last_arrival[INTERACTIVE] = time.monotonic()
+    # 1/s interactive against 0.1/s of capacity.
+    stats.classes[INTERACTIVE].gap = 1.0
+    stats.classes[INTERACTIVE].last = time.monotonic()
     holding = await d.acquire(ticket())
     with pytest.raises(Shed) as shed:
         await d.acquire(ticket(priority=BATCH, key="b", deadline=60))
@@ -229,3 +230,32 @@ async def test_higher_classes_outrunning_the_slots_shed_a_batch_request_cleanly(
     assert shed.value.retry_after == 600
     assert "indefinitely" in shed.value.message
     holding.release()
+
+
+async def test_a_flooding_keys_request_is_shed_at_arrival_when_others_will_overtake_it() -> None:
+    """Fair share: a steady key sending 40% of capacity keeps overtaking a flooding key's
+    backlog, so the flood's request is refused at once rather than queued to time out."""
+    d = dispatcher(instance("a", "m", num_parallel=1))
+    stats = d.stats("m")
+    stats.service = 10.0  # 0.1 requests/s
+    t = time.monotonic()
+    steady = stats.keys[(INTERACTIVE, "steady")] = _Arrivals(last=t, gap=25.0)  # 0.04/s
+    assert steady.rate(t) == pytest.approx(0.04)
+    holding = await d.acquire(ticket(key="flood"))
+    backlog = [asyncio.ensure_future(d.acquire(ticket(key="flood", deadline=60))) for _ in range(3)]
+    await settle()
+    # Three of its own ahead: (3 + 1) / (0.1 - 0.04) = 67 s > 60 s. Position alone
+    # (3 / 0.1 = 30 s) would have admitted it.
+    started = time.monotonic()
+    with pytest.raises(Shed) as shed:
+        await d.acquire(ticket(key="flood", deadline=60))
+    assert time.monotonic() - started < 0.1
+    assert shed.value.retry_after > 60
+    # The steady key itself starts near the front: admitted.
+    own = asyncio.ensure_future(d.acquire(ticket(key="steady", deadline=60)))
+    await settle()
+    assert not own.done()
+    holding.release()
+    assert (await asyncio.wait_for(own, 1)).instance.name == "a"
+    for task in backlog:
+        task.cancel()
