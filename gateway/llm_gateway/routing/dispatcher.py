@@ -36,6 +36,7 @@ import orjson
 from llm_gateway.metrics import GatewayMetrics
 from llm_gateway.routing.fair_queue import PRIORITIES, FairQueue, QueueFull, Waiter
 from llm_gateway.routing.instances import Instance, InstancePoller, State, now
+from llm_gateway.routing.peers import EMPTY as EMPTY_VIEW
 from llm_gateway.routing.peers import PeerSync, PeerView
 from llm_gateway.routing.placement import Choice, choose
 from llm_gateway.upstream import Upstream
@@ -46,8 +47,15 @@ _EWMA = 0.2
 _KV_SHARE = 1.15
 # How often the queue is looked at again for requests that can no longer start in time.
 _CULL_SECONDS = 0.1
+# How fast a key's recent service is forgotten when ranking requests across replicas.
+_SERVED_HALF_LIFE = 30.0
 # The longest Retry-After the gateway answers with.
 _MAX_RETRY_AFTER = 600.0
+
+
+def _wall_ms(monotonic_at: float) -> int:
+    """A monotonic time as wall-clock ms (comparable across processes, roughly)."""
+    return int(time.time() * 1000 - (now() - monotonic_at) * 1000)
 
 
 def _wait_text(seconds: float) -> str:
@@ -113,12 +121,15 @@ def _ewma(old: float, new: float) -> float:
 class Grant:
     """A slot on one instance, held from dispatch until `release`."""
 
-    __slots__ = ("_dispatcher", "_released", "dispatched_at", "instance", "loads", "model")
+    __slots__ = ("_dispatcher", "_released", "dispatched_at", "instance", "key", "loads", "model")
 
-    def __init__(self, dispatcher: Dispatcher, instance: Instance, model: str, loads: bool):
+    def __init__(
+        self, dispatcher: Dispatcher, instance: Instance, model: str, key: str, loads: bool
+    ):
         self._dispatcher = dispatcher
         self.instance = instance
         self.model = model
+        self.key = key
         self.loads = loads
         self.dispatched_at = now()
         self._released = False
@@ -152,8 +163,10 @@ class Dispatcher:
     ) -> None:
         # Set when replicas share their in-flight counts (`peers.py`).
         self.peers: PeerSync | None = None
-        self._peer_heads: dict[str, tuple[int, int, str]] = {}
-        self._peer_count = 0
+        self._peers = EMPTY_VIEW
+        # Recent service per (model, key name): dispatches (over the key's weight),
+        # halving every _SERVED_HALF_LIFE seconds; for fairness across replicas.
+        self._served: dict[tuple[str, str], tuple[float, float]] = {}
         self.instances = list(instances)
         self.queue = queue
         self._metrics = metrics
@@ -317,27 +330,44 @@ class Dispatcher:
             for r in instance.models.values()
             if r.in_flight
         }
-        heads: dict[str, list[int]] = {}
-        wall_ms, t = time.time() * 1000, now()
+        t = now()
+        served = {
+            f"{model}|{key}": round(value, 3)
+            for (model, key) in list(self._served)
+            if (value := self._recent(model, key, t)) > 0.01
+        }
+        heads: dict[str, list[Any]] = {}
         for model in self.queue.models():
             head = self.queue.best([model])
             if head is not None:
-                heads[model] = [head.priority, int(wall_ms - (t - head.enqueued_at) * 1000)]
-        return {"in_flight": in_flight, "heads": heads}
+                heads[model] = [head.priority, _wall_ms(head.enqueued_at), head.key]
+        return {"in_flight": in_flight, "served": served, "heads": heads}
 
     def apply_peers(self, view: PeerView) -> None:
         for instance in self.instances:
             instance.set_elsewhere(view.in_flight.get(instance.name, {}))
-        self._peer_heads = view.heads
-        self._peer_count = view.replicas
+        self._peers = view
         self.pump()
 
+    def _recent(self, model: str, key: str, t: float) -> float:
+        value, at = self._served.get((model, key), (0.0, t))
+        decay: float = 0.5 ** ((t - at) / _SERVED_HALF_LIFE)
+        return value * decay
+
+    def _rank(self, model: str, priority: int, key: str, since_ms: int) -> tuple[int, float, int]:
+        """Who goes first across replicas: class, then the key served least lately (on
+        every replica, weighted), then the longer wait."""
+        served = self._recent(model, key, now()) + self._peers.served.get((model, key), 0)
+        return (priority, served, since_ms)
+
     def _yields_to_peer(self, waiter: Waiter) -> bool:
-        """Another replica waits with a request of a higher class for this model: it goes
-        first. Within a class each replica's own fair queue decides (a wait-time order
-        across replicas would hand a flooding key's old backlog every freed slot)."""
-        head = self._peer_heads.get(waiter.model)
-        return head is not None and self.peers is not None and head[0] < waiter.priority
+        """Another replica waits with a request that ranks before this one: it goes first."""
+        heads = self._peers.heads.get(waiter.model)
+        if not heads or self.peers is None:
+            return False
+        model = waiter.model
+        mine = self._rank(model, waiter.priority, waiter.key, _wall_ms(waiter.enqueued_at))
+        return any(self._rank(model, priority, key, since) < mine for priority, since, key in heads)
 
     def _wants_copy(self, model: str) -> bool:
         """A second copy of a loaded model pays off when a slot's worth of work waits."""
@@ -354,7 +384,10 @@ class Dispatcher:
         self._metrics.queue_wait.labels(self._label(model), PRIORITIES[waiter.priority]).observe(
             now() - waiter.enqueued_at
         )
-        grant = Grant(self, instance, model, loads)
+        grant = Grant(self, instance, model, waiter.key, loads)
+        t = now()
+        recent = self._recent(model, waiter.key, t) + 1.0 / waiter.weight
+        self._served[(model, waiter.key)] = (recent, t)
         if waiter.future.done():  # cancelled in this very instant
             grant.release()
             return
@@ -499,7 +532,7 @@ class Dispatcher:
 
     def _replicas(self) -> int:
         """Replicas sharing the slots (1 when alone or not sharing)."""
-        return 1 + self._peer_count if self.peers is not None else 1
+        return 1 + self._peers.replicas if self.peers is not None else 1
 
     def _cull(self) -> None:
         """Shed, as soon as it shows, every waiter that can no longer start in time.

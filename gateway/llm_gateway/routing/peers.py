@@ -9,8 +9,11 @@ in one Redis hash, what it has in flight per instance and model and the head of 
 queue per model (priority class, when it was queued). The others read it:
 
 - a slot counts as taken when any replica holds it (`Residency.elsewhere`);
-- when a slot frees, the replica whose waiting request has the highest class (then
-  the longest wait) takes it; the others leave it (`Dispatcher.yields_to_peer`).
+- when a slot frees, the replica whose waiting request has the highest class, then
+  whose key was served least lately (across replicas), then has waited longest, takes
+  it; the others leave it (`Dispatcher._yields_to_peer`). "Fewest" is recent service
+  (dispatches over the key's weight, halving every 30 s), so fairness between keys
+  holds across replicas, not only inside each one's fair queue.
 
 A replica publishes when its own state changes (at most every `min_gap` seconds)
 and as a heartbeat; every publication is announced on a pub/sub channel, and the
@@ -60,32 +63,36 @@ class PeerView:
 
     # instance name -> model -> requests in flight
     in_flight: dict[str, dict[str, int]]
-    # model -> (priority class, queued since, wall-clock ms, replica id) of the best
-    # waiting request among the other replicas
-    heads: dict[str, tuple[int, int, str]]
+    # model -> the head of each other replica's queue: (priority class, queued since
+    # in wall-clock ms, key name)
+    heads: dict[str, list[tuple[int, int, str]]]
+    # (model, key name) -> how much the other replicas served that key lately
+    served: dict[tuple[str, str], float]
     # How many other replicas there are (they share the slots).
     replicas: int = 0
 
 
-EMPTY = PeerView({}, {})
+EMPTY = PeerView({}, {}, {})
 
 
 def merge(states: dict[str, Any], me: str) -> PeerView:
-    """The other replicas' states (`id -> {"in_flight": ..., "heads": ...}`) as one view."""
+    """The other replicas' states (`id -> {"in_flight", "served", "heads"}`) as one view."""
     in_flight: dict[str, dict[str, int]] = {}
-    heads: dict[str, tuple[int, int, str]] = {}
+    heads: dict[str, list[tuple[int, int, str]]] = {}
+    served: dict[tuple[str, str], float] = {}
     for replica, state in states.items():
         if replica == me:
             continue
-        for key, count in state.get("in_flight", {}).items():
-            instance, _, model = key.partition("|")
+        for where, count in state.get("in_flight", {}).items():
+            instance, _, model = where.partition("|")
             per_model = in_flight.setdefault(instance, {})
             per_model[model] = per_model.get(model, 0) + int(count)
-        for model, (priority, since) in state.get("heads", {}).items():
-            head = (int(priority), int(since), replica)
-            if model not in heads or head < heads[model]:
-                heads[model] = head
-    return PeerView(in_flight, heads, sum(1 for replica in states if replica != me))
+        for what, count in state.get("served", {}).items():
+            model, _, key = what.partition("|")
+            served[(model, key)] = served.get((model, key), 0.0) + float(count)
+        for model, (priority, since, key) in state.get("heads", {}).items():
+            heads.setdefault(model, []).append((int(priority), int(since), str(key)))
+    return PeerView(in_flight, heads, served, sum(1 for replica in states if replica != me))
 
 
 class PeerSync:

@@ -76,7 +76,7 @@ async def test_a_freed_slot_goes_to_the_better_request_whichever_replica_holds_i
     batch_here = asyncio.ensure_future(one.acquire(ticket(priority=BATCH, key="batch")))
     await asyncio.sleep(0.05)
     human_there = asyncio.ensure_future(other.acquire(ticket(priority=INTERACTIVE, key="human")))
-    await until(lambda: "m" in one._peer_heads)
+    await until(lambda: "m" in one._peers.heads)
     held.release()  # freed on the replica whose own waiter is only batch
     grant = await asyncio.wait_for(human_there, 2)
     assert not batch_here.done()
@@ -102,10 +102,42 @@ async def test_a_replica_without_redis_goes_on_alone(redis_server: RedisServer) 
 
 def test_views_merge_the_others_and_leave_out_this_replica() -> None:
     states = {
-        "me": {"in_flight": {"gpu-1|m": 3}, "heads": {"m": [0, 5]}},
-        "r2": {"in_flight": {"gpu-1|m": 1, "gpu-2|x": 2}, "heads": {"m": [1, 1]}},
-        "r3": {"in_flight": {"gpu-1|m": 1}, "heads": {"m": [0, 9], "x": [1, 3]}},
+        "me": {"in_flight": {"gpu-1|m": 3}, "served": {"m|a": 3}, "heads": {"m": [0, 5, "a"]}},
+        "r2": {
+            "in_flight": {"gpu-1|m": 1, "gpu-2|x": 2},
+            "served": {"m|a": 1, "x|b": 2},
+            "heads": {"m": [1, 1, "b"]},
+        },
+        "r3": {
+            "in_flight": {"gpu-1|m": 1},
+            "served": {"m|b": 1},
+            "heads": {"m": [0, 9, "c"], "x": [1, 3, "a"]},
+        },
     }
     view = merge(states, "me")
     assert view.in_flight == {"gpu-1": {"m": 2}, "gpu-2": {"x": 2}}
-    assert view.heads == {"m": (0, 9, "r3"), "x": (1, 3, "r3")}
+    assert view.served == {("m", "a"): 1, ("x", "b"): 2, ("m", "b"): 1}
+    assert sorted(view.heads["m"]) == [(0, 9, "c"), (1, 1, "b")]
+    assert view.heads["x"] == [(1, 3, "a")]
+    assert view.replicas == 2
+
+
+async def test_within_a_class_the_key_holding_fewer_slots_goes_first_across_replicas(
+    two: tuple[Dispatcher, Dispatcher],
+) -> None:
+    """A flooding key's backlog waits on one replica, a steady key's request on the
+    other; the flood holds the slot, so the freed slot goes to the steady key."""
+    one, other = two
+    held = await asyncio.wait_for(one.acquire(ticket(key="flood")), 1)
+    flood_backlog = [
+        asyncio.ensure_future(one.acquire(ticket(key="flood", deadline=60))) for _ in range(3)
+    ]
+    await asyncio.sleep(0.05)
+    steady = asyncio.ensure_future(other.acquire(ticket(key="steady", deadline=60)))
+    await until(lambda: "m" in one._peers.heads)
+    held.release()
+    grant = await asyncio.wait_for(steady, 2)
+    assert not any(task.done() for task in flood_backlog)
+    grant.release()
+    for task in flood_backlog:
+        (await asyncio.wait_for(task, 2)).release()
