@@ -45,8 +45,14 @@ from llm_gateway.upstream import Upstream
 _EWMA = 0.2
 # Loaded size over weights size, until /api/ps says: weights + KV cache + overhead.
 _KV_SHARE = 1.15
-# How often the queue is looked at again for requests that can no longer start in time.
+# A request is admitted when its estimated wait, this much longer, is within its
+# deadline: an estimate is an average, and the ones it admits should start in time.
+_ADMIT_MARGIN = 1.25
+# How often the queue is looked at again for requests that can no longer start in time,
+# and how far past its remaining time a waiter's estimate must be to shed it then: only
+# the clearly hopeless, the estimate being as noisy as the arrivals.
 _CULL_SECONDS = 0.1
+_CULL_MARGIN = 2.0
 # How fast a key's recent service is forgotten when ranking requests across replicas.
 _SERVED_HALF_LIFE = 30.0
 # The longest Retry-After the gateway answers with.
@@ -245,7 +251,7 @@ class Dispatcher:
         self.pump()
         if not waiter.future.done():
             estimate = self.estimate_wait(waiter)
-            if estimate is not None and estimate > ticket.deadline_seconds:
+            if estimate is not None and estimate * _ADMIT_MARGIN > ticket.deadline_seconds:
                 self._leave(waiter)
                 raise self._shed(
                     "overloaded", priority, estimate,
@@ -535,7 +541,7 @@ class Dispatcher:
         return 1 + self._peers.replicas if self.peers is not None else 1
 
     def _cull(self) -> None:
-        """Shed, as soon as it shows, every waiter that can no longer start in time.
+        """Shed, as soon as it shows, every waiter that clearly cannot start in time.
 
         A request admitted on one estimate can be overtaken later (an interactive request,
         a key with less recent work), so the queue is looked at again: a request is told
@@ -555,7 +561,7 @@ class Dispatcher:
                 own = own_seen.get(mine, 0)
                 own_seen[mine] = own + 1
                 estimate = self._estimate(waiter, position, own)
-                if estimate is None or t + estimate <= waiter.deadline:
+                if estimate is None or estimate <= _CULL_MARGIN * (waiter.deadline - t):
                     continue
                 self._leave(waiter)
                 if not waiter.future.done():
