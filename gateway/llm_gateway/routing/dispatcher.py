@@ -173,6 +173,7 @@ class Dispatcher:
         # Recent service per (model, key name): dispatches (over the key's weight),
         # halving every _SERVED_HALF_LIFE seconds; for fairness across replicas.
         self._served: dict[tuple[str, str], tuple[float, float]] = {}
+        self._published_served: dict[tuple[str, str], float] = {}
         self.instances = list(instances)
         self.queue = queue
         self._metrics = metrics
@@ -337,11 +338,12 @@ class Dispatcher:
             if r.in_flight
         }
         t = now()
-        served = {
-            f"{model}|{key}": round(value, 3)
+        self._published_served = {
+            (model, key): round(value, 3)
             for (model, key) in list(self._served)
             if (value := self._recent(model, key, t)) > 0.01
         }
+        served = {f"{model}|{key}": value for (model, key), value in self._published_served.items()}
         heads: dict[str, list[Any]] = {}
         for model in self.queue.models():
             head = self.queue.best([model])
@@ -362,8 +364,11 @@ class Dispatcher:
 
     def _rank(self, model: str, priority: int, key: str, since_ms: int) -> tuple[int, float, int]:
         """Who goes first across replicas: class, then the key served least lately (on
-        every replica, weighted), then the longer wait."""
-        served = self._recent(model, key, now()) + self._peers.served.get((model, key), 0)
+        every replica, weighted), then the longer wait. From the published figures only,
+        this replica's own included: every replica then ranks the same heads the same
+        way, so exactly one of them takes a freed slot."""
+        pair = (model, key)
+        served = self._published_served.get(pair, 0.0) + self._peers.served.get(pair, 0.0)
         return (priority, served, since_ms)
 
     def _yields_to_peer(self, waiter: Waiter) -> bool:
