@@ -132,7 +132,7 @@ class GatewayConfig(_Section):
     # least-conn: every request to the nginx balancer (least_conn, blind to models);
     # model-aware: the gateway routes to the instance that has the model loaded and a
     # free slot, and queues fairly when none has.
-    routing: Literal["model-aware", "least-conn"] = "least-conn"
+    routing: Literal["model-aware", "least-conn"] = "model-aware"
     queue: QueueConfig = Field(default_factory=QueueConfig)
     # How often each Ollama's /api/ps is read (model-aware routing).
     poll_seconds: float = Field(1.5, gt=0, le=60)

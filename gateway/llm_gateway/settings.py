@@ -80,7 +80,7 @@ class Settings(BaseSettings):
     load_patience_seconds: float = Field(20.0, ge=0)
     # Replicas tell each other (through Redis) what they have in flight and waiting, so
     # that together they take no more than each instance's slots, in priority order.
-    share_in_flight: bool = False
+    share_in_flight: bool = True
     share_heartbeat_seconds: float = Field(1.0, gt=0)
     # strip: remove the runner options that force a model reload (num_ctx, num_batch,
     # num_gpu, main_gpu, use_mmap, num_thread) from every request; pass: keep them.

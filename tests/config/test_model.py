@@ -21,7 +21,8 @@ def config(**sections: Any) -> StackConfig:
 
 def test_defaults_are_a_working_single_host_stack() -> None:
     stack = config()
-    assert stack.gateway.routing == "least-conn"
+    assert stack.gateway.routing == "model-aware"
+    assert stack.gateway.share_in_flight is True
     assert stack.gateway.runner_options == "strip"
     assert stack.gateway.queue.deadline_seconds == 120
     assert stack.gateway.quotas.tokens_per_minute is None

@@ -11,6 +11,7 @@ from llm_stack.gateway_env import SECRET_VARIABLES, gateway_environment
 from tests.infra.stack_run import StackRun, prod_secrets
 
 REDIS_URL = "redis://:pw-0123456789abcdef@llm-prod-redis:6379/0"
+INSTANCES = ["http://llm-prod-ollama-0:11434", "http://llm-prod-ollama-1:11434"]
 
 
 def settings_from(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
@@ -27,6 +28,7 @@ def test_the_gateway_reads_back_every_value(
         upstream_url="http://llm-prod-nginx:8080",
         redis_url=REDIS_URL,
         api_keys_file=KEYS_FILE,
+        instance_urls=INSTANCES,
     )
     assert all(name.startswith(("GATEWAY_", "OTEL_")) for name in env)
     settings = settings_from(env, monkeypatch)
@@ -62,11 +64,16 @@ def test_digests_and_explicit_no_auth(
         upstream_url="http://n:8080",
         redis_url="redis://r:6379/0",
         api_key_digests=[digest],
+        instance_urls=INSTANCES,
     )
     assert env["GATEWAY_API_KEYS"] == digest.lower()
     assert settings_from(env, monkeypatch).api_keys == [digest.lower()]
     open_env = gateway_environment(
-        dev_config, upstream_url="http://n:8080", redis_url="redis://r:6379/0", auth_disabled=True
+        dev_config,
+        upstream_url="http://n:8080",
+        redis_url="redis://r:6379/0",
+        auth_disabled=True,
+        instance_urls=INSTANCES,
     )
     assert open_env["GATEWAY_AUTH_DISABLED"] == "true"
     assert "GATEWAY_API_KEYS" not in open_env
@@ -87,6 +94,9 @@ def test_deployed_replicas_get_exactly_this_environment(
         upstream_url=f"http://llm-prod-nginx:{prod_config.balancer.port}",
         redis_url=f"redis://:{password}@llm-prod-redis:6379/0",
         api_keys_file=KEYS_FILE,
+        instance_urls=[
+            f"http://llm-prod-ollama-{i}:11434" for i in range(prod_config.ollama.instances)
+        ],
     )
     for replica in prod_run.by_role("gateway"):
         env = dict(e.split("=", 1) for e in replica.plain("envs"))
@@ -167,8 +177,11 @@ def test_routing_quotas_and_tracing_are_read_back(
 
 
 def test_least_conn_routes_everything_upstream(prod_config: StackConfig) -> None:
+    least_conn = prod_config.model_copy(
+        update={"gateway": prod_config.gateway.model_copy(update={"routing": "least-conn"})}
+    )
     env = gateway_environment(
-        prod_config, upstream_url="http://nginx:8080", redis_url=REDIS_URL, api_keys_file=KEYS_FILE
+        least_conn, upstream_url="http://nginx:8080", redis_url=REDIS_URL, api_keys_file=KEYS_FILE
     )
     assert env["GATEWAY_ROUTING"] == "upstream"
     assert "GATEWAY_OLLAMA_INSTANCES" not in env

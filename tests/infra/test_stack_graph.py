@@ -370,6 +370,11 @@ def test_instances_serve_without_pulling_or_pruning(
             "OLLAMA_MAX_QUEUE": str(config.ollama.max_queue),
             "OLLAMA_MAX_LOADED_MODELS": str(config.ollama.max_loaded_models),
             "OLLAMA_NOPRUNE": "1",
+            **(
+                {"OLLAMA_CONTEXT_LENGTH": str(config.ollama.context_length)}
+                if config.ollama.context_length is not None
+                else {}
+            ),
         }
         assert container.plain("memory") == config.ollama.memory_mb
         assert container.plain("memorySwap") == config.ollama.memory_mb  # no swap on top

@@ -65,6 +65,15 @@ def stack_file(name: str) -> StackConfig:
 
 def model_aware(config: StackConfig) -> StackConfig:
     """`config` with `gateway.routing: model-aware`, validated again like a stack file."""
+    return with_routing(config, "model-aware")
+
+
+def least_conn(config: StackConfig) -> StackConfig:
+    """`config` with `gateway.routing: least-conn` (the nginx balancer routes)."""
+    return with_routing(config, "least-conn")
+
+
+def with_routing(config: StackConfig, routing: str) -> StackConfig:
     values = config.model_dump(by_alias=True)
-    values["gateway"]["routing"] = "model-aware"
+    values["gateway"]["routing"] = routing
     return StackConfig.model_validate(values)

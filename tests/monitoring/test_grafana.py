@@ -22,7 +22,7 @@ from llm_monitoring.grafana import (
 
 from tests.monitoring.gateway_registry import family_samples, unknown_labels
 from tests.monitoring.promql_names import label_names, metric_names
-from tests.monitoring.stacks import model_aware, stack_config, stack_file
+from tests.monitoring.stacks import least_conn, model_aware, stack_config, stack_file
 from tests.monitoring.tools import explain, promtool
 
 PROMETHEUS_URL = "http://prometheus:9090"
@@ -295,16 +295,17 @@ def test_routing_thresholds_follow_the_alert_config() -> None:
 def test_routing_row_only_with_model_aware_routing() -> None:
     # The gateway exports queue, shed and instance metrics only when it routes.
     routing_row = "Routing: queue, instances, model loads"
-    assert routing_row not in _row_titles(_board(stack_file("prod"), "overview"))
+    balanced = least_conn(stack_file("prod"))
+    assert routing_row not in _row_titles(_board(balanced, "overview"))
     assert routing_row in _row_titles(_board(model_aware(stack_file("prod")), "overview"))
-    least_conn = {n for _, e in _exprs(stack_file("prod")) for n in metric_names(_promql(e))}
-    assert not least_conn & (PER_INSTANCE | {"llm_shed_total", "llm_queue_depth"})
+    names = {n for _, e in _exprs(balanced) for n in metric_names(_promql(e))}
+    assert not names & (PER_INSTANCE | {"llm_shed_total", "llm_queue_depth"})
 
 
 def test_descriptions_follow_the_routing() -> None:
     reachable = "Ollama reachable"
-    least_conn = _panel(_board(stack_file("prod"), "overview"), reachable)
-    assert "through the balancer" in least_conn["description"]
+    balanced = _panel(_board(least_conn(stack_file("prod")), "overview"), reachable)
+    assert "through the balancer" in balanced["description"]
     routed = _panel(_board(model_aware(stack_file("prod")), "overview"), reachable)
     assert "model-aware router" in routed["description"]
 

@@ -78,6 +78,7 @@ def test_gateways_get_the_environment_the_pulumi_program_gives_them(make: PlanFa
         expected = gateway_environment(
             plan.config,
             upstream_url="http://127.0.0.1:20800",
+            instance_urls=[f"http://{address}" for address in plan.upstreams],
             redis_url=redis_url(20379, SECRETS.redis_password),
             api_keys_file=str(plan.layout.keys_file),
             host="127.0.0.1",
