@@ -68,10 +68,10 @@ unit: system-deps $(VENV)
 # tests", is a failure too).
 test: system-deps lint typecheck unit
 
-bench: $(VENV)
+bench: system-deps $(VENV)
 	$(UV) run --frozen python -m bench.run
 
 # The system benchmark of issue 12: least-conn vs model-aware routing on emulated GPUs
-# (about 7 minutes real); tables on stdout and in bench/system/results.md, plots beside it.
+# (about 9 minutes real); tables on stdout and in bench/system/results.md, plots beside it.
 bench-system: system-deps $(VENV)
 	$(UV) run --frozen python -m bench.system
