@@ -65,7 +65,8 @@ async def test_slots_share_the_gpu() -> None:
         two = await asyncio.gather(
             emu.ok("llama3.2", options=options), emu.ok("llama3.2:1b", options=options)
         )
-    assert 0.5 <= alone < 0.7
+    # Measured durations: a timer may end its wait a hair early, as in the bounds below.
+    assert 0.5 * 0.9 <= alone < 0.7
     for reply in four:  # 1 + 0.15 x 3 = 1.45 times slower each
         assert 0.5 * 1.45 * 0.9 <= seconds(reply["eval_duration"]) < 0.5 * 1.45 * 1.3
     for reply in two:  # two models take turns: twice as slow each
