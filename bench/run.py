@@ -26,6 +26,7 @@ from pathlib import Path
 import httpx
 from llm_gateway.keys import digest_of, mint_key
 
+from bench.system.cpu import tree_seconds
 from tests.support.ports import free_port
 from tests.support.processes import ManagedProcess
 from tests.support.redis_server import RedisServer
@@ -109,27 +110,6 @@ class WrkResult:
         return 1000 * self.target_cpu_seconds / max(self.requests, 1)
 
 
-def process_cpu_seconds(pids: list[int]) -> float:
-    """utime + stime of the processes and their children (nginx workers), in seconds."""
-    total = 0
-    ticks = os.sysconf("SC_CLK_TCK")
-    seen: set[int] = set()
-    todo = list(pids)
-    while todo:
-        pid = todo.pop()
-        if pid in seen:
-            continue
-        seen.add(pid)
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-        todo.extend(int(c) for c in children)
-    return total / ticks
-
-
 @dataclass
 class Series:
     values: list[float] = field(default_factory=list)
@@ -175,9 +155,9 @@ def wrk(
     for name, value in headers.items():
         argv += ["-H", f"{name}: {value}"]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    target_before = process_cpu_seconds(pids or [])
+    target_before = tree_seconds(pids or [])
     out = subprocess.run([*argv, url], capture_output=True, text=True, check=True).stdout
-    target_cpu = process_cpu_seconds(pids or []) - target_before
+    target_cpu = tree_seconds(pids or []) - target_before
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     p50 = re.search(r"^\s+50%\s+(\S+)", out, re.MULTILINE)
