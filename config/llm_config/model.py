@@ -190,6 +190,12 @@ class EdgeConfig(_Section):
             raise ValueError("httpsPort and httpPort must differ")
         return self
 
+    @property
+    def url(self) -> str:
+        """Where clients reach the stack (the `gatewayUrl` output)."""
+        suffix = "" if self.https_port == 443 else f":{self.https_port}"
+        return f"https://{self.hostname}{suffix}"
+
 
 class BalancerConfig(_Section):
     """The internal nginx least_conn balancer in front of the Ollama instances."""

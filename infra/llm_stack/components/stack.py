@@ -27,12 +27,6 @@ COMPONENT_TYPE = "llm-stack:index:Stack"
 SECRET_OUTPUTS = ("devApiKey", "grafanaAdminPassword")
 
 
-def gateway_url(config: StackConfig) -> str:
-    port = config.edge.https_port
-    suffix = "" if port == 443 else f":{port}"
-    return f"https://{config.edge.hostname}{suffix}"
-
-
 class LlmStack(pulumi.ComponentResource):
     """Networks, volumes, credentials and every service of one stack."""
 
@@ -116,7 +110,7 @@ class LlmStack(pulumi.ComponentResource):
         self.outputs = {
             "environment": config.environment,
             "namePrefix": config.name_prefix,
-            "gatewayUrl": gateway_url(config),
+            "gatewayUrl": config.edge.url,
             "grafanaUrl": grafana_url(config),
             "containers": containers,
             "networks": {

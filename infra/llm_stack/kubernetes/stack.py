@@ -24,12 +24,6 @@ COMPONENT_TYPE = "llm-stack:kubernetes:Stack"
 SECRET_OUTPUTS = ("devApiKey",)
 
 
-def gateway_url(config: StackConfig) -> str:
-    port = config.edge.https_port
-    suffix = "" if port == 443 else f":{port}"
-    return f"https://{config.edge.hostname}{suffix}"
-
-
 class KubernetesStack(pulumi.ComponentResource):
     """Namespace, policies, credentials and every service of one stack on a cluster."""
 
@@ -80,7 +74,7 @@ class KubernetesStack(pulumi.ComponentResource):
             "namePrefix": config.name_prefix,
             "platform": config.platform,
             "namespace": namespace,
-            "gatewayUrl": gateway_url(config),
+            "gatewayUrl": config.edge.url,
             "workloads": workloads,
             "ollamaInstances": ollama.urls,
             "models": list(config.ollama.models),

@@ -11,6 +11,7 @@ from typing import Any
 
 from pulumi_policy import (
     EnforcementLevel,
+    Policy,
     ReportViolation,
     ResourceValidationArgs,
     ResourceValidationPolicy,
@@ -122,7 +123,7 @@ def kubernetes_policies(
 
 def all_policies(
     level: EnforcementLevel = EnforcementLevel.MANDATORY,
-) -> list[ResourceValidationPolicy | StackValidationPolicy]:
+) -> list[Policy]:
     """What the pack serves: both platforms' policies (each rule ignores the other's
     resource types, so one pack checks either kind of stack)."""
     return [*policies(level), *kubernetes_policies(level)]
