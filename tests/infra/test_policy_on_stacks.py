@@ -8,11 +8,13 @@ go through the pulumi-policy objects of `llm_stack.policy.policies()`.
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable
 from typing import Any
 
 import pytest
 from llm_stack.policy import policies
 from pulumi_policy import (
+    Policy,
     PolicyCustomTimeouts,
     PolicyResource,
     PolicyResourceOptions,
@@ -42,10 +44,11 @@ def _options() -> PolicyResourceOptions:
     )
 
 
-def violations(resources: list[View]) -> list[str]:
-    """Every violation the pack reports, as `policy: message`."""
+def violations(resources: list[View], served: Iterable[Policy] | None = None) -> list[str]:
+    """Every violation the pack reports, as `policy: message` (the Docker policies
+    unless `served` says which)."""
     found: list[str] = []
-    for policy in policies():
+    for policy in policies() if served is None else served:
         if isinstance(policy, ResourceValidationPolicy):
             for typ, name, props in resources:
                 args = ResourceValidationArgs(typ, props, f"urn:{name}", name, _options(), None)

@@ -12,41 +12,18 @@ import pytest
 from llm_stack.policy import all_policies
 from llm_stack.policy.kubernetes_rules import pod_spec_of
 from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc
-from pulumi_policy import (
-    PolicyResource,
-    ResourceValidationArgs,
-    ResourceValidationPolicy,
-    StackValidationArgs,
-    StackValidationPolicy,
-)
 
 from tests.infra.kubernetes.manifests import normalize
 from tests.infra.stack_run import StackRun, unwrap
-from tests.infra.test_policy_on_stacks import View, _options
+from tests.infra.test_policy_on_stacks import View
+from tests.infra.test_policy_on_stacks import violations as pack_violations
 from tests.infra.test_policy_pack_process import _struct
 from tests.infra.test_policy_pack_process import analyzer as analyzer  # the pack's process
 
 
 def violations(resources: list[View]) -> list[str]:
     """Every violation the served pack (both platforms' policies) reports."""
-    found: list[str] = []
-    for policy in all_policies():
-        if isinstance(policy, ResourceValidationPolicy):
-            for typ, name, props in resources:
-                args = ResourceValidationArgs(typ, props, f"urn:{name}", name, _options(), None)
-                policy.validate(
-                    args, lambda msg, urn=None, p=policy.name: found.append(f"{p}: {msg}")
-                )
-        elif isinstance(policy, StackValidationPolicy):
-            stack = [
-                PolicyResource(typ, props, f"urn:{name}", name, _options(), None, None, [], {})
-                for typ, name, props in resources
-            ]
-            policy.validate(
-                StackValidationArgs(stack),
-                lambda msg, urn=None, p=policy.name: found.append(f"{p}: {msg}"),
-            )
-    return found
+    return pack_violations(resources, all_policies())
 
 
 def test_docker_stacks_pass_the_kubernetes_policies_too(dev_run: StackRun) -> None:
