@@ -10,6 +10,7 @@ prompt estimate, since Ollama reports the prompt's count only in the final chunk
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -56,7 +57,15 @@ class Estimate:
 
 
 def utc_day(now_s: float | None = None) -> str:
-    return time.strftime("%Y%m%d", time.gmtime(time.time() if now_s is None else now_s))
+    """`20261130`: the UTC day of `now_s` (default: now)."""
+    # Unix time has exactly 86400 s a day; formatting once a day keeps strftime off
+    # every request.
+    return _day_text(int((time.time() if now_s is None else now_s) // 86400))
+
+
+@functools.lru_cache(maxsize=4)
+def _day_text(day: int) -> str:
+    return time.strftime("%Y%m%d", time.gmtime(day * 86400))
 
 
 def seconds_to_utc_midnight(now_s: float | None = None) -> float:

@@ -10,6 +10,7 @@ import httpx
 import pytest
 import redis
 from llm_gateway.keys import digest_of, mint_key
+from llm_gateway.quotas import utc_day
 
 from tests.support.emulator import Emulator
 from tests.support.gateway import GatewayFactory, GatewayProcess, metric_value
@@ -182,3 +183,18 @@ def test_quotas_follow_the_limits_fail_setting_without_redis(
         timeout=10,
     )  # fmt: skip
     assert answer.status_code == status
+
+
+@pytest.mark.parametrize(
+    ("now", "day"),
+    [
+        (0.0, "19700101"),
+        (86399.999, "19700101"),
+        (86400.0, "19700102"),
+        (1_798_761_599.5, "20261231"),
+        (1_798_761_600.0, "20270101"),
+    ],
+)
+def test_utc_day_turns_at_utc_midnight(now: float, day: str) -> None:
+    assert utc_day(now) == day
+    assert utc_day(now) == time.strftime("%Y%m%d", time.gmtime(now))  # and again, cached
