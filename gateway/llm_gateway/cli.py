@@ -63,6 +63,9 @@ def serve() -> int:
         "log_level": settings.log_level,
         "timeout_graceful_shutdown": int(settings.shutdown_grace_seconds) or None,
         "server_header": False,
+        # Nothing reads the client address, so uvicorn need not rewrite it from
+        # X-Forwarded-For on every request (its middleware was ~1.5% of a hit).
+        "proxy_headers": False,
     }
     # uvicorn drains in-flight requests on SIGTERM/SIGINT, then re-raises the signal
     # with the handlers it found at start; make those no-ops so a graceful stop exits 0.
