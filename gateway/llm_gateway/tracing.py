@@ -11,7 +11,8 @@ GenAI conventions where they apply (`gen_ai.request.model`,
 The SDK is configured by the standard variables: OTEL_EXPORTER_OTLP_ENDPOINT (or
 OTEL_EXPORTER_OTLP_TRACES_ENDPOINT), OTEL_EXPORTER_OTLP_HEADERS, OTEL_TRACES_SAMPLER
 and OTEL_TRACES_SAMPLER_ARG, OTEL_SERVICE_NAME. Spans leave in batches from a
-background thread (BatchSpanProcessor) over OTLP/HTTP.
+background thread (BatchSpanProcessor) over OTLP/HTTP, 64 spans at a time unless
+OTEL_BSP_MAX_EXPORT_BATCH_SIZE is set (see EXPORT_BATCH_SPANS).
 
 When off, nothing here is imported by the request path and no span is created:
 every call site checks `tracing is None` first.
@@ -43,6 +44,12 @@ OPERATIONS = {
     "openai_embeddings": "embeddings",
 }
 _PROPAGATOR = TraceContextTextMapPropagator()
+# Spans per export unless OTEL_BSP_MAX_EXPORT_BATCH_SIZE says otherwise (the SDK's
+# default is 512). The export thread encodes a batch to protobuf in Python, and while
+# it does the event loop gets the GIL back only between its switch intervals: a batch
+# of 512 stalled requests for 27-52 ms (hit p99 at c=1, every request traced), 64 for
+# 5-10 ms, at about 15% more CPU per traced hit from the extra exports.
+EXPORT_BATCH_SPANS = 64
 
 
 class Tracing:
@@ -61,7 +68,8 @@ class Tracing:
         """Exporting over OTLP/HTTP, as the OTEL_* variables say."""
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        return cls(BatchSpanProcessor(OTLPSpanExporter()))
+        batch = None if "OTEL_BSP_MAX_EXPORT_BATCH_SIZE" in os.environ else EXPORT_BATCH_SPANS
+        return cls(BatchSpanProcessor(OTLPSpanExporter(), max_export_batch_size=batch))
 
     @contextmanager
     def request(

@@ -20,7 +20,7 @@ from llm_gateway.app import create_app
 from llm_gateway.keys import digest_of, mint_key
 from llm_gateway.observe import AccessLog
 from llm_gateway.settings import Settings
-from llm_gateway.tracing import Tracing
+from llm_gateway.tracing import EXPORT_BATCH_SPANS, Tracing
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -295,3 +295,44 @@ def test_a_zero_sampling_ratio_exports_nothing(
             )  # fmt: skip
         time.sleep(0.5)
         assert receiver.spans() == []
+
+
+@pytest.mark.parametrize(("setting", "batch"), [(None, EXPORT_BATCH_SPANS), ("16", 16)])
+def test_spans_leave_in_small_batches_unless_configured(
+    gateway_factory: GatewayFactory,
+    redis_server: RedisServer,
+    emulator: Any,
+    setting: str | None,
+    batch: int,
+) -> None:
+    """A batch is encoded on the export thread while the event loop waits for the GIL,
+    so the gateway exports EXPORT_BATCH_SPANS at a time, not the SDK's 512; the
+    standard variable still decides when it is set; what is left goes at shutdown."""
+    override = {} if setting is None else {"OTEL_BSP_MAX_EXPORT_BATCH_SIZE": setting}
+    with Receiver().running() as receiver:
+        gateway = gateway_factory(
+            GATEWAY_UPSTREAM_URL=emulator.url,
+            GATEWAY_REDIS_URL=redis_server.url,
+            GATEWAY_TRACING="true",
+            OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{receiver.port}",
+            # No export on a timer within the test: only a full batch leaves.
+            OTEL_BSP_SCHEDULE_DELAY="600000",
+            **override,
+        )
+        with httpx.Client(base_url=gateway.url, timeout=10) as client:
+            for n in range(40):  # five or more spans each: more than two full batches
+                body = {"model": "llama3.2", "prompt": f"batch {n}", "stream": False}
+                assert client.post("/api/generate", json=body).status_code == 200
+        deadline = time.monotonic() + 10
+        while len(receiver.spans()) < 2 * batch:
+            assert time.monotonic() < deadline, f"{len(receiver.spans())} spans arrived"
+            time.sleep(0.05)
+        assert gateway.stop() == 0  # and the rest leaves as it shuts down
+        sizes = [sum(len(s.spans) for r in m.resource_spans for s in r.scope_spans)
+                 for m in receiver.requests]  # fmt: skip
+    *full, rest = sizes
+    assert len(full) >= 2
+    assert all(size == batch for size in full), sizes
+    assert 0 < rest <= batch
+    roots = [span for span in receiver.spans() if span.name == "POST /api/generate"]
+    assert len(roots) == 40  # none lost
