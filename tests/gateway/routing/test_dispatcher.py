@@ -7,7 +7,14 @@ import time
 
 import pytest
 from llm_gateway.metrics import GatewayMetrics
-from llm_gateway.routing.dispatcher import Dispatcher, Grant, Shed, Ticket, _Arrivals
+from llm_gateway.routing.dispatcher import (
+    _RATE_WINDOW,
+    Dispatcher,
+    Grant,
+    Shed,
+    Ticket,
+    _Arrivals,
+)
 from llm_gateway.routing.fair_queue import PRIORITIES, FairQueue
 from llm_gateway.routing.instances import Instance
 from prometheus_client import CollectorRegistry
@@ -22,6 +29,14 @@ def dispatcher(*instances: Instance, depth: int = 100, patience: float = 60) -> 
         list(instances), FairQueue(depth), GatewayMetrics(CollectorRegistry()),
         label=lambda model: model, poll_seconds=60, load_patience=patience,
     )  # fmt: skip
+
+
+def steady_arrivals(rate: float, last: float) -> _Arrivals:
+    """Arrivals `rate` per second for a whole window, the last one at `last`."""
+    arrivals = _Arrivals()
+    for n in range(_RATE_WINDOW, 0, -1):
+        arrivals.note(last - (n - 1) / rate)
+    return arrivals
 
 
 def ticket(model: str = "m", key: str = "k", priority: int = INTERACTIVE, deadline: float = 30):
@@ -222,8 +237,7 @@ async def test_higher_classes_outrunning_the_slots_shed_a_batch_request_cleanly(
     d.stats("m").service = 10.0
     stats = d.stats("m")
     # 1/s interactive against 0.1/s of capacity.
-    stats.classes[INTERACTIVE].gap = 1.0
-    stats.classes[INTERACTIVE].last = time.monotonic()
+    stats.classes[INTERACTIVE] = steady_arrivals(1.0, time.monotonic())
     holding = await d.acquire(ticket())
     with pytest.raises(Shed) as shed:
         await d.acquire(ticket(priority=BATCH, key="b", deadline=60))
@@ -240,7 +254,7 @@ async def test_a_flooding_keys_request_is_shed_at_arrival_when_others_will_overt
     stats = d.stats("m")
     stats.service = 10.0  # 0.1 requests/s
     t = time.monotonic()
-    steady = stats.keys[(INTERACTIVE, "steady")] = _Arrivals(last=t, gap=25.0)  # 0.04/s
+    steady = stats.keys[(INTERACTIVE, "steady")] = steady_arrivals(0.04, t)
     assert steady.rate(t) == pytest.approx(0.04)
     holding = await d.acquire(ticket(key="flood"))
     backlog = [asyncio.ensure_future(d.acquire(ticket(key="flood", deadline=60))) for _ in range(2)]
@@ -260,3 +274,26 @@ async def test_a_flooding_keys_request_is_shed_at_arrival_when_others_will_overt
     assert (await asyncio.wait_for(own, 1)).instance.name == "a"
     for task in backlog:
         task.cancel()
+
+
+def test_a_burst_of_arrivals_barely_moves_the_rate() -> None:
+    """Poisson arrivals bunch up: three within a second, in a stream of one per 5 s,
+    must not read as the rate tripling (a lower class's estimated wait subtracts this
+    rate from the drain, and would jump past its deadline)."""
+    t = 1000.0
+    arrivals = steady_arrivals(0.2, t)
+    assert arrivals.rate(t) == pytest.approx(0.2)
+    for offset in (0.3, 0.6, 0.9):
+        arrivals.note(t + offset)
+    assert 0.2 < arrivals.rate(t + 0.9) < 0.2 * 1.3
+
+
+def test_a_stream_that_stops_fades_then_reads_as_none() -> None:
+    t = 1000.0
+    arrivals = steady_arrivals(1.0, t)
+    assert arrivals.rate(t + 5) < arrivals.rate(t + 1) < arrivals.rate(t)
+    assert arrivals.rate(t + 11) == 0.0  # quiet for ten of its gaps
+    assert _Arrivals().rate(t) == 0.0
+    one = _Arrivals()
+    one.note(t)
+    assert one.rate(t + 1) == 0.0  # one arrival says nothing of a rate
