@@ -68,47 +68,48 @@ def _container_name(group: str, container: Mapping[str, Any]) -> str:
     return f"{kind} {container.get('name') or '<unnamed>'}"
 
 
+def _pod_containers(
+    resource_type: str, props: Mapping[str, Any], *, init: bool = True
+) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """Each container of a workload's pod, with the words that name it in a message
+    ("Deployment gateway: container gateway"); nothing for other resources."""
+    pod = pod_spec_of(resource_type, props)
+    if pod is None:
+        return
+    what = _describe(resource_type, props)
+    for group, container in _containers(pod, init=init):
+        yield f"{what}: {_container_name(group, container)}", container
+
+
 # --- resource rules -------------------------------------------------------------------
 
 
 def pinned_images(resource_type: str, props: Mapping[str, Any]) -> list[str]:
-    pod = pod_spec_of(resource_type, props)
-    if pod is None:
-        return []
-    what = _describe(resource_type, props)
     problems = []
-    for group, container in _containers(pod):
+    for where, container in _pod_containers(resource_type, props):
         image = container.get("image")
         problem = image_problem(str(image)) if image else "no image"
         if problem is not None:
-            problems.append(f"{what}: {_container_name(group, container)}: {problem}")
+            problems.append(f"{where}: {problem}")
     return problems
 
 
 def probes(resource_type: str, props: Mapping[str, Any]) -> list[str]:
     """Every long-running container is probed for readiness and liveness."""
-    pod = pod_spec_of(resource_type, props)
-    if pod is None or resource_type in _RUN_TO_COMPLETION:
+    if resource_type in _RUN_TO_COMPLETION:
         return []
-    what = _describe(resource_type, props)
     problems = []
-    for group, container in _containers(pod, init=False):
+    for where, container in _pod_containers(resource_type, props, init=False):
         missing = [p for p in ("readinessProbe", "livenessProbe") if not container.get(p)]
         if missing:
-            problems.append(
-                f"{what}: {_container_name(group, container)} has no {' or '.join(missing)}"
-            )
+            problems.append(f"{where} has no {' or '.join(missing)}")
     return problems
 
 
 def resources(resource_type: str, props: Mapping[str, Any]) -> list[str]:
     """Requests and limits of CPU and memory on every container, init containers too."""
-    pod = pod_spec_of(resource_type, props)
-    if pod is None:
-        return []
-    what = _describe(resource_type, props)
     problems = []
-    for group, container in _containers(pod):
+    for where, container in _pod_containers(resource_type, props):
         given = container.get("resources") or {}
         missing = [
             f"{kind}.{name}"
@@ -117,9 +118,7 @@ def resources(resource_type: str, props: Mapping[str, Any]) -> list[str]:
             if not (given.get(kind) or {}).get(name)
         ]
         if missing:
-            problems.append(
-                f"{what}: {_container_name(group, container)} sets no {', '.join(missing)}"
-            )
+            problems.append(f"{where} sets no {', '.join(missing)}")
     return problems
 
 
@@ -141,9 +140,8 @@ def pod_security(resource_type: str, props: Mapping[str, Any]) -> list[str]:
         if isinstance(v, Mapping) and v.get("hostPath") is not None
     ]
     pod_context = pod.get("securityContext") or {}
-    for group, container in _containers(pod):
+    for where, container in _pod_containers(resource_type, props):
         context = container.get("securityContext") or {}
-        where = f"{what}: {_container_name(group, container)}"
         if context.get("privileged"):
             problems.append(f"{where} is privileged")
         if context.get("allowPrivilegeEscalation") is not False:
@@ -169,13 +167,8 @@ def _quantity(value: Any) -> str:
 def distinct_gpus(resource_type: str, props: Mapping[str, Any]) -> list[str]:
     """A GPU container asks the device plugin for exactly one device (its own), and no
     container widens what it sees with NVIDIA_VISIBLE_DEVICES=all."""
-    pod = pod_spec_of(resource_type, props)
-    if pod is None:
-        return []
-    what = _describe(resource_type, props)
     problems = []
-    for group, container in _containers(pod):
-        where = f"{what}: {_container_name(group, container)}"
+    for where, container in _pod_containers(resource_type, props):
         given = container.get("resources") or {}
         limits, requests = given.get("limits") or {}, given.get("requests") or {}
         for name in sorted({*limits, *requests}):
@@ -199,19 +192,16 @@ def distinct_gpus(resource_type: str, props: Mapping[str, Any]) -> list[str]:
 
 def secrets_from_secrets(resource_type: str, props: Mapping[str, Any]) -> list[str]:
     """Secret-named variables come from a Secret; ConfigMaps hold no key or password."""
-    what = _describe(resource_type, props)
     if resource_type == CONFIG_MAP:
+        what = _describe(resource_type, props)
         data = props.get("data") or {}
         return [
             f"{what}: {key} holds a private key or a password; use a Secret"
             for key, value in sorted(data.items())
             if _SECRET_TEXT_RE.search(str(value))
         ]
-    pod = pod_spec_of(resource_type, props)
-    if pod is None:
-        return []
     problems = []
-    for group, container in _containers(pod):
+    for where, container in _pod_containers(resource_type, props):
         for entry in container.get("env") or []:
             if not isinstance(entry, Mapping):
                 continue
@@ -220,8 +210,7 @@ def secrets_from_secrets(resource_type: str, props: Mapping[str, Any]) -> list[s
                 continue
             if "value" in entry or "configMapKeyRef" in (entry.get("valueFrom") or {}):
                 problems.append(
-                    f"{what}: {_container_name(group, container)}: {entry.get('name')} "
-                    "must come from a Secret (valueFrom.secretKeyRef)"
+                    f"{where}: {entry.get('name')} must come from a Secret (valueFrom.secretKeyRef)"
                 )
     return problems
 
