@@ -201,16 +201,7 @@ class EdgeNginx(pulumi.ComponentResource):
                     # Request bodies over 1 MiB spill here (the body cap is edge.maxBodyMb).
                     w.empty_dir("runtime", f"{2 * config.edge.max_body_mb + 64}Mi"),
                 ],
-                extra={
-                    "topologySpreadConstraints": [
-                        {
-                            "maxSkew": 1,
-                            "topologyKey": "kubernetes.io/hostname",
-                            "whenUnsatisfiable": "ScheduleAnyway",
-                            "labelSelector": {"matchLabels": pod_selector},
-                        }
-                    ]
-                },
+                extra=w.spread(pod_selector),
             )
             resource = k8s.apps.v1.Deployment(
                 role,

@@ -186,16 +186,7 @@ class GatewayDeployment(pulumi.ComponentResource):
                 w.empty_dir("tmp"),
             ],
             termination_grace_seconds=grace + PRE_STOP_SECONDS + 5,
-            extra={
-                "topologySpreadConstraints": [
-                    {
-                        "maxSkew": 1,
-                        "topologyKey": "kubernetes.io/hostname",
-                        "whenUnsatisfiable": "ScheduleAnyway",
-                        "labelSelector": {"matchLabels": pod_selector},
-                    }
-                ]
-            },
+            extra=w.spread(pod_selector),
         )
         # A changed key list or Redis password rolls the pods (env and files are read
         # at start).
@@ -228,16 +219,18 @@ class GatewayDeployment(pulumi.ComponentResource):
         scaling = kube.autoscaling
         self.autoscaler = None
         self.scaled_object = None
+        # What the HPA or KEDA scales: this Deployment.
+        target = {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "name": self.deployment.metadata.name,
+        }
         if scaling.keda is None:
             self.autoscaler = k8s.autoscaling.v2.HorizontalPodAutoscaler(
                 "gateway-hpa",
                 metadata=w.metadata(names, n.GATEWAY, names.gateway, namespace),
                 spec={
-                    "scaleTargetRef": {
-                        "apiVersion": "apps/v1",
-                        "kind": "Deployment",
-                        "name": self.deployment.metadata.name,
-                    },
+                    "scaleTargetRef": target,
                     "minReplicas": gateway.replicas,
                     "maxReplicas": scaling.max_replicas,
                     "metrics": [
@@ -266,11 +259,7 @@ class GatewayDeployment(pulumi.ComponentResource):
                 kind="ScaledObject",
                 metadata=w.metadata(names, n.GATEWAY, names.gateway, namespace),
                 spec={
-                    "scaleTargetRef": {
-                        "apiVersion": "apps/v1",
-                        "kind": "Deployment",
-                        "name": self.deployment.metadata.name,
-                    },
+                    "scaleTargetRef": target,
                     "minReplicaCount": gateway.replicas,
                     "maxReplicaCount": scaling.max_replicas,
                     "triggers": [

@@ -87,20 +87,6 @@ def gpu_placement(config: StackConfig) -> dict[str, Any]:
     return placement
 
 
-def spread(selector: dict[str, str]) -> dict[str, Any]:
-    """Prefer pods of one role on different nodes, so that one node failing costs one."""
-    return {
-        "topologySpreadConstraints": [
-            {
-                "maxSkew": 1,
-                "topologyKey": "kubernetes.io/hostname",
-                "whenUnsatisfiable": "ScheduleAnyway",
-                "labelSelector": {"matchLabels": selector},
-            }
-        ]
-    }
-
-
 class OllamaStatefulSet(pulumi.ComponentResource):
     service: k8s.core.v1.Service
     statefulset: k8s.apps.v1.StatefulSet
@@ -219,7 +205,7 @@ class OllamaStatefulSet(pulumi.ComponentResource):
             [server],
             init_containers=init_containers,
             volumes=volumes,
-            extra={**gpu_placement(config), **spread(selector)},
+            extra={**gpu_placement(config), **w.spread(selector)},
         )
         spec: dict[str, Any] = {
             "serviceName": names.ollama,

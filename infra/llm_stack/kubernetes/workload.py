@@ -129,6 +129,20 @@ def startup_probe(path: str, port: int | str, budget_seconds: int) -> dict[str, 
     )
 
 
+def spread(selector: Mapping[str, str]) -> dict[str, Any]:
+    """Prefer pods of one role on different nodes, so that one node failing costs one."""
+    return {
+        "topologySpreadConstraints": [
+            {
+                "maxSkew": 1,
+                "topologyKey": "kubernetes.io/hostname",
+                "whenUnsatisfiable": "ScheduleAnyway",
+                "labelSelector": {"matchLabels": dict(selector)},
+            }
+        ]
+    }
+
+
 def empty_dir(name: str, size: str = "256Mi") -> dict[str, Any]:
     return {"name": name, "emptyDir": {"sizeLimit": size}}
 
