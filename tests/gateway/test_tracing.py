@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from tests.support.gateway import GatewayFactory
+from tests.support.gateway import GatewayFactory, GatewayProcess
 from tests.support.ports import free_port
 from tests.support.redis_server import RedisServer
 
@@ -202,6 +202,29 @@ class Receiver:
             for span in scope.spans
         ]
 
+    def wait_for(self, enough: Callable[[list[Any]], bool]) -> None:
+        """Until the spans received so far are `enough` (at most 10 s)."""
+        deadline = time.monotonic() + 10
+        while not enough(self.spans()):
+            assert time.monotonic() < deadline, f"{len(self.spans())} spans arrived"
+            time.sleep(0.05)
+
+    def gateway(
+        self,
+        factory: GatewayFactory,
+        redis_server: RedisServer,
+        emulator: Any,
+        **env: str,
+    ) -> GatewayProcess:
+        """A gateway process tracing every request to this receiver."""
+        return factory(
+            GATEWAY_UPSTREAM_URL=emulator.url,
+            GATEWAY_REDIS_URL=redis_server.url,
+            GATEWAY_TRACING="true",
+            OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{self.port}",
+            **env,
+        )
+
     @contextmanager
     def running(self) -> Iterator[Receiver]:
         async def serve() -> web.AppRunner:
@@ -236,13 +259,12 @@ def test_the_otlp_exporter_sends_the_spans_a_collector_decodes(
 ) -> None:
     key = mint_key()
     with Receiver().running() as receiver:
-        gateway = gateway_factory(
-            GATEWAY_UPSTREAM_URL=emulator.url,
-            GATEWAY_REDIS_URL=redis_server.url,
+        gateway = receiver.gateway(
+            gateway_factory,
+            redis_server,
+            emulator,
             GATEWAY_AUTH_DISABLED="false",
             GATEWAY_API_KEYS=digest_of(key),
-            GATEWAY_TRACING="true",
-            OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{receiver.port}",
             OTEL_EXPORTER_OTLP_HEADERS="x-tenant=llm-stack",
             OTEL_BSP_SCHEDULE_DELAY="100",
             OTEL_SERVICE_NAME="gateway-under-test",
@@ -255,10 +277,7 @@ def test_the_otlp_exporter_sends_the_spans_a_collector_decodes(
             timeout=10,
         )  # fmt: skip
         assert answer.status_code == 200
-        deadline = time.monotonic() + 10
-        while len({s.name for s in receiver.spans()}) < 5:
-            assert time.monotonic() < deadline, f"spans never arrived: {receiver.spans()}"
-            time.sleep(0.05)
+        receiver.wait_for(lambda spans: len({s.name for s in spans}) >= 5)
     spans = {span.name: span for span in receiver.spans()}
     root = spans["POST /api/chat"]
     assert root.trace_id.hex() == TRACE_ID
@@ -279,11 +298,10 @@ def test_a_zero_sampling_ratio_exports_nothing(
     gateway_factory: GatewayFactory, redis_server: RedisServer, emulator: Any, sampler_arg: str
 ) -> None:
     with Receiver().running() as receiver:
-        gateway = gateway_factory(
-            GATEWAY_UPSTREAM_URL=emulator.url,
-            GATEWAY_REDIS_URL=redis_server.url,
-            GATEWAY_TRACING="true",
-            OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{receiver.port}",
+        gateway = receiver.gateway(
+            gateway_factory,
+            redis_server,
+            emulator,
             OTEL_TRACES_SAMPLER="traceidratio",
             OTEL_TRACES_SAMPLER_ARG=sampler_arg,
             OTEL_BSP_SCHEDULE_DELAY="100",
@@ -310,11 +328,10 @@ def test_spans_leave_in_small_batches_unless_configured(
     standard variable still decides when it is set; what is left goes at shutdown."""
     override = {} if setting is None else {"OTEL_BSP_MAX_EXPORT_BATCH_SIZE": setting}
     with Receiver().running() as receiver:
-        gateway = gateway_factory(
-            GATEWAY_UPSTREAM_URL=emulator.url,
-            GATEWAY_REDIS_URL=redis_server.url,
-            GATEWAY_TRACING="true",
-            OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{receiver.port}",
+        gateway = receiver.gateway(
+            gateway_factory,
+            redis_server,
+            emulator,
             # No export on a timer within the test: only a full batch leaves.
             OTEL_BSP_SCHEDULE_DELAY="600000",
             **override,
@@ -323,10 +340,7 @@ def test_spans_leave_in_small_batches_unless_configured(
             for n in range(40):  # five or more spans each: more than two full batches
                 body = {"model": "llama3.2", "prompt": f"batch {n}", "stream": False}
                 assert client.post("/api/generate", json=body).status_code == 200
-        deadline = time.monotonic() + 10
-        while len(receiver.spans()) < 2 * batch:
-            assert time.monotonic() < deadline, f"{len(receiver.spans())} spans arrived"
-            time.sleep(0.05)
+        receiver.wait_for(lambda spans: len(spans) >= 2 * batch)
         assert gateway.stop() == 0  # and the rest leaves as it shuts down
         sizes = [sum(len(s.spans) for r in m.resource_spans for s in r.scope_spans)
                  for m in receiver.requests]  # fmt: skip
