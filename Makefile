@@ -71,7 +71,7 @@ test: system-deps lint typecheck unit
 bench: system-deps $(VENV)
 	$(UV) run --frozen python -m bench.run
 
-# The system benchmark of issue 12: least-conn vs model-aware routing on emulated GPUs
+# The system benchmark: least-conn vs model-aware routing on emulated GPUs
 # (about 9 minutes real); tables on stdout and in bench/system/results.md, plots beside it.
 bench-system: system-deps $(VENV)
 	$(UV) run --frozen python -m bench.system

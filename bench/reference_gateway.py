@@ -1,4 +1,4 @@
-"""The minimal reference gateway of issue 2, written from its description, for comparison.
+"""The minimal reference gateway the first design was measured against, for comparison.
 
 FastAPI, a module-level httpx client, forces `stream: false`, key = SHA-256 of
 model + prompt + messages + temperature, Redis GET / SETEX, nothing else: no auth,

@@ -1,4 +1,4 @@
-"""The system benchmark of issue 12: least-conn vs model-aware routing, end to end.
+"""The system benchmark: least-conn vs model-aware routing, end to end.
 
 `python -m bench.system` (or `make bench-system`) runs every workload in every routing
 mode against emulated Ollama instances on loopback and writes `results.md`,

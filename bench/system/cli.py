@@ -67,7 +67,7 @@ TOTAL_TIMEOUT_SIM = 900.0
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.system",
-        description="System benchmark of issue 12: least-conn vs model-aware routing.",
+        description="System benchmark: least-conn vs model-aware routing.",
     )
     parser.add_argument(
         "--smoke", action="store_true", help="a very short run (W1, W2, one replica)"

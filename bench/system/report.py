@@ -126,7 +126,7 @@ def markdown(
     verdicts: Sequence[Verdict],
 ) -> str:
     cap = setup.ttft_timeout
-    out = ["# System benchmark: least-conn vs model-aware routing (issue 12)", ""]
+    out = ["# System benchmark: least-conn vs model-aware routing", ""]
     if setup.smoke:
         out += ["**Smoke run**: tiny workloads, the numbers mean nothing.", ""]
     out += [

@@ -1,4 +1,4 @@
-"""The targets of issue 12, checked against the runs: PASS, FAIL, or n/a (not run).
+"""The routing's targets, checked against the runs: PASS, FAIL, or n/a (not run).
 
 Each check states its numbers. A TTFT percentile that fell on a request with no first
 token reads "> 180 s"; where least-conn's is such a value it is taken as 180 s, the

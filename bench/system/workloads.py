@@ -1,4 +1,4 @@
-"""The workloads of issue 12, the routing modes each runs in, and their request plans.
+"""The workloads of the system benchmark, the routing modes each runs in, and their request plans.
 
 Every workload is open-loop: each stream (one key, one model, one request shape) is a
 Poisson process at its own rate, in requests per simulated second, drawn from a seeded

@@ -2,7 +2,7 @@
 
 /metrics and /ready carry no key check: they are for the internal network only.
 The nginx edge answers 404 for them, and the gateway publishes no port, so only
-Prometheus and the container healthcheck ever reach them (see README, "Security").
+Prometheus and the container healthcheck ever reach them (see docs/security.md).
 """
 
 from __future__ import annotations

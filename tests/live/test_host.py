@@ -1,5 +1,5 @@
 """Checks that hold for every live stack: a Docker host after `pulumi up`, or the local
-stack. Run them against the host the stack runs on (`--hosts`, see README.md)."""
+stack. Run them against the host the stack runs on (`--hosts`, see tests/live/README.md)."""
 
 from __future__ import annotations
 
