@@ -1,12 +1,12 @@
 """The llm-stack Pulumi program (`main: infra/` in Pulumi.yaml).
 
-Thin on purpose: everything lives in `llm_stack.components.stack.run`, which tests
+Thin on purpose: everything lives in `llm_stack.program.run`, which tests
 call under Pulumi mocks once per stack file.
 """
 
 import pulumi
 from llm_config import ConfigError
-from llm_stack.components.stack import run
+from llm_stack.program import run
 
 try:
     run()

@@ -2,22 +2,19 @@
 
 Read only when `platform: kubernetes`. The kube context itself is not here: it is the
 `kubernetes:` provider's own config (`pulumi config set kubernetes:context <name>`).
-`platform_problems` lists the combinations that cannot deploy, so they are refused
-with the rest of the config, before any resource exists.
+The combinations that cannot deploy (`llm_config.platforms`) are refused with the
+rest of the config, before any resource exists.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
 from llm_config.fields import PinnedImage, Section
-
-if TYPE_CHECKING:
-    from llm_config.model import StackConfig
 
 # RFC 1123 label (namespaces, object names) and subdomain (DNS names, label prefixes).
 _LABEL_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
@@ -217,67 +214,3 @@ class KubernetesConfig(Section):
     @property
     def uses_gpus(self) -> bool:
         return self.gpu.enabled
-
-
-def platform_problems(config: StackConfig) -> list[str]:
-    """Why this config cannot deploy on its platform (empty when it can)."""
-    kube = config.kubernetes
-    if config.platform == "docker":
-        problems = []
-        if kube is not None:
-            problems.append(
-                "kubernetes: only read with platform: kubernetes; remove it, or set "
-                "platform: kubernetes"
-            )
-        if config.edge.tls == "cert-manager":
-            problems.append("edge.tls: cert-manager needs platform: kubernetes")
-        return problems
-    if kube is None:
-        return [
-            "platform: kubernetes needs a `kubernetes` section (at least gatewayImage and "
-            "dnsResolver)"
-        ]
-    problems = []
-    if config.ollama.gpus:
-        problems.append(
-            "ollama.gpus: on Kubernetes the device plugin picks each pod's GPU; leave gpus "
-            "empty and set kubernetes.gpu (enabled, resource, nodeSelector, tolerations)"
-        )
-    if config.edge.tls == "cert-manager" and kube.cert_manager is None:
-        problems.append("edge.tls: cert-manager needs kubernetes.certManager.issuerName")
-    if kube.cert_manager is not None and config.edge.tls != "cert-manager":
-        problems.append("kubernetes.certManager: only used with edge.tls: cert-manager")
-    if kube.expose.type == "http-route" and kube.expose.gateway is None:
-        problems.append("kubernetes.expose: type http-route needs gateway.name")
-    if kube.expose.type == "http-route" and (kube.expose.source_ranges or kube.expose.annotations):
-        problems.append(
-            "kubernetes.expose: sourceRanges and annotations are for a load-balancer; "
-            "an http-route's Gateway decides who reaches it"
-        )
-    if kube.expose.type == "load-balancer" and kube.expose.gateway is not None:
-        problems.append("kubernetes.expose: gateway is only used with type http-route")
-    if kube.autoscaling.max_replicas < config.gateway.replicas:
-        problems.append(
-            f"kubernetes.autoscaling.maxReplicas ({kube.autoscaling.max_replicas}) is below "
-            f"gateway.replicas ({config.gateway.replicas}), the autoscaler's minimum"
-        )
-    keda = kube.autoscaling.keda
-    if keda is not None and kube.prometheus_operator is not None and keda.prometheus_url is None:
-        problems.append(
-            "kubernetes.autoscaling.keda.prometheusUrl: needed with prometheusOperator "
-            "(the stack runs no Prometheus of its own for KEDA to query)"
-        )
-    if config.monitoring.grafana.enabled:
-        problems.append(
-            "monitoring.grafana.enabled: the Kubernetes platform deploys no Grafana; its "
-            "dashboards are ConfigMaps for your cluster's Grafana (label grafana_dashboard). "
-            "Set monitoring.grafana.enabled: false"
-        )
-    taken = {EDGE_CONTAINER_HTTPS_PORT, EDGE_CONTAINER_HTTP_PORT}
-    for key, port in (
-        ("balancer.port", config.balancer.port),
-        ("balancer.statusPort", config.balancer.status_port),
-    ):
-        if port in taken:
-            problems.append(f"{key}: {port} is an edge container port on Kubernetes; pick another")
-    return problems

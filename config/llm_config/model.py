@@ -23,7 +23,11 @@ from llm_config.fields import (
     _pinned_image,
 )
 from llm_config.fields import Section as _Section
-from llm_config.kubernetes import KubernetesConfig, platform_problems
+from llm_config.kubernetes import (
+    EDGE_CONTAINER_HTTP_PORT,
+    EDGE_CONTAINER_HTTPS_PORT,
+    KubernetesConfig,
+)
 
 __all__ = ["_pinned_image"]
 
@@ -303,3 +307,67 @@ class StackConfig(_Section):
     def max_body_bytes(self) -> int:
         """One body cap for the whole path: the edge refuses first, the gateway agrees."""
         return self.edge.max_body_mb * 1024 * 1024
+
+
+def platform_problems(config: StackConfig) -> list[str]:
+    """Why this config cannot deploy on its platform (empty when it can)."""
+    kube = config.kubernetes
+    if config.platform == "docker":
+        problems = []
+        if kube is not None:
+            problems.append(
+                "kubernetes: only read with platform: kubernetes; remove it, or set "
+                "platform: kubernetes"
+            )
+        if config.edge.tls == "cert-manager":
+            problems.append("edge.tls: cert-manager needs platform: kubernetes")
+        return problems
+    if kube is None:
+        return [
+            "platform: kubernetes needs a `kubernetes` section (at least gatewayImage and "
+            "dnsResolver)"
+        ]
+    problems = []
+    if config.ollama.gpus:
+        problems.append(
+            "ollama.gpus: on Kubernetes the device plugin picks each pod's GPU; leave gpus "
+            "empty and set kubernetes.gpu (enabled, resource, nodeSelector, tolerations)"
+        )
+    if config.edge.tls == "cert-manager" and kube.cert_manager is None:
+        problems.append("edge.tls: cert-manager needs kubernetes.certManager.issuerName")
+    if kube.cert_manager is not None and config.edge.tls != "cert-manager":
+        problems.append("kubernetes.certManager: only used with edge.tls: cert-manager")
+    if kube.expose.type == "http-route" and kube.expose.gateway is None:
+        problems.append("kubernetes.expose: type http-route needs gateway.name")
+    if kube.expose.type == "http-route" and (kube.expose.source_ranges or kube.expose.annotations):
+        problems.append(
+            "kubernetes.expose: sourceRanges and annotations are for a load-balancer; "
+            "an http-route's Gateway decides who reaches it"
+        )
+    if kube.expose.type == "load-balancer" and kube.expose.gateway is not None:
+        problems.append("kubernetes.expose: gateway is only used with type http-route")
+    if kube.autoscaling.max_replicas < config.gateway.replicas:
+        problems.append(
+            f"kubernetes.autoscaling.maxReplicas ({kube.autoscaling.max_replicas}) is below "
+            f"gateway.replicas ({config.gateway.replicas}), the autoscaler's minimum"
+        )
+    keda = kube.autoscaling.keda
+    if keda is not None and kube.prometheus_operator is not None and keda.prometheus_url is None:
+        problems.append(
+            "kubernetes.autoscaling.keda.prometheusUrl: needed with prometheusOperator "
+            "(the stack runs no Prometheus of its own for KEDA to query)"
+        )
+    if config.monitoring.grafana.enabled:
+        problems.append(
+            "monitoring.grafana.enabled: the Kubernetes platform deploys no Grafana; its "
+            "dashboards are ConfigMaps for your cluster's Grafana (label grafana_dashboard). "
+            "Set monitoring.grafana.enabled: false"
+        )
+    taken = {EDGE_CONTAINER_HTTPS_PORT, EDGE_CONTAINER_HTTP_PORT}
+    for key, port in (
+        ("balancer.port", config.balancer.port),
+        ("balancer.statusPort", config.balancer.status_port),
+    ):
+        if port in taken:
+            problems.append(f"{key}: {port} is an edge container port on Kubernetes; pick another")
+    return problems

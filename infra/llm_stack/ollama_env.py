@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from llm_config.model import StackConfig
 
-from llm_stack.components.names import OLLAMA_PORT
+from llm_stack.shared.names import OLLAMA_PORT
 
 
 def ollama_environment(config: StackConfig) -> dict[str, str]:

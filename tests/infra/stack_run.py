@@ -23,7 +23,7 @@ import pulumi
 import trustme
 from llm_config import read_stack_file
 from llm_config.load import SecureValue
-from llm_stack.components.stack import run
+from llm_stack.program import run
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime.rpc import is_rpc_secret, unwrap_rpc_secret
 

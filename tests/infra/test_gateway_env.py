@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from llm_config import StackConfig
 from llm_gateway.settings import Settings
-from llm_stack.components.gateway import KEYS_FILE, health_test
+from llm_stack.docker.gateway import KEYS_FILE, health_test
 from llm_stack.gateway_env import SECRET_VARIABLES, gateway_environment
 
 from tests.infra.stack_run import StackRun, prod_secrets

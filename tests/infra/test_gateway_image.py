@@ -11,8 +11,8 @@ import re
 import tomllib
 from pathlib import Path
 
-from llm_stack.components.gateway import REPO_ROOT, gateway_version
-from llm_stack.policy.rules import image_problem
+from llm_stack.docker.gateway import REPO_ROOT, gateway_version
+from llm_stack.policy.common import image_problem
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = (REPO / "gateway" / "Dockerfile").read_text()

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from llm_config import StackConfig, images
 from llm_config.model import _pinned_image
-from llm_stack.policy.rules import image_problem
+from llm_stack.policy.common import image_problem
 
 from tests.infra.stack_run import StackRun
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from llm_stack.policy import policies
-from llm_stack.policy.rules import (
+from llm_stack.policy.docker_rules import (
     BUILT_IMAGE,
     CONTAINER,
     NETWORK,

@@ -8,7 +8,7 @@ from fractions import Fraction
 
 import pytest
 from llm_config import StackConfig
-from llm_stack.components.containers import go_duration
+from llm_stack.docker.containers import go_duration
 
 from tests.infra.provider_readback import (
     EngineRefuses,

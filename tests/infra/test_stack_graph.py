@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 from llm_config import StackConfig
-from llm_stack.components.monitoring import GRAFANA_PASSWORD_FILE
-from llm_stack.components.names import StackNames
-from llm_stack.components.redis import CLI_PASSWORD_PATH
+from llm_stack.docker.monitoring import GRAFANA_PASSWORD_FILE
+from llm_stack.docker.redis import CLI_PASSWORD_PATH
+from llm_stack.shared.names import StackNames
 from pulumi.runtime.rpc import is_rpc_secret
 
 from tests.infra.stack_run import (

@@ -27,14 +27,14 @@ import pytest
 import yaml
 from llm_config import StackConfig
 from llm_nginx import CONTAINER_CERT_PATH, CONTAINER_KEY_PATH, CONTAINER_RUNTIME_DIR
-from llm_stack.components.edge import render_edge_conf
-from llm_stack.components.monitoring import (
+from llm_stack.docker.edge import render_edge_conf
+from llm_stack.docker.monitoring import (
     GRAFANA_PASSWORD_FILE,
     grafana_uploads,
     prometheus_uploads,
 )
-from llm_stack.components.names import StackNames
-from llm_stack.components.redis import CLI_PASSWORD_PATH, health_test, render_redis_conf
+from llm_stack.docker.redis import CLI_PASSWORD_PATH, health_test, render_redis_conf
+from llm_stack.shared.names import StackNames
 
 from tests.infra.stack_run import StackRun, prod_secrets
 from tests.support.nginx_server import check_config, nginx_binary

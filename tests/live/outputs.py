@@ -14,7 +14,7 @@ import pytest
 OUTPUTS_ENV = "LLM_STACK_OUTPUTS"
 # Roles that may publish host ports (the edge, and Grafana when the config enables it).
 PUBLISHING_ROLES = ("nginx", "grafana")
-# Ports the services listen on inside their containers (llm_stack.components.names).
+# Ports the services listen on inside their containers (llm_stack.shared.names).
 OLLAMA_PORT = 11434
 REDIS_PORT = 6379
 

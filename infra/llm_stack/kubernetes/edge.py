@@ -26,12 +26,12 @@ from llm_config.model import StackConfig
 from llm_monitoring.jobs import NGINX_JOB
 from llm_nginx import CONTAINER_RUNTIME_DIR, STUB_STATUS_PATH, NginxTopology, render_nginx_conf
 
-from llm_stack.components.containers import secret_text
-from llm_stack.components.names import OLLAMA_PORT
-from llm_stack.components.tls import EdgeCertificate
 from llm_stack.kubernetes import names as n
 from llm_stack.kubernetes import workload as w
 from llm_stack.pulumi_config import StackSecrets
+from llm_stack.shared.names import OLLAMA_PORT
+from llm_stack.shared.secrets import secret_text
+from llm_stack.shared.tls import EdgeCertificate
 
 CONF_DIR = "/etc/nginx/llm"
 CONF_KEY = "nginx.conf"

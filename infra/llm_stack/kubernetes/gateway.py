@@ -17,12 +17,11 @@ import pulumi_kubernetes as k8s
 from llm_config.model import StackConfig
 from llm_monitoring.jobs import GATEWAY_JOB, selector
 
-from llm_stack.components.containers import secret_text
-from llm_stack.components.gateway import KEYS_FILE
-from llm_stack.components.names import PROMETHEUS_PORT
 from llm_stack.gateway_env import SECRET_VARIABLES, gateway_environment
 from llm_stack.kubernetes import names as n
 from llm_stack.kubernetes import workload as w
+from llm_stack.shared.names import KEYS_FILE, PROMETHEUS_PORT
+from llm_stack.shared.secrets import secret_text
 
 KEYS_DIR = KEYS_FILE.rsplit("/", 1)[0]
 KEYS_KEY = KEYS_FILE.rsplit("/", 1)[1]

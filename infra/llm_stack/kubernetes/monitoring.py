@@ -31,9 +31,9 @@ from llm_monitoring.prometheus import (
 )
 from llm_monitoring.rules import render_alert_rules
 
-from llm_stack.components.names import PROMETHEUS_PORT
 from llm_stack.kubernetes import names as n
 from llm_stack.kubernetes import workload as w
+from llm_stack.shared.names import PROMETHEUS_PORT
 
 CONFIG_DIR = "/etc/prometheus"
 DATA_DIR = "/prometheus"

@@ -13,8 +13,8 @@ from typing import Final
 
 from llm_config.model import StackConfig
 
-from llm_stack.components import labels as roles
-from llm_stack.components.names import OLLAMA_PORT, REDIS_PORT, StackNames
+from llm_stack.shared import labels as roles
+from llm_stack.shared.names import OLLAMA_PORT, REDIS_PORT, StackNames
 
 PART_OF_LABEL: Final = "app.kubernetes.io/part-of"
 INSTANCE_LABEL: Final = "app.kubernetes.io/instance"

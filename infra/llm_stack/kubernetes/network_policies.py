@@ -27,10 +27,10 @@ import pulumi_kubernetes as k8s
 from llm_config.kubernetes import EDGE_CONTAINER_HTTP_PORT, EDGE_CONTAINER_HTTPS_PORT
 from llm_config.model import StackConfig
 
-from llm_stack.components.names import OLLAMA_PORT, PROMETHEUS_PORT, REDIS_PORT
 from llm_stack.kubernetes import names as n
 from llm_stack.kubernetes import workload as w
 from llm_stack.kubernetes.edge import EXPORTER_LABEL
+from llm_stack.shared.names import OLLAMA_PORT, PROMETHEUS_PORT, REDIS_PORT
 
 DEFAULT_DENY: Final = "default-deny"
 NAMESPACE_NAME_LABEL: Final = "kubernetes.io/metadata.name"

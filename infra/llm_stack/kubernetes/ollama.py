@@ -7,7 +7,7 @@ ready, which is what the model-aware gateway (and the least-conn balancer) addre
 Models are pulled before a pod takes traffic, in one of two ways (kubernetes.models):
 
 - a volume per pod (default, ReadWriteOnce): an init container runs the same pull
-  script as the Docker puller (`llm_stack.components.ollama.PULL_SCRIPT`) into the pod's
+  script as the Docker puller (`llm_stack.docker.ollama.PULL_SCRIPT`) into the pod's
   own volume, so the pod only starts serving once its models are there. NetworkPolicies
   act on whole pods, so these pods keep egress to public HTTPS (see network_policies).
 - one shared ReadWriteMany claim: a Job pulls once into it, and the StatefulSet is
@@ -23,11 +23,11 @@ import pulumi
 import pulumi_kubernetes as k8s
 from llm_config.model import StackConfig
 
-from llm_stack.components.names import OLLAMA_PORT, StackNames
-from llm_stack.components.ollama import PULL_SCRIPT, gpu_environment
+from llm_stack.docker.ollama import PULL_SCRIPT, gpu_environment
 from llm_stack.kubernetes import names as n
 from llm_stack.kubernetes import workload as w
 from llm_stack.ollama_env import ollama_environment
+from llm_stack.shared.names import OLLAMA_PORT, StackNames
 
 MODELS_DIR = "/models"
 TMP_DIR = "/tmp"  # noqa: S108 (an emptyDir of the pod)

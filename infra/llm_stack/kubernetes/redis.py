@@ -1,6 +1,6 @@
 """Redis on a cluster: a StatefulSet with a persistent volume and the append-only file.
 
-Its redis.conf is the Docker stack's (`llm_stack.components.redis.render_redis_conf`),
+Its redis.conf is the Docker stack's (`llm_stack.docker.redis.render_redis_conf`),
 and since it carries the password (`requirepass`) it lives in a Secret, mounted with
 the password file the probes' redis-cli reads; no environment variable holds either.
 """
@@ -11,8 +11,9 @@ import pulumi
 import pulumi_kubernetes as k8s
 from llm_config.model import StackConfig
 
-from llm_stack.components.containers import secret_text
-from llm_stack.components.redis import (
+from llm_stack.kubernetes import names as n
+from llm_stack.kubernetes import workload as w
+from llm_stack.shared.redis import (
     CLI_PASSWORD_PATH,
     CONF_PATH,
     DATA_DIR,
@@ -20,8 +21,7 @@ from llm_stack.components.redis import (
     redis_url,
     render_redis_conf,
 )
-from llm_stack.kubernetes import names as n
-from llm_stack.kubernetes import workload as w
+from llm_stack.shared.secrets import secret_text
 
 CONF_DIR = CONF_PATH.rsplit("/", 1)[0]
 CONF_KEY = CONF_PATH.rsplit("/", 1)[1]

@@ -9,7 +9,6 @@ from typing import Any
 import pulumi
 from llm_config.model import StackConfig
 
-from llm_stack.components.secrets import StackCredentials
 from llm_stack.kubernetes import names as n
 from llm_stack.kubernetes.edge import EdgeNginx
 from llm_stack.kubernetes.gateway import GatewayDeployment
@@ -19,6 +18,7 @@ from llm_stack.kubernetes.network_policies import NetworkPolicies
 from llm_stack.kubernetes.ollama import OllamaStatefulSet
 from llm_stack.kubernetes.redis import RedisStatefulSet
 from llm_stack.pulumi_config import StackSecrets
+from llm_stack.shared.secrets import StackCredentials
 
 COMPONENT_TYPE = "llm-stack:kubernetes:Stack"
 SECRET_OUTPUTS = ("devApiKey",)

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from llm_stack.components.labels import NGINX
 from llm_stack.local.plan import LocalPlan, LocalSecrets, ServiceSpec
+from llm_stack.shared.labels import NGINX
 
 KIND = "local"
 

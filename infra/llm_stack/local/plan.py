@@ -17,14 +17,6 @@ from llm_config.model import StackConfig
 from llm_monitoring.prometheus import CONFIG_FILE_NAME, ScrapeTargets, prometheus_args
 from llm_nginx import STUB_STATUS_PATH, NginxTopology, loopback_topology
 
-from llm_stack.components.labels import (
-    GATEWAY,
-    NGINX,
-    NGINX_EXPORTER,
-    OLLAMA,
-    PROMETHEUS,
-    REDIS,
-)
 from llm_stack.gateway_env import gateway_environment
 from llm_stack.local.binaries import Binaries
 from llm_stack.local.layout import Layout
@@ -32,6 +24,14 @@ from llm_stack.local.ollama import RealOllama
 from llm_stack.local.ports import LOOPBACK, PortAssignment
 from llm_stack.local.readiness import ReadyCheck
 from llm_stack.local.source import StackSource
+from llm_stack.shared.labels import (
+    GATEWAY,
+    NGINX,
+    NGINX_EXPORTER,
+    OLLAMA,
+    PROMETHEUS,
+    REDIS,
+)
 
 # Seconds a service may take to become ready at start-up (a loaded 2-core box is slow to
 # import a Python app; Prometheus replays its WAL).

@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from llm_stack.policy.rules import _SECRET_NAME_RE, ResourceView, image_problem
+from llm_stack.policy.common import SECRET_NAME_RE, ResourceView, image_problem
 
 _WORKLOAD_RE = re.compile(
     r"^kubernetes:(?:apps/v1:(?:Deployment|StatefulSet|DaemonSet|ReplicaSet)|batch/v1:(?:Job|CronJob)|core/v1:Pod)$"
@@ -206,7 +206,7 @@ def secrets_from_secrets(resource_type: str, props: Mapping[str, Any]) -> list[s
             if not isinstance(entry, Mapping):
                 continue
             name = str(entry.get("name", "")).upper()
-            if name.endswith("_FILE") or not _SECRET_NAME_RE.search(name):
+            if name.endswith("_FILE") or not SECRET_NAME_RE.search(name):
                 continue
             if "value" in entry or "configMapKeyRef" in (entry.get("valueFrom") or {}):
                 problems.append(

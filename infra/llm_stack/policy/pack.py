@@ -19,8 +19,9 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
+from llm_stack.policy.common import ResourceView
+from llm_stack.policy.docker_rules import RESOURCE_RULES, network_membership
 from llm_stack.policy.kubernetes_rules import KUBERNETES_RULES, default_deny
-from llm_stack.policy.rules import RESOURCE_RULES, ResourceView, network_membership
 
 PACK_NAME = "llm-stack-security"
 

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 from llm_config import StackConfig
-from llm_stack.components.names import StackNames
-from llm_stack.components.ollama import PULL_SCRIPT
+from llm_stack.docker.ollama import PULL_SCRIPT
 from llm_stack.kubernetes.names import KubeNames
 from llm_stack.kubernetes.workload import CONFIG_HASH_ANNOTATION
+from llm_stack.shared.names import StackNames
 from pulumi.runtime.rpc import is_rpc_secret
 
 from tests.infra.kubernetes.conftest import config_of

@@ -18,7 +18,7 @@ from tests.infra.local.conftest import SECRETS, PlanFactory
 from tests.support.ports import free_port, wait_for_port
 from tests.support.processes import ManagedProcess
 
-# Names the Pulumi program exports (llm_stack.components.stack) that mean the same here.
+# Names the Pulumi program exports (llm_stack.docker.stack) that mean the same here.
 PULUMI_OUTPUT_NAMES = {
     "environment", "namePrefix", "gatewayUrl", "grafanaUrl", "edgePorts", "models", "devApiKey",
 }  # fmt: skip

@@ -19,10 +19,10 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from llm_stack.components.labels import (
+from llm_stack.policy.common import SECRET_NAME_RE, ResourceView, image_problem
+from llm_stack.shared.labels import (
     ALLOWED_NETWORKS,
     NETWORK_LABEL,
     NO_HEALTHCHECK_LABEL,
@@ -38,15 +38,6 @@ NETWORK = "docker:index/network:Network"
 BUILT_IMAGE = "docker-build:index:Image"
 
 _RESTART_POLICIES = frozenset({"unless-stopped", "always", "on-failure"})
-_TAG_RE = re.compile(
-    r"^(?P<repo>[^@]+?)(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?(?:@(?P<digest>sha256:[0-9a-f]{64}))?$"
-)
-_IMAGE_ID_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
-_SECRET_NAME_RE = re.compile(
-    # TOKEN, not TOKENS: GATEWAY_TOKENS_PER_MINUTE is a count, GITHUB_TOKEN a secret.
-    r"PASSWORD|PASSWD|SECRET|TOKEN(?!S)|CREDENTIAL|(^|_)AUTH$|API_?KEYS?$"
-    r"|(PRIVATE|ACCESS|SIGNING|ENCRYPTION)_KEY"
-)
 _URL_CREDENTIALS_RE = re.compile(r"^[a-z][a-z0-9+.-]*://(?P<user>[^:/@]*):(?P<password>[^@/]+)@")
 _WEAK_VALUES = frozenset(
     {
@@ -91,26 +82,6 @@ def _describe(props: Mapping[str, Any]) -> str:
     name = props.get("name") or "<unnamed>"
     role = role_of(props)
     return f"container {name}" + (f" ({role})" if role else "")
-
-
-def image_problem(reference: str) -> str | None:
-    """Why `reference` is not a pinned image (None when it is)."""
-    if _IMAGE_ID_RE.match(reference):
-        return None  # an image id is as exact as it gets
-    match = _TAG_RE.match(reference)
-    if match is None:
-        return f"{reference!r} is not an image reference"
-    tag, digest = match.group("tag"), match.group("digest")
-    # `repo:port/name` has a colon that is not a tag separator.
-    if tag is not None and "/" in tag:
-        tag = None
-    if digest is not None:
-        return None
-    if tag is None:
-        return f"{reference!r} has no tag: pin an exact version (repo:1.2.3) or a digest"
-    if tag == "latest":
-        return f"{reference!r} uses 'latest': pin an exact version (repo:1.2.3) or a digest"
-    return None
 
 
 # --- resource rules -------------------------------------------------------------------
@@ -227,7 +198,7 @@ def plain_text_secrets(resource_type: str, props: Mapping[str, Any]) -> list[str
                 problems.append(f"{what}: {name} embeds a literal-looking password in a URL")
             continue
         # *_FILE variables name a file holding the secret, not the secret itself.
-        if upper.endswith("_FILE") or not _SECRET_NAME_RE.search(upper):
+        if upper.endswith("_FILE") or not SECRET_NAME_RE.search(upper):
             continue
         if value.lower() in _WEAK_VALUES or value == name or len(value) < _MIN_SECRET_LENGTH:
             problems.append(
@@ -246,15 +217,6 @@ RESOURCE_RULES: dict[str, Callable[[str, Mapping[str, Any]], list[str]]] = {
 
 
 # --- stack rule: who joins which network ----------------------------------------------
-
-
-@dataclass(frozen=True)
-class ResourceView:
-    """What a stack rule needs of one resource."""
-
-    resource_type: str
-    name: str
-    props: Mapping[str, Any]
 
 
 def _network_kinds(resources: Sequence[ResourceView]) -> dict[str, tuple[str | None, bool]]:

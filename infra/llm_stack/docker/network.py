@@ -11,14 +11,15 @@ from __future__ import annotations
 import pulumi
 import pulumi_docker as docker
 from llm_config.model import StackConfig
-from llm_stack.components.labels import (
+
+from llm_stack.shared.labels import (
     EDGE_NETWORK,
     EGRESS_NETWORK,
     INTERNAL_NETWORK,
     NETWORK_LABEL,
     STACK_LABEL,
 )
-from llm_stack.components.names import StackNames
+from llm_stack.shared.names import StackNames
 
 
 def _labels(kind: str, stack: str) -> list[docker.NetworkLabelArgs]:

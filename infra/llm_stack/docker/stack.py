@@ -1,8 +1,4 @@
-"""The whole stack as one component, and the program body `__main__.py` runs.
-
-`run()` is a function, not import-time code, so tests run the real program several
-times in one process under Pulumi mocks, once per stack file.
-"""
+"""The whole Docker stack as one component: networks, volumes, credentials, services."""
 
 from __future__ import annotations
 
@@ -10,24 +6,24 @@ from typing import Any
 
 import pulumi
 from llm_config.model import StackConfig
-from llm_stack.components.edge import Edge
-from llm_stack.components.gateway import GatewayService
-from llm_stack.components.monitoring import Monitoring, grafana_url
-from llm_stack.components.network import StackNetworks
-from llm_stack.components.ollama import OllamaPool
-from llm_stack.components.redis import RedisCache
-from llm_stack.components.secrets import StackCredentials
-from llm_stack.components.tls import EdgeCertificate
-from llm_stack.components.volumes import StackVolumes
-from llm_stack.kubernetes.stack import KubernetesStack
-from llm_stack.pulumi_config import StackSecrets, read_pulumi_config
+
+from llm_stack.docker.edge import Edge
+from llm_stack.docker.gateway import GatewayService
+from llm_stack.docker.monitoring import Monitoring, grafana_url
+from llm_stack.docker.network import StackNetworks
+from llm_stack.docker.ollama import OllamaPool
+from llm_stack.docker.redis import RedisCache
+from llm_stack.docker.volumes import StackVolumes
+from llm_stack.pulumi_config import StackSecrets
+from llm_stack.shared.secrets import StackCredentials
+from llm_stack.shared.tls import EdgeCertificate
 
 COMPONENT_TYPE = "llm-stack:index:Stack"
 # Stack outputs that are secrets (exported, but kept out of the component's outputs).
 SECRET_OUTPUTS = ("devApiKey", "grafanaAdminPassword")
 
 
-class LlmStack(pulumi.ComponentResource):
+class DockerStack(pulumi.ComponentResource):
     """Networks, volumes, credentials and every service of one stack."""
 
     outputs: dict[str, Any]
@@ -144,16 +140,3 @@ def monitoring_ports(config: StackConfig) -> list[dict[str, Any]]:
             "containerPort": 3000,
         }
     ]
-
-
-def run(stack_name: str | None = None) -> LlmStack | KubernetesStack:
-    """The program: read and check the config, declare the stack, export its outputs."""
-    sourced = read_pulumi_config(stack_name)
-    stack: LlmStack | KubernetesStack
-    if sourced.config.platform == "kubernetes":
-        stack = KubernetesStack("llm-stack", sourced.config, sourced.secrets)
-    else:
-        stack = LlmStack("llm-stack", sourced.config, sourced.secrets)
-    for key, value in stack.outputs.items():
-        pulumi.export(key, value)
-    return stack

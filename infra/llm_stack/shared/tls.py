@@ -11,6 +11,7 @@ import ipaddress
 import pulumi
 import pulumi_tls as tls
 from llm_config.model import StackConfig
+
 from llm_stack.pulumi_config import StackSecrets
 
 _VALID_HOURS = 24 * 365

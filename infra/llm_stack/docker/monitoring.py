@@ -18,8 +18,11 @@ from llm_config.model import StackConfig
 from llm_monitoring.grafana import grafana_files
 from llm_monitoring.prometheus import ScrapeTargets, prometheus_args, prometheus_files
 from llm_nginx import STUB_STATUS_PATH
-from llm_stack.components import containers as c
-from llm_stack.components.labels import (
+
+from llm_stack.docker import containers as c
+from llm_stack.docker.network import StackNetworks
+from llm_stack.docker.volumes import StackVolumes
+from llm_stack.shared.labels import (
     GPU_EXPORTER,
     GRAFANA,
     NGINX_EXPORTER,
@@ -27,15 +30,14 @@ from llm_stack.components.labels import (
     PROMETHEUS,
     WILDCARD_BIND_LABEL,
 )
-from llm_stack.components.names import (
+from llm_stack.shared.names import (
     GPU_EXPORTER_PORT,
     GRAFANA_PORT,
     NGINX_EXPORTER_PORT,
     PROMETHEUS_PORT,
     StackNames,
 )
-from llm_stack.components.network import StackNetworks
-from llm_stack.components.volumes import StackVolumes
+from llm_stack.shared.secrets import secret_text
 
 PROMETHEUS_CONFIG_DIR = "/etc/prometheus"
 PROMETHEUS_DATA_DIR = "/prometheus"
@@ -251,7 +253,7 @@ class Monitoring(pulumi.ComponentResource):
                     ],
                     c.upload(
                         GRAFANA_PASSWORD_FILE,
-                        c.secret_text(grafana_admin_password),
+                        secret_text(grafana_admin_password),
                         permissions=GRAFANA_PASSWORD_FILE_MODE,
                     ),
                 ],

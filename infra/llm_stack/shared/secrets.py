@@ -15,6 +15,7 @@ import pulumi
 import pulumi_random as random
 from llm_config.api_keys import keys_file_text
 from llm_config.model import StackConfig
+
 from llm_stack.pulumi_config import StackSecrets
 
 DEV_KEY_NAME = "dev"
@@ -74,3 +75,9 @@ class StackCredentials(pulumi.ComponentResource):
             self.dev_api_key = pulumi.Output.secret(key.apply(lambda k: DEV_KEY_PREFIX + k))
             self.api_keys_file = pulumi.Output.secret(self.dev_api_key.apply(_dev_keys_file))
         self.register_outputs({})
+
+
+def secret_text(value: pulumi.Input[str]) -> pulumi.Output[str]:
+    """`value` as a secret Output (typed, which `Output.secret` alone is not for mypy)."""
+    result: pulumi.Output[str] = pulumi.Output.secret(value)
+    return result

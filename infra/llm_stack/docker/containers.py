@@ -15,7 +15,9 @@ from collections.abc import Mapping, Sequence
 
 import pulumi
 import pulumi_docker as docker
-from llm_stack.components.labels import ONE_SHOT_LABEL, ROLE_LABEL, STACK_LABEL
+
+from llm_stack.shared.labels import ONE_SHOT_LABEL, ROLE_LABEL, STACK_LABEL
+from llm_stack.shared.secrets import secret_text
 
 
 def pinned_image(resource_name: str, image: str, parent: pulumi.Resource) -> docker.RemoteImage:
@@ -111,12 +113,6 @@ def upload(
 
 def env_list(values: Mapping[str, str]) -> list[str]:
     return [f"{k}={v}" for k, v in sorted(values.items())]
-
-
-def secret_text(value: pulumi.Input[str]) -> pulumi.Output[str]:
-    """`value` as a secret Output (typed, which `Output.secret` alone is not for mypy)."""
-    result: pulumi.Output[str] = pulumi.Output.secret(value)
-    return result
 
 
 def secret_env(name: str, value: pulumi.Input[str]) -> pulumi.Output[str]:

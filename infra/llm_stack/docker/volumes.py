@@ -9,8 +9,9 @@ from __future__ import annotations
 import pulumi
 import pulumi_docker as docker
 from llm_config.model import StackConfig
-from llm_stack.components.labels import STACK_LABEL
-from llm_stack.components.names import StackNames
+
+from llm_stack.shared.labels import STACK_LABEL
+from llm_stack.shared.names import StackNames
 
 
 class StackVolumes(pulumi.ComponentResource):

@@ -26,11 +26,12 @@ from llm_nginx import (
     container_topology,
     render_nginx_conf,
 )
-from llm_stack.components import containers as c
-from llm_stack.components.labels import NGINX, WILDCARD_BIND_LABEL
-from llm_stack.components.names import StackNames
-from llm_stack.components.network import StackNetworks
-from llm_stack.components.tls import EdgeCertificate
+
+from llm_stack.docker import containers as c
+from llm_stack.docker.network import StackNetworks
+from llm_stack.shared.labels import NGINX, WILDCARD_BIND_LABEL
+from llm_stack.shared.names import StackNames
+from llm_stack.shared.tls import EdgeCertificate
 
 
 def render_edge_conf(

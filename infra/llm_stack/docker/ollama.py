@@ -18,12 +18,13 @@ from __future__ import annotations
 import pulumi
 import pulumi_docker as docker
 from llm_config.model import StackConfig
-from llm_stack.components import containers as c
-from llm_stack.components.labels import MODEL_PULLER, OLLAMA
-from llm_stack.components.names import OLLAMA_PORT, StackNames
-from llm_stack.components.network import StackNetworks
-from llm_stack.components.volumes import StackVolumes
+
+from llm_stack.docker import containers as c
+from llm_stack.docker.network import StackNetworks
+from llm_stack.docker.volumes import StackVolumes
 from llm_stack.ollama_env import ollama_environment
+from llm_stack.shared.labels import MODEL_PULLER, OLLAMA
+from llm_stack.shared.names import OLLAMA_PORT, StackNames
 
 MODELS_DIR = "/root/.ollama"
 

@@ -17,16 +17,16 @@ import pulumi_docker as docker
 import pulumi_docker_build as docker_build
 from llm_config import images
 from llm_config.model import StackConfig
-from llm_stack.components import containers as c
-from llm_stack.components.labels import GATEWAY
-from llm_stack.components.names import StackNames
-from llm_stack.components.network import StackNetworks
-from llm_stack.gateway_env import SECRET_VARIABLES, gateway_environment
 
-KEYS_FILE = "/etc/llm-gateway/keys.json"
+from llm_stack.docker import containers as c
+from llm_stack.docker.network import StackNetworks
+from llm_stack.gateway_env import SECRET_VARIABLES, gateway_environment
+from llm_stack.shared.labels import GATEWAY
+from llm_stack.shared.names import KEYS_FILE, StackNames
+
 IMAGE_REPOSITORY = "llm-stack/gateway"
 
-# infra/llm_stack/components/gateway.py -> the repository root (the build context).
+# infra/llm_stack/docker/gateway.py -> the repository root (the build context).
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
 

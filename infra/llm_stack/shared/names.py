@@ -20,6 +20,8 @@ PROMETHEUS_PORT = 9090
 GRAFANA_PORT = 3000
 NGINX_EXPORTER_PORT = 9113
 GPU_EXPORTER_PORT = 9400
+# Where the gateway reads its keys file inside its container or pod.
+KEYS_FILE = "/etc/llm-gateway/keys.json"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,15 @@
+"""The Docker platform: one `ComponentResource` per service, on one host's engine.
+
+- `stack.py`: `DockerStack`, every piece of one stack, and its outputs.
+- `network.py`: the three networks and what each is for.
+- `volumes.py`: named volumes, the data that outlives containers.
+- `redis.py`: the Redis container.
+- `ollama.py`: the model puller and the Ollama instances.
+- `gateway.py`: the gateway image and its replicas.
+- `edge.py`: nginx, the TLS edge and the internal balancer.
+- `monitoring.py`: Prometheus, Grafana and the exporters.
+- `containers.py`: small builders the components share (labels, healthchecks, uploads).
+
+What Kubernetes uses too (names, labels, credentials, TLS, Redis paths) is in
+`llm_stack.shared`.
+"""
