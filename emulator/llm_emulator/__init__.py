@@ -17,8 +17,9 @@ Modules, from the wire inwards:
   `generate.py`: the deterministic text, tokens and embeddings.
 - `scheduler.py`: Ollama's scheduler (pending queue, loads, eviction, keep-alive);
   `runner.py`: a loaded model (runner options, memory, slots); `speed.py`: how fast
-  the simulated GPU computes when slots share it; `clock.py`: the time scale;
-  `durations.py`: Go durations (keep_alive).
+  the simulated GPU computes when slots share it; `prompt_cache.py`: llama-server's
+  slot and host-memory prompt caches (what part of a prompt is evaluated);
+  `clock.py`: the time scale; `durations.py`: Go durations (keep_alive).
 - `catalog.py`: the models served, their digests, sizes and speeds; `state.py`: knobs,
   faults, counters, the scheduler; `control.py`: the `/_emulator/` control API.
 - `errors.py`, `wire.py`: Ollama's and OpenAI's error shapes, content types, timestamps.

@@ -195,6 +195,20 @@ def _parser() -> argparse.ArgumentParser:
         help="each further busy slot of a model slows its slots by this fraction (default 0.15)",
     )
     gpu.add_argument(
+        "--slot-prompt-similarity",
+        type=float,
+        metavar="FRACTION",
+        help="llama-server's --slot-prompt-similarity: share of a prompt a slot's cache "
+        "must match to be reused (default 0.1; 0 = least recently used slot)",
+    )
+    gpu.add_argument(
+        "--cache-ram",
+        type=float,
+        metavar="MIB",
+        help="llama-server's --cache-ram: host-memory prompt cache in MiB; 0 = none "
+        "(default 0, with --ollama-defaults 8192)",
+    )
+    gpu.add_argument(
         "--model-size",
         type=_assignments,
         action="append",
@@ -238,6 +252,8 @@ _SCALARS = {
     "decode_speed": "decode_speed",
     "prompt_speed": "prompt_speed",
     "decode_slowdown": "decode_slowdown",
+    "slot_prompt_similarity": "slot_prompt_similarity",
+    "cache_ram": "cache_ram_mib",
 }
 _PER_MODEL = {
     "model_size": "model_sizes",

@@ -79,6 +79,27 @@ def count_prompt_tokens(texts: Iterable[str], messages: int = 1) -> int:
     return words + 4 * max(messages, 1) + 1
 
 
+def prompt_tokens(messages: Iterable[tuple[str, str]]) -> list[str]:
+    """The prompt's tokens as a chat template renders (role, text) messages.
+
+    Each message is a role header, its words and three closing tokens (4 of framing, as
+    `count_prompt_tokens` counts), then one assistant header opens the answer. The answer
+    is cached after that header, so the next turn, which renders this answer as an
+    assistant message, matches the cache through it (as llama-server's slots do).
+    """
+    tokens: list[str] = []
+    count = 0
+    for role, text in messages:
+        count += 1
+        tokens.append(f"<|{role}|>")
+        tokens.extend(text.split())
+        tokens.extend(("<|eot|>", "\n", "\n"))
+    if not count:
+        tokens.extend(("<|user|>", "<|eot|>", "\n", "\n"))
+    tokens.append("<|assistant|>")
+    return tokens
+
+
 def context_ids(prompt: str, response: str) -> list[int]:
     ids = list(_HEADER)
     ids.extend(zlib.crc32(w.encode()) % 128000 for w in prompt.split())

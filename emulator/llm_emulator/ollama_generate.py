@@ -89,6 +89,8 @@ async def generate(ex: Exchange) -> None:
     )
     system = data.get("system") or ""
     prompt_count = gen.count_prompt_tokens((system, prompt), 2 if system else 1)
+    rendered = [("system", system), ("user", prompt)] if system else [("user", prompt)]
+    run.cache_prompt(gen.prompt_tokens(rendered), output.text.split())
     context = None if data.get("raw") else gen.context_ids(prompt, output.text)
 
     def final(response: str, thinking: str | None) -> dict[str, Any]:
@@ -136,6 +138,16 @@ def _message_texts(messages: list[Any]) -> list[str]:
         if isinstance(message, dict) and isinstance(message.get("content"), str):
             texts.append(message["content"])
     return texts
+
+
+def _rendered(messages: list[Any]) -> list[tuple[str, str]]:
+    """(role, text) of each message, as the chat template sees them."""
+    rendered = []
+    for message in messages:
+        role = message.get("role") if isinstance(message, dict) else None
+        content = message.get("content") if isinstance(message, dict) else None
+        rendered.append((str(role or "user"), content if isinstance(content, str) else ""))
+    return rendered
 
 
 def _check_messages(messages: list[Any]) -> None:
@@ -202,6 +214,7 @@ async def chat(ex: Exchange) -> None:
         tools=tools if last_role != "tool" else None,
     )  # fmt: skip
     prompt_count = gen.count_prompt_tokens(_message_texts(messages), len(messages))
+    run.cache_prompt(gen.prompt_tokens(_rendered(messages)), output.text.split())
 
     def final(content: str, thinking: str, tool_calls: list[Any] | None) -> dict[str, Any]:
         message: dict[str, Any] = {"role": "assistant", "content": content}

@@ -195,6 +195,8 @@ async def chat_completions(ex: Exchange) -> None:
     output = gen.generate(seed, knobs.tokens, options, native["format"], native["think"], tools)
     texts = [m["content"] for m in messages]
     usage = _usage(gen.count_prompt_tokens(texts, len(messages)), output.eval_count)
+    rendered = [(str(m.get("role") or "user"), m["content"]) for m in messages]
+    run.cache_prompt(gen.prompt_tokens(rendered), output.text.split())
     completion_id = f"chatcmpl-{random.randrange(999)}"  # noqa: S311 - Ollama's ids are rand.Intn(999)
     created = int(time.time())
     finish = "tool_calls" if output.tool_calls else output.done_reason
@@ -281,6 +283,8 @@ async def completions(ex: Exchange) -> None:
     output = gen.generate(seed, knobs.tokens if prompt else 0, options)
     done_reason = output.done_reason if prompt else "load"
     usage = _usage(gen.count_prompt_tokens([prompt]) if prompt else 0, output.eval_count)
+    if prompt:
+        run.cache_prompt(gen.prompt_tokens([("user", prompt)]), output.text.split())
     completion_id = f"cmpl-{random.randrange(999)}"  # noqa: S311 - Ollama's ids are rand.Intn(999)
     created = int(time.time())
 

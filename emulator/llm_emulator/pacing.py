@@ -4,7 +4,8 @@ A request goes through the steps of Ollama's handlers: the scheduler hands it a 
 (`schedule`; the wait is `load_duration`, as routes.go measures it from the start of
 the handler to the runner's arrival), it waits for one of the runner's slots (only
 `total_duration` shows that wait), evaluates its prompt (`prompt_eval_duration`:
-`first_token_delay` plus prompt tokens at the model's prompt speed) and produces its
+`first_token_delay` plus the prompt tokens its llama-server slot did not have cached, at
+the model's prompt speed; see `prompt_cache.py`) and produces its
 tokens (`eval_duration`: each token one decode step at the model's shared speed, plus
 `token_delay` between two tokens). Streamed chunks are produced and written one at a
 time as their tokens come out.
@@ -26,8 +27,10 @@ from llm_emulator.scheduler import Lease
 
 class Run:
     __slots__ = (
+        "_answer",
         "_base",
         "_lease",
+        "_prompt",
         "ex",
         "loaded_at",
         "prompt_done_at",
@@ -44,6 +47,14 @@ class Run:
         self._base = 0.0  # the GPU's work clock when decoding started
         # Whether tokens after the first take any time (set by prefill).
         self.tokens_wait = False
+        # The prompt's and answer's tokens, for llama-server's slot caches.
+        self._prompt: list[str] | None = None
+        self._answer: list[str] = []
+
+    def cache_prompt(self, prompt: list[str], answer: list[str]) -> None:
+        """Evaluate only what the slot's cache lacks of `prompt`; `answer` is cached after."""
+        self._prompt = prompt
+        self._answer = answer
 
     @property
     def lease(self) -> Lease:
@@ -76,7 +87,11 @@ class Run:
         delay = state.knobs.first_token_delay
         if delay:
             await ex.pause(state.clock.real_seconds(delay))
-        work = lease.runner.prompt_work * prompt_tokens
+        evaluated = prompt_tokens
+        if self._prompt is not None:
+            evaluated = lease.use_cache(self._prompt).evaluated
+            lease.generated = self._answer
+        work = lease.runner.prompt_work * evaluated
         gpu = state.scheduler.gpu
         if work:
             ex.watch()

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from llm_emulator.catalog import ModelEntry
+from llm_emulator.prompt_cache import PromptCaches
 
 RUNNER_OPTIONS = frozenset(
     ("num_ctx", "num_batch", "num_gpu", "main_gpu", "use_mmap", "num_thread")
@@ -115,6 +116,7 @@ class Runner:
     """One model loaded on the GPU (or partly in system RAM when size_vram < size)."""
 
     __slots__ = (
+        "caches",
         "context_length",
         "decode_work",
         "entry",
@@ -169,6 +171,8 @@ class Runner:
         # Exclusive GPU seconds per token (speed.work_per_token); 0: instant.
         self.prompt_work = 0.0
         self.decode_work = 0.0
+        # llama-server's slot and host prompt caches (set by the scheduler at load).
+        self.caches = PromptCaches(num_parallel, options.num_ctx)
 
     @property
     def model(self) -> str:

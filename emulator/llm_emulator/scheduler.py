@@ -35,6 +35,7 @@ from typing import Any
 from llm_emulator.catalog import ModelEntry
 from llm_emulator.clock import SimClock
 from llm_emulator.durations import FOREVER_NS
+from llm_emulator.prompt_cache import PromptCaches, Taken
 from llm_emulator.runner import (
     RUNNER_OPTIONS,
     Runner,
@@ -112,6 +113,12 @@ class Counters:
     rejected: int = 0
     # Requests handed a runner, by model.
     served: dict[str, int] = field(default_factory=dict)
+    # Prompt tokens of requests that got a slot: all of them (prompt_eval_count) and
+    # those evaluated (the rest came from a slot's or the host's cache).
+    prompt_tokens: int = 0
+    prompt_evaluated: int = 0
+    # Requests whose slot was refilled from the host-memory prompt cache.
+    host_cache_loads: int = 0
 
 
 def _needs_reload(runner: Runner, entry: ModelEntry, wanted: RunnerOptions) -> bool:
@@ -126,13 +133,27 @@ def _bump(counter: dict[str, int], key: str) -> None:
 class Lease:
     """A request's hold on a runner, from getting it to the end of the request."""
 
-    __slots__ = ("_released", "_scheduler", "_slot", "runner")
+    __slots__ = ("_released", "_scheduler", "_slot", "cache", "generated", "runner")
 
     def __init__(self, scheduler: Scheduler, runner: Runner) -> None:
         self._scheduler = scheduler
         self.runner = runner
         self._slot = False
         self._released = False
+        # The llama-server slot cache this request holds, and what it adds to it.
+        self.cache: Taken | None = None
+        self.generated: list[str] = []
+
+    def use_cache(self, prompt: list[str]) -> Taken:
+        """With a slot: the slot cache best matching `prompt` (llama-server's choice)."""
+        taken = self.runner.caches.take(prompt)
+        self.cache = taken
+        counters = self._scheduler.counters
+        counters.prompt_tokens += len(prompt)
+        counters.prompt_evaluated += taken.evaluated
+        if taken.from_host:
+            counters.host_cache_loads += 1
+        return taken
 
     def try_slot(self) -> bool:
         """Take one of the runner's OLLAMA_NUM_PARALLEL slots if one is free now."""
@@ -163,6 +184,8 @@ class Lease:
             return
         self._released = True
         runner = self.runner
+        if self.cache is not None:
+            runner.caches.done(self.cache, self.generated)
         if self._slot:
             if runner.prompt_work or runner.decode_work:
                 self._scheduler.gpu.leave(runner)
@@ -360,11 +383,18 @@ class Scheduler:
         factor = offload_factor(size, vram)
         runner.prompt_work = work_per_token(self._speed(entry, "prompt"), factor)
         runner.decode_work = work_per_token(self._speed(entry, "decode"), factor)
+        runner.caches = self._caches(entry, pending.options, parallel)
         self.loaded[entry.name] = runner
         _bump(self.counters.loads, entry.name)
         if pending.reload:
             _bump(self.counters.reloads, entry.name)
         self._hand_over(pending, runner)
+
+    def _caches(self, entry: ModelEntry, options: RunnerOptions, parallel: int) -> PromptCaches:
+        s = self.settings
+        per_token = max(entry.spec.kv_bytes_per_token, 1)
+        host = int(s.cache_ram_mib * (1 << 20) / per_token)
+        return PromptCaches(parallel, options.num_ctx, s.slot_prompt_similarity, host)
 
     def _load_seconds(self, entry: ModelEntry) -> float:
         s = self.settings
@@ -509,6 +539,7 @@ class Scheduler:
                     "victim": runner.victim,
                     "unload_when_idle": runner.unload_when_idle,
                     "served": runner.served,
+                    "prompt_cache": runner.caches.view(),
                 }
             )
         pending = [
@@ -537,6 +568,7 @@ class Scheduler:
             "pending": pending,
             "pending_count": len(pending),
             "gpu_load": round(self.gpu.load, 3),
+            "gpu_busy_s": round(self.gpu.busy_seconds(), 3),
             "counters": asdict(self.counters),
         }
 

@@ -54,6 +54,12 @@ class SchedulerSettings:
       of that model by this fraction (batched decoding reads the weights once per step);
       slots of different models take turns on the GPU (see `speed.py`).
     - `model_sizes`: weights in GB (10^9 bytes, as `ollama list` shows) by model name.
+    - `slot_prompt_similarity` (llama-server `--slot-prompt-similarity`, 0.1): the
+      share of a prompt an idle slot's cache must match to be picked over the least
+      recently used slot; 0: always the least recently used.
+    - `cache_ram_mib` (llama-server `--cache-ram`): the host-memory prompt cache in MiB
+      of KV cache; 0: none. Ollama passes no `--cache-ram`, so llama-server's 8192.
+      See `prompt_cache.py`.
     """
 
     vram_gib: float = 0.0
@@ -68,6 +74,8 @@ class SchedulerSettings:
     decode_speed: Speed = 0.0
     prompt_speed: Speed = 0.0
     decode_slowdown: float = 0.15
+    slot_prompt_similarity: float = 0.1
+    cache_ram_mib: float = 0.0
     model_sizes: Mapping[str, float] = field(default_factory=dict)
     model_load_times: Mapping[str, float] = field(default_factory=dict)
     model_decode_speeds: Mapping[str, float] = field(default_factory=dict)
@@ -78,8 +86,9 @@ class SchedulerSettings:
         """Ollama 0.32's defaults on one 24 GB GPU, with `changes` on top.
 
         NUM_PARALLEL 1, MAX_LOADED_MODELS 3 (per GPU), MAX_QUEUE 512, KEEP_ALIVE 5m,
-        context by VRAM tier; loads at 1 s + 0.6 s/GB (a local NVMe disk, llama-server
-        start and CUDA init), 1 s for VRAM to recover after an unload, catalogue speeds.
+        context by VRAM tier, llama-server's 8 GiB host prompt cache; loads at 1 s +
+        0.6 s/GB (a local NVMe disk, llama-server start and CUDA init), 1 s for VRAM to
+        recover after an unload, catalogue speeds.
         """
         return replace(_OLLAMA, **changes)
 
@@ -89,6 +98,10 @@ class SchedulerSettings:
         _at_least(0, decode_slowdown=self.decode_slowdown, context_length=self.context_length)
         _at_least(0, num_parallel=self.num_parallel, max_queue=self.max_queue)
         _at_least(0, max_loaded_models=self.max_loaded_models, keep_alive_ns=self.keep_alive_ns)
+        _at_least(0, slot_prompt_similarity=self.slot_prompt_similarity)
+        _at_least(0, cache_ram_mib=self.cache_ram_mib)
+        if self.slot_prompt_similarity > 1:
+            raise ValueError("slot_prompt_similarity must be <= 1")
         for name in ("decode_speed", "prompt_speed"):
             value = getattr(self, name)
             if value != CATALOG and not (isinstance(value, int | float) and value >= 0):
@@ -140,6 +153,7 @@ _OLLAMA = SchedulerSettings(
     unload_time=1.0,
     decode_speed=CATALOG,
     prompt_speed=CATALOG,
+    cache_ram_mib=8192.0,
 )
 
 

@@ -49,7 +49,7 @@ def work_per_token(tokens_per_second: float, factor: float) -> float:
 
 
 class Gpu:
-    __slots__ = ("_at", "_busy", "_clock", "_load", "_slowdown", "_work")
+    __slots__ = ("_at", "_busy", "_busy_s", "_clock", "_load", "_slowdown", "_work")
 
     def __init__(self, clock: SimClock, slowdown: float) -> None:
         self._clock = clock
@@ -57,6 +57,7 @@ class Gpu:
         self._busy: dict[Hashable, int] = {}
         self._load = 0.0
         self._work = 0.0
+        self._busy_s = 0.0  # simulated seconds with any slot computing
         self._at = time.perf_counter()
 
     @property
@@ -66,7 +67,9 @@ class Gpu:
     def _advance(self) -> None:
         now = time.perf_counter()
         if self._load > 0:
-            self._work += (now - self._at) * self._clock.scale / self._load
+            elapsed = (now - self._at) * self._clock.scale
+            self._work += elapsed / self._load
+            self._busy_s += elapsed
         self._at = now
 
     def join(self, model: Hashable) -> None:
@@ -83,6 +86,11 @@ class Gpu:
             self._busy[model] = busy
         # Recomputed rather than decremented, so float drift never leaves a ghost load.
         self._load = sum(1.0 + self._slowdown * (n - 1) for n in self._busy.values())
+
+    def busy_seconds(self) -> float:
+        """Simulated seconds so far with at least one slot computing."""
+        self._advance()
+        return self._busy_s
 
     def work_done(self) -> float:
         self._advance()
