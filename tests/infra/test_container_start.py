@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 from llm_config import StackConfig
 from llm_stack.docker.monitoring import grafana_start_script
-from llm_stack.docker.redis import CLI_PASSWORD_PATH, health_test, render_redis_conf
+from llm_stack.docker.redis import CLI_PASSWORD_PATH, health_test
+from llm_stack.shared.redis import render_redis_conf
 
 from tests.infra.stack_run import StackRun, prod_secrets
 from tests.support.ports import free_port

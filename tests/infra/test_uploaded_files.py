@@ -33,8 +33,9 @@ from llm_stack.docker.monitoring import (
     grafana_uploads,
     prometheus_uploads,
 )
-from llm_stack.docker.redis import CLI_PASSWORD_PATH, health_test, render_redis_conf
+from llm_stack.docker.redis import CLI_PASSWORD_PATH, health_test
 from llm_stack.shared.names import StackNames
+from llm_stack.shared.redis import render_redis_conf
 
 from tests.infra.stack_run import StackRun, prod_secrets
 from tests.support.nginx_server import check_config, nginx_binary

@@ -10,6 +10,10 @@
 - `monitoring.py`: Prometheus, Grafana and the exporters.
 - `containers.py`: small builders the components share (labels, healthchecks, uploads).
 
+Each component takes an `XArgs` dataclass holding only what it reads (config sections,
+names, rendered files, the resources it joins), never the whole `StackConfig`: the
+wiring is visible in `stack.py`, where the config is read and rendered once.
+
 What Kubernetes uses too (names, labels, credentials, TLS, Redis paths) is in
 `llm_stack.shared`.
 """

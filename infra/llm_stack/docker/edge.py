@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pulumi
 import pulumi_docker as docker
-from llm_config.model import StackConfig
+from llm_config.model import EdgeConfig, StackConfig
 from llm_nginx import (
     CONTAINER_CERT_PATH,
     CONTAINER_CONF_PATH,
@@ -42,38 +43,47 @@ def render_edge_conf(
     return render_nginx_conf(config, topology)
 
 
+@dataclass(frozen=True)
+class EdgeArgs:
+    names: StackNames
+    edge: EdgeConfig
+    # The balancer's stub_status listener, for the healthcheck.
+    status_port: int
+    # nginx.conf (`render_edge_conf`).
+    conf: str
+    certificate: EdgeCertificate
+    networks: StackNetworks
+    # Start nginx once its upstreams exist, so the first requests find them.
+    depends_on: Sequence[pulumi.Resource]
+
+
 class Edge(pulumi.ComponentResource):
     container: docker.Container
     # What the stack publishes on the host, for the stack outputs.
     published_ports: list[dict[str, Any]]
 
     def __init__(
-        self,
-        name: str,
-        config: StackConfig,
-        *,
-        networks: StackNetworks,
-        certificate: EdgeCertificate,
-        gateway_addresses: Sequence[str],
-        ollama_addresses: Sequence[str],
-        depends_on: list[pulumi.Resource],
-        opts: pulumi.ResourceOptions | None = None,
+        self, name: str, args: EdgeArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("llm-stack:edge:Nginx", name, None, opts)
-        names = StackNames.of(config)
-        edge = config.edge
+        self._args = args
+        self.container = self._nginx()
+        self.published_ports = published_ports(args.edge)
+        self.register_outputs({"name": self.container.name})
+
+    def _nginx(self) -> docker.Container:
+        args, edge = self._args, self._args.edge
         image = c.pinned_image("nginx-image", edge.image, self)
-        conf = render_edge_conf(config, gateway_addresses, ollama_addresses)
         wildcard = ipaddress.ip_address(edge.bind_address).is_unspecified
-        self.container = docker.Container(
+        return docker.Container(
             "nginx",
-            name=names.nginx,
+            name=args.names.nginx,
             image=image.image_id,
             uploads=[
-                c.upload(CONTAINER_CONF_PATH, conf),
-                c.upload(CONTAINER_CERT_PATH, certificate.cert_pem),
+                c.upload(CONTAINER_CONF_PATH, args.conf),
+                c.upload(CONTAINER_CERT_PATH, args.certificate.cert_pem),
                 # Read by the root master process only.
-                c.upload(CONTAINER_KEY_PATH, certificate.key_pem, permissions="0600"),
+                c.upload(CONTAINER_KEY_PATH, args.certificate.key_pem, permissions="0600"),
             ],
             ports=[
                 docker.ContainerPortArgs(
@@ -83,7 +93,7 @@ class Edge(pulumi.ComponentResource):
                     internal=CONTAINER_HTTP_PORT, external=edge.http_port, ip=edge.bind_address
                 ),
             ],
-            networks_advanced=c.networks([networks.edge, networks.internal]),
+            networks_advanced=c.networks([args.networks.edge, args.networks.internal]),
             restart="unless-stopped",
             # The alpine image has busybox wget; the status listener only answers the
             # internal network and loopback, which is where this runs.
@@ -94,30 +104,33 @@ class Edge(pulumi.ComponentResource):
                     "-q",
                     "-O",
                     "/dev/null",
-                    f"http://127.0.0.1:{config.balancer.status_port}{STUB_STATUS_PATH}",
+                    f"http://127.0.0.1:{args.status_port}{STUB_STATUS_PATH}",
                 ]
             ),
             labels=c.labels(
-                NGINX, config.name_prefix, {WILDCARD_BIND_LABEL: "true"} if wildcard else None
+                NGINX, args.names.prefix, {WILDCARD_BIND_LABEL: "true"} if wildcard else None
             ),
             opts=pulumi.ResourceOptions(
-                parent=self, depends_on=depends_on, delete_before_replace=True
+                parent=self, depends_on=list(args.depends_on), delete_before_replace=True
             ),
         )
-        self.published_ports = [
-            {
-                "name": "https",
-                "role": NGINX,
-                "address": edge.bind_address,
-                "port": edge.https_port,
-                "containerPort": CONTAINER_HTTPS_PORT,
-            },
-            {
-                "name": "http",
-                "role": NGINX,
-                "address": edge.bind_address,
-                "port": edge.http_port,
-                "containerPort": CONTAINER_HTTP_PORT,
-            },
-        ]
-        self.register_outputs({"name": self.container.name})
+
+
+def published_ports(edge: EdgeConfig) -> list[dict[str, Any]]:
+    """What the edge publishes on the host, for the stack outputs."""
+    return [
+        {
+            "name": "https",
+            "role": NGINX,
+            "address": edge.bind_address,
+            "port": edge.https_port,
+            "containerPort": CONTAINER_HTTPS_PORT,
+        },
+        {
+            "name": "http",
+            "role": NGINX,
+            "address": edge.bind_address,
+            "port": edge.http_port,
+            "containerPort": CONTAINER_HTTP_PORT,
+        },
+    ]

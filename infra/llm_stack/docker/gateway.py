@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pulumi
 import pulumi_docker as docker
 import pulumi_docker_build as docker_build
 from llm_config import images
-from llm_config.model import StackConfig
+from llm_config.model import GatewayConfig, StackConfig
 
 from llm_stack.docker import containers as c
 from llm_stack.docker.network import StackNetworks
@@ -85,6 +87,19 @@ def environment_entries(
     ]
 
 
+@dataclass(frozen=True)
+class GatewayServiceArgs:
+    names: StackNames
+    gateway: GatewayConfig
+    # `KEY=value` entries (`environment_entries`); the credential-carrying ones secret.
+    environment: Sequence[pulumi.Input[str]]
+    # The keys file's JSON text, a secret.
+    keys_file: pulumi.Output[str]
+    networks: StackNetworks
+    # What the replicas need running first (Redis, the Ollama pool).
+    depends_on: Sequence[pulumi.Resource]
+
+
 class GatewayService(pulumi.ComponentResource):
     image: docker_build.Image
     local_image: docker.RemoteImage
@@ -93,22 +108,18 @@ class GatewayService(pulumi.ComponentResource):
     addresses: list[str]
 
     def __init__(
-        self,
-        name: str,
-        config: StackConfig,
-        *,
-        redis_url: pulumi.Output[str],
-        keys_file: pulumi.Output[str],
-        ollama_addresses: list[str],
-        otel_headers: pulumi.Output[str] | None = None,
-        networks: StackNetworks,
-        depends_on: list[pulumi.Resource],
-        opts: pulumi.ResourceOptions | None = None,
+        self, name: str, args: GatewayServiceArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("llm-stack:gateway:Service", name, None, opts)
-        names = StackNames.of(config)
-        gateway = config.gateway
-        self.image = docker_build.Image(
+        self._args = args
+        self.image, self.local_image = self._images()
+        replicas = range(args.gateway.replicas)
+        self.replicas = [self._replica(index) for index in replicas]
+        self.addresses = [f"{args.names.gateway(index)}:{args.gateway.port}" for index in replicas]
+        self.register_outputs({"replicas": [r.name for r in self.replicas]})
+
+    def _images(self) -> tuple[docker_build.Image, docker.RemoteImage]:
+        image = docker_build.Image(
             "gateway-image",
             context=docker_build.BuildContextArgs(location=_relative(REPO_ROOT)),
             dockerfile=docker_build.DockerfileArgs(
@@ -127,47 +138,36 @@ class GatewayService(pulumi.ComponentResource):
         # them on the old build. (The provider reads the image back as written, id or
         # tag, so neither diffs by itself.) This finds the loaded build on the host (no
         # pull) and is replaced with each build.
-        self.local_image = docker.RemoteImage(
+        local_image = docker.RemoteImage(
             "gateway-local-image",
-            name=self.image.ref,
+            name=image.ref,
             keep_locally=True,
-            triggers={"contextHash": self.image.context_hash},
+            triggers={"contextHash": image.context_hash},
             opts=pulumi.ResourceOptions(parent=self),
         )
-        # least-conn: the nginx balancer; model-aware: the instances themselves.
-        upstream = f"http://{names.nginx}:{config.balancer.port}"
-        env = environment_entries(
-            config,
-            upstream_url=upstream,
-            instance_urls=[f"http://{address}" for address in ollama_addresses],
-            redis_url=redis_url,
-            otel_headers=otel_headers,
-        )
+        return image, local_image
+
+    def _replica(self, index: int) -> docker.Container:
+        args, gateway = self._args, self._args.gateway
         grace = int(gateway.shutdown_grace_seconds)
-        self.replicas = []
-        self.addresses = []
-        for index in range(gateway.replicas):
-            replica = docker.Container(
-                f"gateway-{index}",
-                name=names.gateway(index),
-                image=self.local_image.image_id,
-                envs=env,
-                uploads=[c.upload(KEYS_FILE, pulumi.Output.secret(keys_file))],
-                memory=gateway.memory_mb,
-                # No swap on top (Docker would default it to twice `memory`, a value the
-                # provider then reads back and "updates" on every run).
-                memory_swap=gateway.memory_mb,
-                restart="unless-stopped",
-                healthcheck=c.healthcheck(health_test(gateway.port)),
-                # Docker's stop timeout outlasts the gateway's own drain of open streams.
-                stop_timeout=grace + 5,
-                destroy_grace_seconds=grace + 5,
-                networks_advanced=c.networks([networks.internal]),
-                labels=c.labels(GATEWAY, config.name_prefix),
-                opts=pulumi.ResourceOptions(
-                    parent=self, depends_on=depends_on, delete_before_replace=True
-                ),
-            )
-            self.replicas.append(replica)
-            self.addresses.append(f"{names.gateway(index)}:{gateway.port}")
-        self.register_outputs({"replicas": [r.name for r in self.replicas]})
+        return docker.Container(
+            f"gateway-{index}",
+            name=args.names.gateway(index),
+            image=self.local_image.image_id,
+            envs=list(args.environment),
+            uploads=[c.upload(KEYS_FILE, pulumi.Output.secret(args.keys_file))],
+            memory=gateway.memory_mb,
+            # No swap on top (Docker would default it to twice `memory`, a value the
+            # provider then reads back and "updates" on every run).
+            memory_swap=gateway.memory_mb,
+            restart="unless-stopped",
+            healthcheck=c.healthcheck(health_test(gateway.port)),
+            # Docker's stop timeout outlasts the gateway's own drain of open streams.
+            stop_timeout=grace + 5,
+            destroy_grace_seconds=grace + 5,
+            networks_advanced=c.networks([args.networks.internal]),
+            labels=c.labels(GATEWAY, args.names.prefix),
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=list(args.depends_on), delete_before_replace=True
+            ),
+        )

@@ -10,11 +10,12 @@ edge network to publish its port, bound to the address the stack config gives.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_docker as docker
-from llm_config.model import StackConfig
+from llm_config.model import MonitoringConfig, StackConfig
 from llm_monitoring.grafana import grafana_files
 from llm_monitoring.prometheus import ScrapeTargets, prometheus_args, prometheus_files
 from llm_nginx import STUB_STATUS_PATH
@@ -64,6 +65,11 @@ def prometheus_uploads(config: StackConfig, gateway_addresses: Sequence[str]) ->
     return prometheus_files(
         config, scrape_targets(config, gateway_addresses), PROMETHEUS_CONFIG_DIR
     )
+
+
+def prometheus_command(config: StackConfig) -> list[str]:
+    """The prometheus binary's flags inside its container."""
+    return prometheus_args(config, f"{PROMETHEUS_CONFIG_DIR}/prometheus.yml", PROMETHEUS_DATA_DIR)
 
 
 def grafana_uploads(config: StackConfig) -> dict[str, str]:
@@ -133,6 +139,24 @@ def _wget(url: str) -> list[str]:
     return ["CMD", "wget", "-q", "-O", "/dev/null", url]
 
 
+@dataclass(frozen=True)
+class MonitoringArgs:
+    names: StackNames
+    monitoring: MonitoringConfig
+    # The DCGM exporter runs only on a GPU host.
+    uses_gpus: bool
+    # nginx's stub_status listener, scraped by the exporter.
+    nginx_status_port: int
+    # Rendered by `llm_monitoring`: Prometheus's flags and files, Grafana's files.
+    prometheus_command: Sequence[str]
+    prometheus_files: Mapping[str, str]
+    grafana_files: Mapping[str, str]
+    grafana_url: str | None
+    grafana_admin_password: pulumi.Output[str] | None
+    networks: StackNetworks
+    volumes: StackVolumes
+
+
 class Monitoring(pulumi.ComponentResource):
     prometheus: docker.Container
     grafana: docker.Container | None
@@ -140,56 +164,48 @@ class Monitoring(pulumi.ComponentResource):
     gpu_exporter: docker.Container | None
 
     def __init__(
-        self,
-        name: str,
-        config: StackConfig,
-        *,
-        networks: StackNetworks,
-        volumes: StackVolumes,
-        gateway_addresses: Sequence[str],
-        grafana_admin_password: pulumi.Output[str] | None,
-        opts: pulumi.ResourceOptions | None = None,
+        self, name: str, args: MonitoringArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("llm-stack:monitoring:Monitoring", name, None, opts)
-        names = StackNames.of(config)
-        monitoring = config.monitoring
-        stack = config.name_prefix
-        child = pulumi.ResourceOptions(parent=self, delete_before_replace=True)
+        self._args = args
+        self._child = pulumi.ResourceOptions(parent=self, delete_before_replace=True)
+        self.prometheus = self._prometheus()
+        self.nginx_exporter = self._nginx_exporter()
+        self.gpu_exporter = self._gpu_exporter() if args.uses_gpus else None
+        self.grafana = self._grafana() if args.monitoring.grafana.enabled else None
+        self.register_outputs({"prometheus": self.prometheus.name})
 
-        prometheus_image = c.pinned_image("prometheus-image", monitoring.prometheus_image, self)
-        self.prometheus = docker.Container(
+    def _prometheus(self) -> docker.Container:
+        args = self._args
+        image = c.pinned_image("prometheus-image", args.monitoring.prometheus_image, self)
+        return docker.Container(
             "prometheus",
-            name=names.prometheus,
-            image=prometheus_image.image_id,
-            command=prometheus_args(
-                config, f"{PROMETHEUS_CONFIG_DIR}/prometheus.yml", PROMETHEUS_DATA_DIR
-            ),
-            uploads=[
-                c.upload(path, text)
-                for path, text in sorted(prometheus_uploads(config, gateway_addresses).items())
-            ],
-            volumes=[c.volume(volumes.prometheus, PROMETHEUS_DATA_DIR)],
-            networks_advanced=c.networks([networks.internal]),
+            name=args.names.prometheus,
+            image=image.image_id,
+            command=list(args.prometheus_command),
+            uploads=[c.upload(path, text) for path, text in sorted(args.prometheus_files.items())],
+            volumes=[c.volume(args.volumes.prometheus, PROMETHEUS_DATA_DIR)],
+            networks_advanced=c.networks([args.networks.internal]),
             restart="unless-stopped",
             healthcheck=c.healthcheck(_wget(f"http://127.0.0.1:{PROMETHEUS_PORT}/-/ready")),
-            labels=c.labels(PROMETHEUS, stack),
-            opts=child,
+            labels=c.labels(PROMETHEUS, args.names.prefix),
+            opts=self._child,
         )
 
-        exporter_image = c.pinned_image(
-            "nginx-exporter-image", monitoring.nginx_exporter_image, self
-        )
-        scrape_uri = f"http://{names.nginx}:{config.balancer.status_port}{STUB_STATUS_PATH}"
-        self.nginx_exporter = docker.Container(
+    def _nginx_exporter(self) -> docker.Container:
+        args, names = self._args, self._args.names
+        image = c.pinned_image("nginx-exporter-image", args.monitoring.nginx_exporter_image, self)
+        scrape_uri = f"http://{names.nginx}:{args.nginx_status_port}{STUB_STATUS_PATH}"
+        return docker.Container(
             "nginx-exporter",
             name=names.nginx_exporter,
-            image=exporter_image.image_id,
+            image=image.image_id,
             command=[f"--nginx.scrape-uri={scrape_uri}"],
-            networks_advanced=c.networks([networks.internal]),
+            networks_advanced=c.networks([args.networks.internal]),
             restart="unless-stopped",
             labels=c.labels(
                 NGINX_EXPORTER,
-                stack,
+                names.prefix,
                 {
                     NO_HEALTHCHECK_LABEL: (
                         "scratch image, no shell or HTTP client inside; "
@@ -197,84 +213,80 @@ class Monitoring(pulumi.ComponentResource):
                     )
                 },
             ),
-            opts=child,
+            opts=self._child,
         )
 
-        self.gpu_exporter = None
-        if config.ollama.uses_gpus:
-            gpu_image = c.pinned_image("gpu-exporter-image", monitoring.gpu_exporter_image, self)
-            self.gpu_exporter = docker.Container(
-                "gpu-exporter",
-                name=names.gpu_exporter,
-                image=gpu_image.image_id,
-                gpus=GPU_EXPORTER_GPUS,
-                networks_advanced=c.networks([networks.internal]),
-                restart="unless-stopped",
-                # Ubuntu-based image without curl: bash opens the port itself.
-                healthcheck=c.healthcheck(
-                    ["CMD", "bash", "-c", f"exec 3<>/dev/tcp/127.0.0.1/{GPU_EXPORTER_PORT}"],
-                    start_period_seconds=30,
-                ),
-                labels=c.labels(GPU_EXPORTER, stack),
-                opts=child,
-            )
+    def _gpu_exporter(self) -> docker.Container:
+        args = self._args
+        image = c.pinned_image("gpu-exporter-image", args.monitoring.gpu_exporter_image, self)
+        return docker.Container(
+            "gpu-exporter",
+            name=args.names.gpu_exporter,
+            image=image.image_id,
+            gpus=GPU_EXPORTER_GPUS,
+            networks_advanced=c.networks([args.networks.internal]),
+            restart="unless-stopped",
+            # Ubuntu-based image without curl: bash opens the port itself.
+            healthcheck=c.healthcheck(
+                ["CMD", "bash", "-c", f"exec 3<>/dev/tcp/127.0.0.1/{GPU_EXPORTER_PORT}"],
+                start_period_seconds=30,
+            ),
+            labels=c.labels(GPU_EXPORTER, args.names.prefix),
+            opts=self._child,
+        )
 
-        self.grafana = None
-        if monitoring.grafana.enabled:
-            if grafana_admin_password is None or volumes.grafana is None:
-                raise ValueError("Grafana is enabled but has no admin password or data volume")
-            grafana = monitoring.grafana
-            grafana_image = c.pinned_image("grafana-image", grafana.image, self)
-            wildcard = ipaddress.ip_address(grafana.bind_address).is_unspecified
-            plain_env = {
-                "GF_SECURITY_ADMIN_USER": "admin",
-                "GF_AUTH_ANONYMOUS_ENABLED": "false",
-                "GF_USERS_ALLOW_SIGN_UP": "false",
-                "GF_ANALYTICS_REPORTING_ENABLED": "false",
-                "GF_ANALYTICS_CHECK_FOR_UPDATES": "false",
-                "GF_ANALYTICS_CHECK_FOR_PLUGIN_UPDATES": "false",
-                "GF_PATHS_PROVISIONING": GRAFANA_PROVISIONING_DIR,
-                "GF_SERVER_ROOT_URL": grafana_url(config) or "",
-            }
-            self.grafana = docker.Container(
-                "grafana",
-                name=names.grafana,
-                image=grafana_image.image_id,
-                # The password travels as a file (the image's /run.sh reads *__FILE
-                # variables), so `docker inspect` shows its path, not its value.
-                envs=c.env_list(
-                    {**plain_env, "GF_SECURITY_ADMIN_PASSWORD__FILE": GRAFANA_PASSWORD_FILE}
+    def _grafana(self) -> docker.Container:
+        args = self._args
+        if args.grafana_admin_password is None or args.volumes.grafana is None:
+            raise ValueError("Grafana is enabled but has no admin password or data volume")
+        grafana = args.monitoring.grafana
+        image = c.pinned_image("grafana-image", grafana.image, self)
+        wildcard = ipaddress.ip_address(grafana.bind_address).is_unspecified
+        plain_env = {
+            "GF_SECURITY_ADMIN_USER": "admin",
+            "GF_AUTH_ANONYMOUS_ENABLED": "false",
+            "GF_USERS_ALLOW_SIGN_UP": "false",
+            "GF_ANALYTICS_REPORTING_ENABLED": "false",
+            "GF_ANALYTICS_CHECK_FOR_UPDATES": "false",
+            "GF_ANALYTICS_CHECK_FOR_PLUGIN_UPDATES": "false",
+            "GF_PATHS_PROVISIONING": GRAFANA_PROVISIONING_DIR,
+            "GF_SERVER_ROOT_URL": args.grafana_url or "",
+        }
+        return docker.Container(
+            "grafana",
+            name=args.names.grafana,
+            image=image.image_id,
+            # The password travels as a file (the image's /run.sh reads *__FILE
+            # variables), so `docker inspect` shows its path, not its value.
+            envs=c.env_list(
+                {**plain_env, "GF_SECURITY_ADMIN_PASSWORD__FILE": GRAFANA_PASSWORD_FILE}
+            ),
+            entrypoints=["/bin/sh", "-c", grafana_start_script(), "grafana-start"],
+            uploads=[
+                *[c.upload(path, text) for path, text in sorted(args.grafana_files.items())],
+                c.upload(
+                    GRAFANA_PASSWORD_FILE,
+                    secret_text(args.grafana_admin_password),
+                    permissions=GRAFANA_PASSWORD_FILE_MODE,
                 ),
-                entrypoints=["/bin/sh", "-c", grafana_start_script(), "grafana-start"],
-                uploads=[
-                    *[
-                        c.upload(path, text)
-                        for path, text in sorted(grafana_uploads(config).items())
-                    ],
-                    c.upload(
-                        GRAFANA_PASSWORD_FILE,
-                        secret_text(grafana_admin_password),
-                        permissions=GRAFANA_PASSWORD_FILE_MODE,
-                    ),
-                ],
-                ports=[
-                    docker.ContainerPortArgs(
-                        internal=GRAFANA_PORT, external=grafana.port, ip=grafana.bind_address
-                    )
-                ],
-                volumes=[c.volume(volumes.grafana, GRAFANA_DATA_DIR)],
-                networks_advanced=c.networks([networks.internal, networks.edge]),
-                restart="unless-stopped",
-                # A first start creates and migrates the database (in the password reset,
-                # before the server starts): give it a minute.
-                healthcheck=c.healthcheck(
-                    _wget(f"http://127.0.0.1:{GRAFANA_PORT}/api/health"), start_period_seconds=60
-                ),
-                labels=c.labels(
-                    GRAFANA, stack, {WILDCARD_BIND_LABEL: "true"} if wildcard else None
-                ),
-                opts=pulumi.ResourceOptions(
-                    parent=self, depends_on=[self.prometheus], delete_before_replace=True
-                ),
-            )
-        self.register_outputs({"prometheus": self.prometheus.name})
+            ],
+            ports=[
+                docker.ContainerPortArgs(
+                    internal=GRAFANA_PORT, external=grafana.port, ip=grafana.bind_address
+                )
+            ],
+            volumes=[c.volume(args.volumes.grafana, GRAFANA_DATA_DIR)],
+            networks_advanced=c.networks([args.networks.internal, args.networks.edge]),
+            restart="unless-stopped",
+            # A first start creates and migrates the database (in the password reset,
+            # before the server starts): give it a minute.
+            healthcheck=c.healthcheck(
+                _wget(f"http://127.0.0.1:{GRAFANA_PORT}/api/health"), start_period_seconds=60
+            ),
+            labels=c.labels(
+                GRAFANA, args.names.prefix, {WILDCARD_BIND_LABEL: "true"} if wildcard else None
+            ),
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[self.prometheus], delete_before_replace=True
+            ),
+        )

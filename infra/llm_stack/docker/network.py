@@ -8,9 +8,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pulumi
 import pulumi_docker as docker
-from llm_config.model import StackConfig
 
 from llm_stack.shared.labels import (
     EDGE_NETWORK,
@@ -29,24 +30,31 @@ def _labels(kind: str, stack: str) -> list[docker.NetworkLabelArgs]:
     ]
 
 
+@dataclass(frozen=True)
+class NetworksArgs:
+    names: StackNames
+    # The fixed subnet of the internal network (nginx allows exactly this CIDR).
+    internal_subnet: str
+
+
 class StackNetworks(pulumi.ComponentResource):
     internal: docker.Network
     edge: docker.Network
     egress: docker.Network
 
     def __init__(
-        self, name: str, config: StackConfig, opts: pulumi.ResourceOptions | None = None
+        self, name: str, args: NetworksArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("llm-stack:network:Networks", name, None, opts)
-        names = StackNames.of(config)
+        names = args.names
         child = pulumi.ResourceOptions(parent=self)
-        stack = config.name_prefix
+        stack = names.prefix
         self.internal = docker.Network(
             "internal",
             name=names.internal_network,
             driver="bridge",
             internal=True,
-            ipam_configs=[docker.NetworkIpamConfigArgs(subnet=config.network.internal_subnet)],
+            ipam_configs=[docker.NetworkIpamConfigArgs(subnet=args.internal_subnet)],
             labels=_labels(INTERNAL_NETWORK, stack),
             opts=child,
         )

@@ -15,14 +15,16 @@ pull ends); `pulumi up` keeps them, since the label's value does not change.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+
 import pulumi
 import pulumi_docker as docker
-from llm_config.model import StackConfig
+from llm_config.model import OllamaConfig
 
 from llm_stack.docker import containers as c
 from llm_stack.docker.network import StackNetworks
 from llm_stack.docker.volumes import StackVolumes
-from llm_stack.ollama_env import ollama_environment
 from llm_stack.shared.labels import MODEL_PULLER, OLLAMA
 from llm_stack.shared.names import OLLAMA_PORT, StackNames
 
@@ -85,6 +87,16 @@ def require_pulled(puller_name: str, exit_code: int | None, logs: str | None) ->
     return "true"
 
 
+@dataclass(frozen=True)
+class OllamaPoolArgs:
+    names: StackNames
+    ollama: OllamaConfig
+    # OLLAMA_* variables of every instance (`ollama_environment`), GPU pinning aside.
+    environment: Mapping[str, str]
+    networks: StackNetworks
+    volumes: StackVolumes
+
+
 class OllamaPool(pulumi.ComponentResource):
     puller: docker.Container
     instances: list[docker.Container]
@@ -92,31 +104,36 @@ class OllamaPool(pulumi.ComponentResource):
     addresses: list[str]
 
     def __init__(
-        self,
-        name: str,
-        config: StackConfig,
-        *,
-        networks: StackNetworks,
-        volumes: StackVolumes,
-        opts: pulumi.ResourceOptions | None = None,
+        self, name: str, args: OllamaPoolArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("llm-stack:ollama:Pool", name, None, opts)
-        names = StackNames.of(config)
-        ollama = config.ollama
-        stack = config.name_prefix
-        image = c.pinned_image("ollama-image", ollama.image, self)
-        puller_name = names.model_puller(ollama.models)
+        self._args = args
+        image = c.pinned_image("ollama-image", args.ollama.image, self)
+        self.puller = self._puller(image)
+        puller_name = args.names.model_puller(args.ollama.models)
+        models_ready = pulumi.Output.all(self.puller.exit_code, self.puller.container_logs).apply(
+            lambda result: require_pulled(puller_name, result[0], result[1])
+        )
+        self.instances = [
+            self._instance(index, image, models_ready) for index in range(args.ollama.instances)
+        ]
+        self.addresses = [
+            f"{args.names.ollama(index)}:{OLLAMA_PORT}" for index in range(args.ollama.instances)
+        ]
+        self.register_outputs({"instances": [i.name for i in self.instances]})
 
-        self.puller = docker.Container(
+    def _puller(self, image: docker.RemoteImage) -> docker.Container:
+        args, ollama = self._args, self._args.ollama
+        return docker.Container(
             "model-puller",
-            name=puller_name,
+            name=args.names.model_puller(ollama.models),
             image=image.image_id,
             entrypoints=["/bin/sh", "-c", PULL_SCRIPT, "model-puller"],
             command=list(ollama.models),
             # It only downloads: no GPU, even where the host's default runtime is nvidia.
             envs=c.env_list({**gpu_environment(None), "OLLAMA_HOST": f"127.0.0.1:{OLLAMA_PORT}"}),
-            volumes=[c.volume(volumes.models, MODELS_DIR)],
-            networks_advanced=c.networks([networks.egress]),
+            volumes=[c.volume(args.volumes.models, MODELS_DIR)],
+            networks_advanced=c.networks([args.networks.egress]),
             # Wait for the exit, keep its log, leave the exited container in place.
             attach=True,
             logs=True,
@@ -124,7 +141,10 @@ class OllamaPool(pulumi.ComponentResource):
             restart="no",
             healthcheck=c.healthcheck(["CMD", "ollama", "list"], start_period_seconds=30),
             labels=c.labels(
-                MODEL_PULLER, stack, {"llm-stack.models": ",".join(ollama.models)}, one_shot=True
+                MODEL_PULLER,
+                args.names.prefix,
+                {"llm-stack.models": ",".join(ollama.models)},
+                one_shot=True,
             ),
             # Not delete-before-replace: a new model list makes a new name, so the new
             # puller runs while the instances keep serving from the volume.
@@ -134,51 +154,46 @@ class OllamaPool(pulumi.ComponentResource):
                 custom_timeouts=pulumi.CustomTimeouts(create="2h"),
             ),
         )
-        models_ready = pulumi.Output.all(self.puller.exit_code, self.puller.container_logs).apply(
-            lambda result: require_pulled(puller_name, result[0], result[1])
-        )
 
-        self.instances = []
-        self.addresses = []
-        for index in range(ollama.instances):
-            gpu = ollama.gpus[index] if ollama.uses_gpus else None
-            env = {**gpu_environment(gpu), **ollama_environment(config)}
-            container = docker.Container(
-                f"ollama-{index}",
-                name=names.ollama(index),
-                image=image.image_id,
-                envs=c.env_list(env),
-                gpus=gpu_device(gpu) if gpu is not None else None,
-                memory=ollama.memory_mb,
-                # No swap on top (Docker would default it to twice `memory`, a value the
-                # provider then reads back and "updates" on every run).
-                memory_swap=ollama.memory_mb,
-                restart="unless-stopped",
-                # `ollama show` asks the server about the first model: it fails until the
-                # server answers and while the model is missing (no curl in this image).
-                healthcheck=c.healthcheck(
-                    ["CMD", "ollama", "show", ollama.models[0]],
-                    interval_seconds=30,
-                    timeout_seconds=10,
-                    start_period_seconds=ollama.start_period_seconds,
-                ),
-                volumes=[c.volume(volumes.models, MODELS_DIR)],
-                networks_advanced=c.networks([networks.internal]),
-                labels=c.labels(
-                    OLLAMA,
-                    stack,
-                    {
-                        "llm-stack.gpu": gpu if gpu is not None else "cpu",
-                        "llm-stack.models-ready": models_ready,
-                    },
-                ),
-                opts=pulumi.ResourceOptions(
-                    parent=self,
-                    depends_on=[self.puller],
-                    # Fixed names and GPUs: the old container must go before the new one starts.
-                    delete_before_replace=True,
-                ),
-            )
-            self.instances.append(container)
-            self.addresses.append(f"{names.ollama(index)}:{OLLAMA_PORT}")
-        self.register_outputs({"instances": [i.name for i in self.instances]})
+    def _instance(
+        self, index: int, image: docker.RemoteImage, models_ready: pulumi.Output[str]
+    ) -> docker.Container:
+        args, ollama = self._args, self._args.ollama
+        gpu = ollama.gpus[index] if ollama.uses_gpus else None
+        env = {**gpu_environment(gpu), **args.environment}
+        return docker.Container(
+            f"ollama-{index}",
+            name=args.names.ollama(index),
+            image=image.image_id,
+            envs=c.env_list(env),
+            gpus=gpu_device(gpu) if gpu is not None else None,
+            memory=ollama.memory_mb,
+            # No swap on top (Docker would default it to twice `memory`, a value the
+            # provider then reads back and "updates" on every run).
+            memory_swap=ollama.memory_mb,
+            restart="unless-stopped",
+            # `ollama show` asks the server about the first model: it fails until the
+            # server answers and while the model is missing (no curl in this image).
+            healthcheck=c.healthcheck(
+                ["CMD", "ollama", "show", ollama.models[0]],
+                interval_seconds=30,
+                timeout_seconds=10,
+                start_period_seconds=ollama.start_period_seconds,
+            ),
+            volumes=[c.volume(args.volumes.models, MODELS_DIR)],
+            networks_advanced=c.networks([args.networks.internal]),
+            labels=c.labels(
+                OLLAMA,
+                args.names.prefix,
+                {
+                    "llm-stack.gpu": gpu if gpu is not None else "cpu",
+                    "llm-stack.models-ready": models_ready,
+                },
+            ),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[self.puller],
+                # Fixed names and GPUs: the old container must go before the new one starts.
+                delete_before_replace=True,
+            ),
+        )

@@ -10,9 +10,11 @@ environment variable carries it: `docker inspect` shows neither password nor URL
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import pulumi
 import pulumi_docker as docker
-from llm_config.model import StackConfig
 
 from llm_stack.docker import containers as c
 from llm_stack.docker.network import StackNetworks
@@ -27,9 +29,19 @@ from llm_stack.shared.redis import (
     SECRET_FILE_MODE,
     health_test,
     redis_url,
-    render_redis_conf,
 )
 from llm_stack.shared.secrets import secret_text
+
+
+@dataclass(frozen=True)
+class RedisCacheArgs:
+    names: StackNames
+    image: str
+    # redis.conf for a password (`render_redis_conf` with the stack's settings).
+    render_conf: Callable[[str], str]
+    password: pulumi.Output[str]
+    networks: StackNetworks
+    volumes: StackVolumes
 
 
 class RedisCache(pulumi.ComponentResource):
@@ -38,19 +50,12 @@ class RedisCache(pulumi.ComponentResource):
     url: pulumi.Output[str]
 
     def __init__(
-        self,
-        name: str,
-        config: StackConfig,
-        *,
-        password: pulumi.Output[str],
-        networks: StackNetworks,
-        volumes: StackVolumes,
-        opts: pulumi.ResourceOptions | None = None,
+        self, name: str, args: RedisCacheArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("llm-stack:redis:Cache", name, None, opts)
-        names = StackNames.of(config)
-        image = c.pinned_image("redis-image", config.redis.image, self)
-        conf = secret_text(password.apply(lambda pw: render_redis_conf(config, pw)))
+        names, password = args.names, args.password
+        image = c.pinned_image("redis-image", args.image, self)
+        conf = secret_text(password.apply(args.render_conf))
         self.container = docker.Container(
             "redis",
             name=names.redis,
@@ -61,11 +66,11 @@ class RedisCache(pulumi.ComponentResource):
                 c.upload(CONF_PATH, conf, permissions=SECRET_FILE_MODE),
                 c.upload(CLI_PASSWORD_PATH, secret_text(password), permissions=SECRET_FILE_MODE),
             ],
-            volumes=[c.volume(volumes.redis, DATA_DIR)],
-            networks_advanced=c.networks([networks.internal]),
+            volumes=[c.volume(args.volumes.redis, DATA_DIR)],
+            networks_advanced=c.networks([args.networks.internal]),
             restart="unless-stopped",
             healthcheck=c.healthcheck(health_test()),
-            labels=c.labels(REDIS, config.name_prefix),
+            labels=c.labels(REDIS, names.prefix),
             opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
         )
         self.url = secret_text(password.apply(lambda pw: redis_url(names.redis, pw)))

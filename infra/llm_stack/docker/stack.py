@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import pulumi
 from llm_config.model import StackConfig
 
-from llm_stack.docker.edge import Edge
-from llm_stack.docker.gateway import GatewayService
-from llm_stack.docker.monitoring import Monitoring, grafana_url
-from llm_stack.docker.network import StackNetworks
-from llm_stack.docker.ollama import OllamaPool
-from llm_stack.docker.redis import RedisCache
-from llm_stack.docker.volumes import StackVolumes
+from llm_stack.docker.edge import Edge, EdgeArgs, render_edge_conf
+from llm_stack.docker.gateway import GatewayService, GatewayServiceArgs, environment_entries
+from llm_stack.docker.monitoring import (
+    Monitoring,
+    MonitoringArgs,
+    grafana_uploads,
+    grafana_url,
+    prometheus_command,
+    prometheus_uploads,
+)
+from llm_stack.docker.network import NetworksArgs, StackNetworks
+from llm_stack.docker.ollama import OllamaPool, OllamaPoolArgs
+from llm_stack.docker.redis import RedisCache, RedisCacheArgs
+from llm_stack.docker.volumes import StackVolumes, VolumesArgs
+from llm_stack.ollama_env import ollama_environment
 from llm_stack.pulumi_config import StackSecrets
+from llm_stack.shared.names import StackNames
+from llm_stack.shared.redis import render_redis_conf
 from llm_stack.shared.secrets import StackCredentials
 from llm_stack.shared.tls import EdgeCertificate
 
@@ -37,51 +48,108 @@ class DockerStack(pulumi.ComponentResource):
     ) -> None:
         super().__init__(COMPONENT_TYPE, name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        networks = StackNetworks("networks", config, opts=child)
-        volumes = StackVolumes("volumes", config, opts=child)
+        names = StackNames.of(config)
+        networks = StackNetworks(
+            "networks",
+            NetworksArgs(names=names, internal_subnet=config.network.internal_subnet),
+            opts=child,
+        )
+        volumes = StackVolumes(
+            "volumes",
+            VolumesArgs(names=names, grafana=config.monitoring.grafana.enabled),
+            opts=child,
+        )
         credentials = StackCredentials("credentials", config, secrets, opts=child)
         certificate = EdgeCertificate("edge-certificate", config, secrets, opts=child)
-        pool = OllamaPool("ollama", config, networks=networks, volumes=volumes, opts=child)
+        pool = OllamaPool(
+            "ollama",
+            OllamaPoolArgs(
+                names=names,
+                ollama=config.ollama,
+                environment=ollama_environment(config),
+                networks=networks,
+                volumes=volumes,
+            ),
+            opts=child,
+        )
         redis = RedisCache(
             "redis",
-            config,
-            password=credentials.redis_password,
-            networks=networks,
-            volumes=volumes,
+            RedisCacheArgs(
+                names=names,
+                image=config.redis.image,
+                render_conf=functools.partial(render_redis_conf, config),
+                password=credentials.redis_password,
+                networks=networks,
+                volumes=volumes,
+            ),
             opts=child,
         )
         gateway = GatewayService(
             "gateway",
-            config,
-            redis_url=redis.url,
-            keys_file=credentials.api_keys_file,
-            ollama_addresses=pool.addresses,
-            otel_headers=secrets.otel_headers,
-            networks=networks,
-            depends_on=[redis, pool],
+            GatewayServiceArgs(
+                names=names,
+                gateway=config.gateway,
+                environment=environment_entries(
+                    config,
+                    # least-conn: the nginx balancer; model-aware: the instances themselves.
+                    upstream_url=f"http://{names.nginx}:{config.balancer.port}",
+                    instance_urls=[f"http://{address}" for address in pool.addresses],
+                    redis_url=redis.url,
+                    otel_headers=secrets.otel_headers,
+                ),
+                keys_file=credentials.api_keys_file,
+                networks=networks,
+                depends_on=[redis, pool],
+            ),
             opts=child,
         )
         edge = Edge(
             "edge",
-            config,
-            networks=networks,
-            certificate=certificate,
-            gateway_addresses=gateway.addresses,
-            ollama_addresses=pool.addresses,
-            # Start nginx once its upstreams exist, so the first requests find them.
-            depends_on=[gateway, pool],
+            EdgeArgs(
+                names=names,
+                edge=config.edge,
+                status_port=config.balancer.status_port,
+                conf=render_edge_conf(config, gateway.addresses, pool.addresses),
+                certificate=certificate,
+                networks=networks,
+                depends_on=[gateway, pool],
+            ),
             opts=child,
         )
         monitoring = Monitoring(
             "monitoring",
-            config,
-            networks=networks,
-            volumes=volumes,
-            gateway_addresses=gateway.addresses,
-            grafana_admin_password=credentials.grafana_admin_password,
+            MonitoringArgs(
+                names=names,
+                monitoring=config.monitoring,
+                uses_gpus=config.ollama.uses_gpus,
+                nginx_status_port=config.balancer.status_port,
+                prometheus_command=prometheus_command(config),
+                prometheus_files=prometheus_uploads(config, gateway.addresses),
+                grafana_files=grafana_uploads(config) if config.monitoring.grafana.enabled else {},
+                grafana_url=grafana_url(config),
+                grafana_admin_password=credentials.grafana_admin_password,
+                networks=networks,
+                volumes=volumes,
+            ),
             opts=child,
         )
+        self.outputs = self._outputs(
+            config, networks, volumes, credentials, pool, redis, gateway, edge, monitoring
+        )
+        self.register_outputs({k: v for k, v in self.outputs.items() if k not in SECRET_OUTPUTS})
 
+    @staticmethod
+    def _outputs(
+        config: StackConfig,
+        networks: StackNetworks,
+        volumes: StackVolumes,
+        credentials: StackCredentials,
+        pool: OllamaPool,
+        redis: RedisCache,
+        gateway: GatewayService,
+        edge: Edge,
+        monitoring: Monitoring,
+    ) -> dict[str, Any]:
         containers: dict[str, list[pulumi.Output[str]]] = {
             "ollama": [i.name for i in pool.instances],
             "model-puller": [pool.puller.name],
@@ -103,7 +171,7 @@ class DockerStack(pulumi.ComponentResource):
         if volumes.grafana is not None:
             volume_names["grafanaData"] = volumes.grafana.name
 
-        self.outputs = {
+        outputs: dict[str, Any] = {
             "environment": config.environment,
             "namePrefix": config.name_prefix,
             "gatewayUrl": config.edge.url,
@@ -121,10 +189,10 @@ class DockerStack(pulumi.ComponentResource):
         # Generated credentials the user needs, as secret outputs
         # (`pulumi stack output devApiKey --show-secrets`).
         if credentials.dev_api_key is not None:
-            self.outputs["devApiKey"] = credentials.dev_api_key
+            outputs["devApiKey"] = credentials.dev_api_key
         if credentials.grafana_password_generated and monitoring.grafana is not None:
-            self.outputs["grafanaAdminPassword"] = credentials.grafana_admin_password
-        self.register_outputs({k: v for k, v in self.outputs.items() if k not in SECRET_OUTPUTS})
+            outputs["grafanaAdminPassword"] = credentials.grafana_admin_password
+        return outputs
 
 
 def monitoring_ports(config: StackConfig) -> list[dict[str, Any]]:

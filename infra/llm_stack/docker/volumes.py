@@ -6,12 +6,20 @@ Pulumi owns them, so `pulumi destroy` removes them too; protect them
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pulumi
 import pulumi_docker as docker
-from llm_config.model import StackConfig
 
 from llm_stack.shared.labels import STACK_LABEL
 from llm_stack.shared.names import StackNames
+
+
+@dataclass(frozen=True)
+class VolumesArgs:
+    names: StackNames
+    # Grafana's data volume exists only when Grafana does.
+    grafana: bool
 
 
 class StackVolumes(pulumi.ComponentResource):
@@ -21,28 +29,24 @@ class StackVolumes(pulumi.ComponentResource):
     grafana: docker.Volume | None
 
     def __init__(
-        self, name: str, config: StackConfig, opts: pulumi.ResourceOptions | None = None
+        self, name: str, args: VolumesArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("llm-stack:storage:Volumes", name, None, opts)
-        names = StackNames.of(config)
+        names = args.names
         child = pulumi.ResourceOptions(parent=self)
 
         def volume(resource_name: str, volume_name: str) -> docker.Volume:
             return docker.Volume(
                 resource_name,
                 name=volume_name,
-                labels=[docker.VolumeLabelArgs(label=STACK_LABEL, value=config.name_prefix)],
+                labels=[docker.VolumeLabelArgs(label=STACK_LABEL, value=names.prefix)],
                 opts=child,
             )
 
         self.models = volume("models", names.models_volume)
         self.redis = volume("redis-data", names.redis_volume)
         self.prometheus = volume("prometheus-data", names.prometheus_volume)
-        self.grafana = (
-            volume("grafana-data", names.grafana_volume)
-            if config.monitoring.grafana.enabled
-            else None
-        )
+        self.grafana = volume("grafana-data", names.grafana_volume) if args.grafana else None
         outputs: dict[str, pulumi.Output[str]] = {
             "models": self.models.name,
             "redis": self.redis.name,

@@ -20,10 +20,10 @@ from llm_config import StackConfig
 from llm_monitoring.dashboards import build_dashboards
 from llm_monitoring.rules import render_alert_rules
 from llm_nginx import CONTAINER_RUNTIME_DIR
-from llm_stack.docker.redis import render_redis_conf
 from llm_stack.kubernetes.edge import TLS_DIR, render_conf, topology
 from llm_stack.kubernetes.monitoring import prometheus_files
 from llm_stack.kubernetes.names import KubeNames
+from llm_stack.shared.redis import render_redis_conf
 
 from tests.infra.kubernetes.conftest import config_of
 from tests.infra.kubernetes.manifests import kube_resources, named, of_kind
