@@ -17,8 +17,8 @@ from llm_gateway.keys import (
 )
 from llm_gateway.metrics import GatewayMetrics
 from llm_gateway.routes import ProxyRoute
-from llm_gateway.routing.dispatcher import Ticket
 from llm_gateway.routing.fair_queue import PRIORITIES
+from llm_gateway.routing.grant import Ticket
 
 _MAX_MODEL_NAME = 256
 # A request may ask for a lower priority class than its key's default, and for a

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from llm_gateway.cache.completeness import Usage
 from llm_gateway.cache.entry import Form
+from llm_gateway.routing.shed import Shed
 from llm_gateway.upstream import UpstreamFailure
 
 
@@ -29,7 +30,8 @@ class Flight:
         self.chunks: list[bytes] = []
         self.done = False
         self.complete = False
-        self.failure: UpstreamFailure | None = None
+        # Why it ended without an answer: Ollama failed, or the gateway shed the request.
+        self.failure: UpstreamFailure | Shed | None = None
         self.followers = 0
         self.upstream_seconds = 0.0
         # Time the launching request waited in the dispatcher's queue.
@@ -62,7 +64,7 @@ class Flight:
         self.chunks.append(chunk)
         self._notify()
 
-    def fail(self, failure: UpstreamFailure) -> None:
+    def fail(self, failure: UpstreamFailure | Shed) -> None:
         self.failure = failure
         self._finish(False)
 

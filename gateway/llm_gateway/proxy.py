@@ -43,7 +43,9 @@ from llm_gateway.relay import Outbound, Relay, now_ms
 from llm_gateway.replies import failure_error, follow, replay
 from llm_gateway.request_id import SCOPE_KEY
 from llm_gateway.routes import ProxyRoute
-from llm_gateway.routing.dispatcher import Dispatcher, Ticket, joined_ps
+from llm_gateway.routing.dispatcher import Dispatcher
+from llm_gateway.routing.grant import Ticket
+from llm_gateway.routing.report import joined_ps
 from llm_gateway.routing.runner_options import strip_runner_options
 from llm_gateway.settings import Settings
 from llm_gateway.tracing import Tracing, finish_request
@@ -247,7 +249,8 @@ class Proxy:
                 path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
                 query = scope.get("query_string", b"").decode("latin-1")
                 if self.dispatcher is not None and call.route.endpoint == "ps":
-                    await call.reply(Reply(200, call.reply_headers, joined_ps(self.dispatcher)))
+                    pool = joined_ps(self.dispatcher.instances)
+                    await call.reply(Reply(200, call.reply_headers, pool))
                     return
                 upstream = (
                     self.upstream if self.dispatcher is None else self.dispatcher.any_upstream()

@@ -28,7 +28,9 @@ from llm_gateway.flight import Flight, FlightRegistry
 from llm_gateway.metrics import GatewayMetrics
 from llm_gateway.plans import CachePlan, Wanted
 from llm_gateway.quotas import Charge, Estimate, UsageTarget, partial_completion
-from llm_gateway.routing.dispatcher import Dispatcher, Grant, Shed, Ticket
+from llm_gateway.routing.dispatcher import Dispatcher
+from llm_gateway.routing.grant import Grant, Ticket
+from llm_gateway.routing.shed import Shed
 from llm_gateway.tracing import OPERATIONS, Span, Tracing, fail
 from llm_gateway.upstream import Upstream, UpstreamFailure, UpstreamResponse
 
@@ -129,8 +131,7 @@ class Relay:
             else:
                 status = await self._dispatched(flight, out, self._dispatcher, out.ticket)
         except Shed as shed:
-            failure = UpstreamFailure("shed", 503, shed.message, retry_after=shed.retry_after)
-            flight.fail(failure)
+            flight.fail(shed)
             await self._settle(flight, out, failed=True)
             return
         except UpstreamFailure as failure:

@@ -19,10 +19,12 @@ from llm_gateway.flight import Flight
 from llm_gateway.observe import RequestRecord
 from llm_gateway.plans import Wanted
 from llm_gateway.relay import now_ms
+from llm_gateway.routing.shed import Shed
 from llm_gateway.upstream import UpstreamFailure
 
 
-def failure_error(failure: UpstreamFailure) -> GatewayError:
+def failure_error(failure: UpstreamFailure | Shed) -> GatewayError:
+    """The client's error for a flight that got no answer (a shed carries its estimate)."""
     extra = {}
     if failure.retry_after is not None:
         extra["Retry-After"] = str(max(1, math.ceil(failure.retry_after)))

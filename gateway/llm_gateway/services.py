@@ -109,6 +109,7 @@ class Services:
                 state=dispatcher.peer_state,
                 apply=dispatcher.apply_peers,
                 heartbeat=settings.share_heartbeat_seconds,
+                clock=dispatcher.clock,
             )
         # A lease outlives the longest request, so a crashed replica's slots expire.
         admitter = Admitter(

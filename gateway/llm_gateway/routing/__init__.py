@@ -2,10 +2,21 @@
 
 - `instances.py`: what the router believes about each instance (models resident, this
   gateway's requests in flight, health), kept true by polling `/api/ps`.
-- `placement.py`: the pure choice of an instance for one request for one model.
+- `placement.py`: the pure choice of an instance for one request for one model, each
+  candidate ranked (`_ready_rank`, `_load_rank`), with the reason for the log.
 - `fair_queue.py`: the waiting requests, by priority class, weighted fair per key.
-- `dispatcher.py`: admission (queue, estimates, shedding with Retry-After), dispatch
-  in fair order whenever a slot frees or a load becomes possible, load patience.
+- `dispatcher.py`: `Dispatcher`: acquire (queue, admit or shed), pump and dispatch in
+  fair order whenever a slot frees or a load becomes possible, release; each decision
+  logged at debug level.
+- `grant.py`: the `Ticket` a request asks with and the `Grant` of a slot it holds.
+- `shed.py`: `Shed`, the gateway's own refusal (503 + Retry-After), and its messages.
+- `estimates.py`: measured service and load times, arrival rates, the wait estimate,
+  admission and the cull predicate: pure functions of (stats, queue view, now).
+- `fairness.py`: which replica's waiting request takes a freed slot (cross-replica).
+- `patience.py`: load patience: an instance reserved for a model loaded nowhere.
+- `report.py`: the admin snapshot, the per-instance gauges, the joined /api/ps.
+- `peers.py`: in-flight counts and queue heads shared between replicas through Redis.
+- `clock.py`: the router's time, injected (`SystemClock`; `ManualClock` for tests).
 - `runner_options.py`: the request options that would force a model reload, removed.
 
 With `GATEWAY_ROUTING=upstream` none of this runs: every request goes to

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -29,6 +28,7 @@ from typing import Any
 import orjson
 
 from llm_gateway.keys import normalize_model
+from llm_gateway.routing.clock import Clock
 from llm_gateway.upstream import Upstream, UpstreamFailure
 
 log = logging.getLogger("llm_gateway.routing")
@@ -87,6 +87,11 @@ class Instance:
     @property
     def in_flight(self) -> int:
         return sum(r.in_flight for r in self.models.values())
+
+    @property
+    def usable(self) -> bool:
+        """New requests may be placed here."""
+        return self.up
 
     def resident(self, model: str) -> Residency | None:
         residency = self.models.get(model)
@@ -231,7 +236,9 @@ class InstancePoller:
         interval: float,
         on_change: Callable[[], None],
         on_load: Callable[[Instance, str], None],
+        clock: Clock,
     ) -> None:
+        self._clock = clock
         self._instances = list(instances)
         self._interval = interval
         self._on_change = on_change
@@ -254,7 +261,8 @@ class InstancePoller:
             instance.up = False
         else:
             was_up = instance.up
-            for model in instance.observe([m for m in models if isinstance(m, dict)], now()):
+            entries = [m for m in models if isinstance(m, dict)]
+            for model in instance.observe(entries, self._clock.now()):
                 self._on_load(instance, model)
             if not was_up:
                 log.warning("ollama instance %s is up", instance.name)
@@ -277,7 +285,3 @@ class InstancePoller:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-
-
-def now() -> float:
-    return time.monotonic()

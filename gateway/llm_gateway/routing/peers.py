@@ -28,7 +28,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +35,7 @@ from typing import Any
 import orjson
 
 from llm_gateway.redis_guard import RedisGuard, Unavailable
+from llm_gateway.routing.clock import Clock, SystemClock
 
 log = logging.getLogger("llm_gateway.routing")
 
@@ -103,8 +103,10 @@ class PeerSync:
         apply: Callable[[PeerView], None],
         heartbeat: float,
         min_gap: float = 0.005,
+        clock: Clock | None = None,
     ) -> None:
         self.replica = os.urandom(6).hex()
+        self._clock = clock or SystemClock()
         self._guard = guard
         self._state = state
         self._apply = apply
@@ -145,7 +147,7 @@ class PeerSync:
         if not force and state == self._published:
             return
         self._published = state
-        now_ms = int(time.time() * 1000)
+        now_ms = int(self._clock.wall() * 1000)
         forget_ms = int(self._heartbeat * 3000)
         result = await self._guard.script(
             "peers",

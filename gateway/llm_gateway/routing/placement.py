@@ -8,9 +8,12 @@ In order of preference:
    when the dispatcher says demand warrants it;
 3. nowhere: the request waits in the gateway's queue.
 
-Instances reserved for another model (being drained for it) take nothing new, and
-among loads the ones on an instance already loading something come last (Ollama
+Instances reserved for another model (being emptied for its load) take nothing new,
+and among loads the ones on an instance already loading something come last (Ollama
 loads one model at a time per server, and every cold request waits behind it).
+
+The order among candidates is each step's rank (`_ready_rank`, `_load_rank`): a
+preference between instances that can all take the request belongs there.
 """
 
 from __future__ import annotations
@@ -25,6 +28,18 @@ from llm_gateway.routing.instances import Instance
 class Choice:
     instance: Instance
     loads: bool  # the request starts a load of its model there
+    why: str = ""  # for the decision log
+
+
+def _ready_rank(instance: Instance, model: str) -> tuple[int, int, str]:
+    """Among instances with the model loaded and a free slot: fewest in flight first."""
+    return (instance.models[model].in_flight, instance.in_flight, instance.name)
+
+
+def _load_rank(instance: Instance, beside: bool, evicted: int) -> tuple[int, int, int, int, str]:
+    """Among instances where the model can load: not already loading, room beside the
+    loaded models, fewest evictions, fewest in flight."""
+    return (instance.loading, 0 if beside else 1, evicted, instance.in_flight, instance.name)
 
 
 def choose(
@@ -36,16 +51,19 @@ def choose(
     exclude: Collection[str] = (),
 ) -> Choice | None:
     usable = [
-        i for i in instances if i.up and i.name not in exclude and i.reserved_for in (None, model)
+        i
+        for i in instances
+        if i.usable and i.name not in exclude and i.reserved_for in (None, model)
     ]
     ready = [i for i in usable if i.free_slot(model)]
     if ready:
-        best = min(ready, key=lambda i: (i.models[model].in_flight, i.in_flight, i.name))
-        return Choice(best, loads=False)
-    loaded_elsewhere = any(i.resident(model) is not None for i in instances if i.up)
+        best = min(ready, key=lambda i: _ready_rank(i, model))
+        why = f"loaded there, {best.models[model].total} of its {best.num_parallel} slots taken"
+        return Choice(best, loads=False, why=why)
+    loaded_elsewhere = any(i.resident(model) is not None for i in instances if i.usable)
     if loaded_elsewhere and not replicate:
         return None
-    options = []
+    options: list[tuple[tuple[int, int, int, int, str], Instance, list[str]]] = []
     for instance in usable:
         if instance.resident(model) is not None:
             continue  # loaded here, every slot taken: a slot frees soon
@@ -55,14 +73,12 @@ def choose(
         beside, evicted = placement
         if loaded_elsewhere and not beside:
             continue
-        rank = (
-            instance.loading,
-            0 if beside else 1,
-            len(evicted),
-            instance.in_flight,
-            instance.name,
-        )
-        options.append((rank, instance))
+        rank = _load_rank(instance, beside, len(evicted))
+        options.append((rank, instance, [r.model for r in evicted]))
     if not options:
         return None
-    return Choice(min(options, key=lambda option: option[0])[1], loads=True)
+    _, best, evicts = min(options, key=lambda option: option[0])
+    copy = "a second copy " if loaded_elsewhere else ""
+    room = f"evicting idle {', '.join(evicts)}" if evicts else "beside the models loaded there"
+    why = f"loads {copy}{room}"
+    return Choice(best, loads=True, why=why)

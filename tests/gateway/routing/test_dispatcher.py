@@ -1,22 +1,22 @@
-"""Admission and dispatch: slots bound per model, fair order, shedding, load patience."""
+"""Admission and dispatch: slots bound per model, fair order, shedding, load patience.
+
+Every dispatcher here runs on a `ManualClock`: time moves only when a test says so,
+so estimates, deadlines and patience are asserted to the exact second.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 from llm_gateway.metrics import GatewayMetrics
-from llm_gateway.routing.dispatcher import (
-    _RATE_WINDOW,
-    Dispatcher,
-    Grant,
-    Shed,
-    Ticket,
-    _Arrivals,
-)
+from llm_gateway.routing.clock import ManualClock
+from llm_gateway.routing.dispatcher import Dispatcher
+from llm_gateway.routing.estimates import RATE_WINDOW, Arrivals
 from llm_gateway.routing.fair_queue import PRIORITIES, FairQueue
+from llm_gateway.routing.grant import Grant, Ticket
 from llm_gateway.routing.instances import Instance
+from llm_gateway.routing.shed import Shed
 from prometheus_client import CollectorRegistry
 
 from tests.gateway.routing.conftest import busy, instance
@@ -24,17 +24,25 @@ from tests.gateway.routing.conftest import busy, instance
 INTERACTIVE, BATCH = PRIORITIES.index("interactive"), PRIORITIES.index("batch")
 
 
-def dispatcher(*instances: Instance, depth: int = 100, patience: float = 60) -> Dispatcher:
+def dispatcher(
+    *instances: Instance, depth: int = 100, patience: float = 60, clock: ManualClock | None = None
+) -> Dispatcher:
     return Dispatcher(
         list(instances), FairQueue(depth), GatewayMetrics(CollectorRegistry()),
         label=lambda model: model, poll_seconds=60, load_patience=patience,
+        clock=clock or ManualClock(),
     )  # fmt: skip
 
 
-def steady_arrivals(rate: float, last: float) -> _Arrivals:
+def clock_of(d: Dispatcher) -> ManualClock:
+    assert isinstance(d.clock, ManualClock)
+    return d.clock
+
+
+def steady_arrivals(rate: float, last: float) -> Arrivals:
     """Arrivals `rate` per second for a whole window, the last one at `last`."""
-    arrivals = _Arrivals()
-    for n in range(_RATE_WINDOW, 0, -1):
+    arrivals = Arrivals()
+    for n in range(RATE_WINDOW, 0, -1):
         arrivals.note(last - (n - 1) / rate)
     return arrivals
 
@@ -103,12 +111,12 @@ async def test_a_request_that_cannot_start_in_time_is_shed_at_once() -> None:
     holding = await d.acquire(ticket())
     waiting = asyncio.ensure_future(d.acquire(ticket(deadline=60)))
     await settle()
-    started = time.monotonic()
+    started = d.clock.now()
     with pytest.raises(Shed) as shed:
-        await d.acquire(ticket(deadline=5))  # one ahead of it: about 10-20 s to start
-    assert time.monotonic() - started < 0.1
+        await d.acquire(ticket(deadline=5))  # one of its own ahead: (1 + 1) / 0.1 = 20 s
+    assert d.clock.now() == started  # refused without waiting
     assert shed.value.reason == "overloaded"
-    assert shed.value.retry_after >= 10
+    assert shed.value.retry_after == pytest.approx(20)
     assert sample(d, "llm_shed_total", {"reason": "overloaded", "priority": "interactive"}) == 1
     assert len(d.queue) == 1  # the shed request left no trace in the queue
     holding.release()
@@ -118,9 +126,16 @@ async def test_a_request_that_cannot_start_in_time_is_shed_at_once() -> None:
 async def test_a_deadline_that_passes_in_the_queue_sheds_then() -> None:
     d = dispatcher(instance("a", "m", num_parallel=1))
     holding = await d.acquire(ticket())
+    waiting = asyncio.ensure_future(d.acquire(ticket(deadline=10)))
+    await settle()
+    clock_of(d).advance(9)
+    await settle()
+    assert not waiting.done()
+    clock_of(d).advance(1)
     with pytest.raises(Shed) as shed:
-        await d.acquire(ticket(deadline=0.1))
+        await asyncio.wait_for(waiting, 1)
     assert shed.value.reason == "deadline"
+    assert shed.value.retry_after == 10  # nothing measured yet: its own deadline
     assert len(d.queue) == 0
     holding.release()
 
@@ -155,12 +170,15 @@ async def test_a_model_loaded_nowhere_gets_a_drained_instance_after_its_patience
     instance is reserved for it, is no longer fed, and once drained loads it."""
     a = instance("a", "big-a", num_parallel=1, max_loaded=1)
     b = instance("b", "big-b", num_parallel=1, max_loaded=1)
-    d = dispatcher(a, b, patience=0.2)
+    d = dispatcher(a, b, patience=20)
     hold_a = await d.acquire(ticket("big-a"))
     hold_b = await d.acquire(ticket("big-b"))
-    third = asyncio.ensure_future(d.acquire(ticket("third")))
-    await asyncio.sleep(0.5)
-    reserved = [i for i in (a, b) if i.reserved_for == "third:latest" or i.reserved_for == "third"]
+    third = asyncio.ensure_future(d.acquire(ticket("third", deadline=60)))
+    await settle()
+    clock_of(d).advance(19.9)
+    assert not any(i.reserved_for for i in (a, b))  # not yet patient enough
+    clock_of(d).advance(5.0)  # looked at every quarter of its patience: at 20 s
+    reserved = [i for i in (a, b) if i.reserved_for == "third"]
     assert len(reserved) == 1
     victim = reserved[0]
     # New work for the victim's own model no longer goes there: it queues.
@@ -208,21 +226,27 @@ async def test_a_queued_request_overtaken_past_its_deadline_is_shed_then() -> No
     """Admitted on one estimate, then overtaken by interactive requests: it is told as
     soon as it can no longer start in time, not when its deadline has passed."""
     d = dispatcher(instance("a", "m", num_parallel=1))
-    d.stats("m").service = 10.0
+    t0 = d.clock.now()
+    stats = d.stats("m")
+    stats.service = 10.0
+    # Interactive requests have come one per 100 s: they take about a tenth of the slot.
+    stats.classes[INTERACTIVE] = steady_arrivals(0.01, t0)
     holding = await d.acquire(ticket())
     batch = asyncio.ensure_future(d.acquire(ticket(priority=BATCH, key="b", deadline=15)))
     await settle()
-    assert not batch.done()  # nothing ahead of it: about 10 s (x 1.25), within 15
-    # Three interactive requests go before it: about 30 s, past twice what it has left.
+    assert not batch.done()  # nothing ahead of it: about 11 s (x 1.25), within 15
+    # Three interactive requests go before it: about 34 s, past twice what it has left.
     humans = [asyncio.ensure_future(d.acquire(ticket(key=f"h{i}", deadline=60))) for i in (1, 2, 3)]
-    await asyncio.sleep(0.15)
-    started = time.monotonic()
+    await settle()
+    assert not batch.done()
+    clock_of(d).advance(0.15)
     d.pump()  # a release, an arrival or a poll looks at the queue again
     with pytest.raises(Shed) as shed:
-        await asyncio.wait_for(batch, 0.5)
-    assert time.monotonic() - started < 0.1
+        await asyncio.wait_for(batch, 1)
+    assert d.clock.now() == t0 + 0.15  # told at once, 14.85 s before its deadline
     assert shed.value.reason == "overloaded"
-    assert shed.value.retry_after >= 30
+    # The window now holds 16 of the old arrivals and the 4 new ones: 19 gaps over 1500.15 s.
+    assert shed.value.retry_after == pytest.approx(3 / (0.1 - 19 / 1500.15))
     assert sample(d, "llm_shed_total", {"reason": "overloaded", "priority": "batch"}) == 1
     assert len(d.queue) == 3
     holding.release()
@@ -237,7 +261,7 @@ async def test_higher_classes_outrunning_the_slots_shed_a_batch_request_cleanly(
     d.stats("m").service = 10.0
     stats = d.stats("m")
     # 1/s interactive against 0.1/s of capacity.
-    stats.classes[INTERACTIVE] = steady_arrivals(1.0, time.monotonic())
+    stats.classes[INTERACTIVE] = steady_arrivals(1.0, d.clock.now())
     holding = await d.acquire(ticket())
     with pytest.raises(Shed) as shed:
         await d.acquire(ticket(priority=BATCH, key="b", deadline=60))
@@ -253,7 +277,7 @@ async def test_a_flooding_keys_request_is_shed_at_arrival_when_others_will_overt
     d = dispatcher(instance("a", "m", num_parallel=1))
     stats = d.stats("m")
     stats.service = 10.0  # 0.1 requests/s
-    t = time.monotonic()
+    t = d.clock.now()
     steady = stats.keys[(INTERACTIVE, "steady")] = steady_arrivals(0.04, t)
     assert steady.rate(t) == pytest.approx(0.04)
     holding = await d.acquire(ticket(key="flood"))
@@ -261,10 +285,9 @@ async def test_a_flooding_keys_request_is_shed_at_arrival_when_others_will_overt
     await settle()
     # Two of its own ahead: (2 + 1) / (0.1 - 0.04) = 50 s (x 1.25 > 60 s). Position alone
     # (2 / 0.1 = 20 s) would have admitted it.
-    started = time.monotonic()
     with pytest.raises(Shed) as shed:
         await d.acquire(ticket(key="flood", deadline=60))
-    assert time.monotonic() - started < 0.1
+    assert d.clock.now() == t  # refused at arrival, not after a wait
     assert shed.value.retry_after == pytest.approx(50)
     # The steady key itself starts near the front: admitted.
     own = asyncio.ensure_future(d.acquire(ticket(key="steady", deadline=60)))
@@ -293,7 +316,7 @@ def test_a_stream_that_stops_fades_then_reads_as_none() -> None:
     arrivals = steady_arrivals(1.0, t)
     assert arrivals.rate(t + 5) < arrivals.rate(t + 1) < arrivals.rate(t)
     assert arrivals.rate(t + 11) == 0.0  # quiet for ten of its gaps
-    assert _Arrivals().rate(t) == 0.0
-    one = _Arrivals()
+    assert Arrivals().rate(t) == 0.0
+    one = Arrivals()
     one.note(t)
     assert one.rate(t + 1) == 0.0  # one arrival says nothing of a rate

@@ -10,8 +10,10 @@ from collections.abc import AsyncIterator
 import pytest
 from llm_gateway.metrics import GatewayMetrics
 from llm_gateway.redis_guard import RedisGuard, connect
-from llm_gateway.routing.dispatcher import Dispatcher, Grant
+from llm_gateway.routing.clock import ManualClock
+from llm_gateway.routing.dispatcher import Dispatcher
 from llm_gateway.routing.fair_queue import PRIORITIES, FairQueue
+from llm_gateway.routing.grant import Grant
 from llm_gateway.routing.peers import PeerSync, merge
 from prometheus_client import CollectorRegistry
 
@@ -22,14 +24,15 @@ from tests.support.redis_server import RedisServer
 INTERACTIVE, BATCH = PRIORITIES.index("interactive"), PRIORITIES.index("batch")
 
 
-async def replica(redis_url: str) -> Dispatcher:
+async def replica(redis_url: str, clock: ManualClock) -> Dispatcher:
+    """A replica on `clock` (shared: replicas compare queue heads by wall-clock time)."""
     metrics = GatewayMetrics(CollectorRegistry())
     d = Dispatcher(
         [instance("gpu-1", "m", num_parallel=1)], FairQueue(100), metrics,
-        label=lambda model: model, poll_seconds=60, load_patience=60,
+        label=lambda model: model, poll_seconds=60, load_patience=60, clock=clock,
     )  # fmt: skip
     guard = RedisGuard(connect(redis_url, 1.0), 0.2, metrics)
-    d.peers = PeerSync(guard, d.peer_state, d.apply_peers, heartbeat=0.5)
+    d.peers = PeerSync(guard, d.peer_state, d.apply_peers, heartbeat=0.5, clock=clock)
     await d.peers.start()  # (the /api/ps poller is not started: no Ollama here)
     return d
 
@@ -39,7 +42,8 @@ async def two(redis_server: RedisServer) -> AsyncIterator[tuple[Dispatcher, Disp
     import redis as sync_redis
 
     sync_redis.Redis.from_url(redis_server.url).flushdb()
-    one, other = await replica(redis_server.url), await replica(redis_server.url)
+    clock = ManualClock()
+    one, other = await replica(redis_server.url, clock), await replica(redis_server.url, clock)
     yield one, other
     for d in (one, other):
         assert d.peers is not None
@@ -76,7 +80,7 @@ async def test_a_freed_slot_goes_to_the_better_request_whichever_replica_holds_i
     batch_here = asyncio.ensure_future(one.acquire(ticket(priority=BATCH, key="batch")))
     await asyncio.sleep(0.05)
     human_there = asyncio.ensure_future(other.acquire(ticket(priority=INTERACTIVE, key="human")))
-    await until(lambda: "m" in one._peers.heads)
+    await until(lambda: "m" in one.fairness.view.heads)
     held.release()  # freed on the replica whose own waiter is only batch
     grant = await asyncio.wait_for(human_there, 2)
     assert not batch_here.done()
@@ -86,12 +90,13 @@ async def test_a_freed_slot_goes_to_the_better_request_whichever_replica_holds_i
 
 async def test_a_replica_without_redis_goes_on_alone(redis_server: RedisServer) -> None:
     metrics = GatewayMetrics(CollectorRegistry())
+    clock = ManualClock()
     d = Dispatcher(
         [instance("gpu-1", "m", num_parallel=1)], FairQueue(10), metrics,
-        label=lambda model: model, poll_seconds=60, load_patience=60,
+        label=lambda model: model, poll_seconds=60, load_patience=60, clock=clock,
     )  # fmt: skip
     guard = RedisGuard(connect("redis://127.0.0.1:1/0", 0.2), 0.2, metrics)
-    d.peers = PeerSync(guard, d.peer_state, d.apply_peers, heartbeat=0.2)
+    d.peers = PeerSync(guard, d.peer_state, d.apply_peers, heartbeat=0.2, clock=clock)
     await d.peers.start()
     try:
         grant = await asyncio.wait_for(d.acquire(ticket()), 1)
@@ -134,7 +139,7 @@ async def test_within_a_class_the_key_holding_fewer_slots_goes_first_across_repl
     ]
     await asyncio.sleep(0.05)
     steady = asyncio.ensure_future(other.acquire(ticket(key="steady", deadline=60)))
-    await until(lambda: "m" in one._peers.heads)
+    await until(lambda: "m" in one.fairness.view.heads)
     held.release()
     grant = await asyncio.wait_for(steady, 2)
     assert not any(task.done() for task in flood_backlog)

@@ -1,0 +1,97 @@
+"""What the router shows: the admin snapshot, the per-instance gauges, the joined /api/ps.
+
+Read-only views over the dispatcher's instances, queue and measurements; nothing
+here decides anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import orjson
+
+from llm_gateway.metrics import GatewayMetrics
+from llm_gateway.routing.estimates import ModelStats
+from llm_gateway.routing.fair_queue import PRIORITIES, FairQueue
+from llm_gateway.routing.instances import Instance, State
+
+
+def snapshot(
+    instances: Sequence[Instance],
+    queue: FairQueue,
+    stats: Mapping[str, ModelStats],
+    now: float,
+) -> dict[str, Any]:
+    """GET /admin/queue: each model's queue and measurements, each instance's state."""
+    queues: dict[str, dict[str, Any]] = {}
+    for model in queue.models():
+        oldest = queue.oldest(model)
+        measured = stats.get(model) or ModelStats()
+        queues[model] = {
+            "depth": {p: queue.depth(model, i) for i, p in enumerate(PRIORITIES)},
+            "oldest_wait_seconds": round(now - oldest, 3) if oldest is not None else 0,
+            "service_seconds": round(measured.service, 3),
+            "load_seconds": round(measured.load, 3),
+        }
+    return {
+        "routing": "model-aware",
+        "queued": len(queue),
+        "max_depth": queue.max_depth,
+        "queues": queues,
+        "instances": [
+            {
+                "name": i.name,
+                "up": i.up,
+                "in_flight": i.in_flight,
+                "reserved_for": i.reserved_for,
+                "models": {
+                    r.model: {
+                        "state": r.state.value,
+                        "in_flight": r.in_flight,
+                        "size": r.size,
+                        "context_length": r.context_length,
+                        "expires_at": r.expires_at,
+                    }
+                    for r in i.models.values()
+                },
+                "loads_started": dict(i.loads),
+            }
+            for i in instances
+        ],
+    }
+
+
+class InstanceGauges:
+    """The per-instance gauges, set from the instances after every change."""
+
+    def __init__(self, metrics: GatewayMetrics, label: Callable[[str], str]) -> None:
+        self._metrics = metrics
+        self._label = label
+        # (instance, model label) series set last time, so vanished ones go to 0.
+        self._series: set[tuple[str, str]] = set()
+
+    def update(self, instances: Sequence[Instance]) -> None:
+        metrics = self._metrics
+        series: dict[tuple[str, str], tuple[int, int]] = {}
+        for instance in instances:
+            metrics.instance_up.labels(instance.name).set(1 if instance.up else 0)
+            for residency in instance.models.values():
+                shape = (instance.name, self._label(residency.model))
+                flying, loaded = series.get(shape, (0, 0))
+                resident = int(residency.state is State.LOADED)
+                series[shape] = (flying + residency.in_flight, max(loaded, resident))
+        # Series of models no longer there go to 0 rather than keep their last value.
+        for shape in self._series - series.keys():
+            series[shape] = (0, 0)
+        for (instance_name, label), (flying, loaded) in series.items():
+            metrics.instance_in_flight.labels(instance_name, label).set(flying)
+            metrics.instance_model_loaded.labels(instance_name, label).set(loaded)
+        self._series = set(series)
+
+
+def joined_ps(instances: Sequence[Instance]) -> bytes:
+    """/api/ps for the whole pool: every instance's models, as each last reported them
+    (a model loaded on two instances is listed twice: it holds two GPUs)."""
+    models = [entry for instance in instances if instance.up for entry in instance.ps]
+    return orjson.dumps({"models": models})

@@ -1,0 +1,69 @@
+"""A request the gateway refuses itself: its own outcome, not an upstream failure.
+
+The dispatcher raises `Shed` when a request cannot be served in time (a full queue,
+an estimate past its deadline, a deadline passed in the queue, a shutdown). It reaches
+the client as 503 with a `Retry-After` from the estimate, and it is counted as
+`llm_shed_total`, never as an upstream error: Ollama was never asked.
+"""
+
+from __future__ import annotations
+
+import math
+
+# The longest Retry-After the gateway answers with.
+MAX_RETRY_AFTER = 600.0
+
+
+class Shed(Exception):
+    """The request is refused without waiting (or after its deadline passed)."""
+
+    status = 503
+
+    def __init__(self, reason: str, retry_after: float, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        # Seconds the request would have waited, as estimated (for the decision log).
+        self.estimate = retry_after
+        # An estimate can be unbounded (higher classes arrive faster than slots drain).
+        self.retry_after = min(max(1.0, retry_after), MAX_RETRY_AFTER)
+        self.message = message
+
+
+def wait_text(seconds: float) -> str:
+    """About how long, in words a client log can show ("about 42s", "indefinitely")."""
+    return f"about {math.ceil(seconds)}s" if math.isfinite(seconds) else "indefinitely"
+
+
+# -- why, in the words the client reads ---------------------------------------------
+
+
+def full_queue(max_depth: int, estimate: float) -> Shed:
+    return Shed("queue_full", estimate, f"server busy: {max_depth} requests are already waiting")
+
+
+def too_long(estimate: float, deadline_seconds: float) -> Shed:
+    return Shed(
+        "overloaded",
+        estimate,
+        f"server busy: this request would wait {wait_text(estimate)} for a slot, "
+        f"longer than its deadline ({deadline_seconds:g}s)",
+    )
+
+
+def overtaken_in_queue(estimate: float) -> Shed:
+    return Shed(
+        "overloaded",
+        estimate,
+        f"server busy: this request would wait {wait_text(estimate)} more for a slot, "
+        "past its deadline",
+    )
+
+
+def deadline_passed(deadline_seconds: float, estimate: float) -> Shed:
+    return Shed(
+        "deadline", estimate, f"server busy: no slot for this request within {deadline_seconds:g}s"
+    )
+
+
+def shutting_down() -> Shed:
+    return Shed("shutdown", 5, "the gateway is shutting down")
