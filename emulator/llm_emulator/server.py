@@ -1,8 +1,17 @@
-"""Serving the emulator with uvicorn (uvloop + httptools, no access log): the CLI entry."""
+"""Serving the emulator with uvicorn (uvloop + httptools, no access log): the CLI entry.
+
+It stops the way Ollama does. On SIGINT or SIGTERM, Ollama's `server/routes.go`
+(v0.32.15, the pinned image) calls `srvr.Close()`, not `Shutdown()`: Go closes the
+listener and every connection at once, so a stream in flight is cut mid-body (no
+final chunk, no `done: true` line) whatever grace the container runtime gives. Only
+a drain before the stop (the gateway's) saves the streams of an instance.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import socket
 import sys
 from collections.abc import Sequence
 from types import FrameType
@@ -12,6 +21,10 @@ import uvicorn
 from llm_emulator.app import create_app
 from llm_emulator.cli import parse_args
 from llm_emulator.settings import EmulatorSettings
+
+# How long the handlers of aborted connections get to notice (they do at their next
+# await); not a grace for the requests, which are already cut.
+DISCONNECT_SECONDS = 1.0
 
 
 class _QuietCuts(logging.Filter):
@@ -32,6 +45,23 @@ class _Server(uvicorn.Server):
             s = self.emulator_settings
             print(f"ollama emulator listening on http://{s.host}:{s.port}", flush=True)
 
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """Ollama's `http.Server.Close()`, not uvicorn's graceful wait: stop listening,
+        then abort every connection, idle or mid-stream, without flushing."""
+        for server in self.servers:
+            server.close()
+        for sock in sockets or []:
+            sock.close()
+        for connection in list(self.server_state.connections):
+            connection.transport.abort()
+        # The handlers see their client gone and end as a disconnect (their own
+        # watcher cancels them); only the rest is cancelled here.
+        tasks = list(self.server_state.tasks)
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=DISCONNECT_SECONDS)
+            for task in pending:
+                task.cancel()
+
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         super().handle_exit(sig, frame)
         # uvicorn re-raises captured signals after shutdown; a clean stop exits 0 here.
@@ -49,7 +79,6 @@ def serve(settings: EmulatorSettings) -> int:
         access_log=False,
         log_level="warning",
         server_header=False,
-        timeout_graceful_shutdown=1,
         timeout_keep_alive=75,
         backlog=4096,
     )
