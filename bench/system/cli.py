@@ -10,6 +10,7 @@ counters and stops the gateways. Everything is stopped at the end, on Ctrl-C too
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import shutil
 import signal
@@ -25,8 +26,13 @@ from typing import Any
 
 import aiohttp
 
-from bench.system import cpu, loadgen
-from bench.system.loadgen import ROW_FIELDS, Limits, Outcome, Sampler, run_load
+from bench.system import chatstats, cpu, dropstats, loadgen
+from bench.system.chatload import KEY as CHAT_KEY
+from bench.system.chatload import run_chats
+from bench.system.chats import ChatPlan, Conversation, make_chat_plan, pinned_instance, smoke_plan
+from bench.system.chatstats import ChatStats, chat_stats
+from bench.system.dropstats import DropStats, drop_stats
+from bench.system.loadgen import ROW_FIELDS, Event, Limits, LoadResult, Outcome, Sampler, run_load
 from bench.system.plots import write_plots
 from bench.system.report import ServiceCheck, Setup, markdown, write_json
 from bench.system.stack import (
@@ -35,12 +41,16 @@ from bench.system.stack import (
     POLL_REAL,
     QUEUE_DEADLINE_SIM,
     BenchStack,
+    Counters,
+    Gateways,
 )
 from bench.system.summary import Baseline, RunSummary, baseline, summarize
 from bench.system.targets import evaluate
 from bench.system.workloads import (
     MODELS,
+    TWO_GPUS,
     Capacities,
+    Layout,
     Lengths,
     Mode,
     Plan,
@@ -137,8 +147,12 @@ def _sampler(stack: BenchStack, urls: Sequence[str], model_aware: bool) -> Sampl
     async def sample(session: aiohttp.ClientSession) -> dict[str, Any]:
         out: dict[str, Any] = {"instances": []}
         for url in stack.emulator_urls:
-            async with session.get(f"{url}/_emulator/scheduler") as response:
-                view = await response.json()
+            try:
+                async with session.get(f"{url}/_emulator/scheduler") as response:
+                    view = await response.json()
+            except aiohttp.ClientError:
+                out["instances"].append(None)  # stopped (W6)
+                continue
             out["instances"].append(
                 {
                     "loaded": [
@@ -176,51 +190,103 @@ class Bench:
         self.baselines: list[Baseline] = []
         self.outcomes: dict[tuple[str, str], list[Outcome]] = {}
         self.raw: dict[tuple[str, str], dict[str, Any]] = {}
+        self.chats: list[ChatStats] = []
+        self.drops: list[DropStats] = []
 
     def run_workload(self, workload: Workload) -> None:
+        if workload.chat:
+            chat_plan = make_chat_plan(self.args.seed, workload.duration)
+            if self.args.smoke:
+                chat_plan = smoke_plan(chat_plan, 6)
+            for mode in workload.modes:
+                self.run_chat_mode(workload, mode, chat_plan)
+            return
         plan = make_plan(workload, self.args.seed, self.args.max_requests)
         if plan.truncated:
             _progress(f"{workload.name}: {plan.truncated} arrivals over --max-requests dropped")
         for mode in workload.modes:
             self.run_mode(workload, mode, plan)
 
-    def run_mode(self, workload: Workload, mode: Mode, plan: Plan) -> None:
-        stack, scale, limits = self.stack, self.scale, _limits(self.scale)
+    def _drop_events(self, workload: Workload) -> list[tuple[float, Event]]:
+        drop = workload.drop
+        if drop is None:
+            return []
+        stack = self.stack
+
+        async def down() -> None:
+            _progress(f"  {workload.name}: instance {drop.instance} stopped")
+            await asyncio.to_thread(stack.stop_instance, drop.instance)
+
+        async def back() -> None:
+            await asyncio.to_thread(stack.start_instance, drop.instance)
+            _progress(f"  {workload.name}: instance {drop.instance} back (cold)")
+
+        return [
+            (drop.down_at * workload.duration, down),
+            (drop.back_at * workload.duration, back),
+        ]
+
+    def run_chat_mode(self, workload: Workload, mode: Mode, plan: ChatPlan) -> None:
+        stack, scale = self.stack, self.scale
         started = time.perf_counter()
         stack.reset()
         stack.preload(workload.preload)
-        gateways = stack.start_gateways(mode)
-        model_aware = mode.routing == "model-aware"
+        gateways = None if mode.direct else stack.start_gateways(mode)
+        urls = [] if gateways is None else gateways.urls
+
+        def route(conversation: Conversation) -> tuple[int, str]:
+            if not urls:
+                pinned = pinned_instance(conversation)
+                return pinned, stack.emulator_urls[pinned]
+            replica = conversation.index % len(urls)
+            return replica, urls[replica]
+
+        model_aware = mode.routing == "model-aware" and gateways is not None
+        sampler = _sampler(stack, urls, model_aware)
+        key = stack.keys[CHAT_KEY]
+
+        def load() -> LoadResult:
+            return loadgen.run(run_chats(plan, route, key, scale, _limits(scale), sampler=sampler))
+
+        run, result, counters = self._measure(workload, mode, gateways, load)
+        stats = chat_stats(mode.label, result.outcomes, counters, run.span, scale)
+        self.chats.append(stats)
+        _progress(
+            f"  {workload.name} {mode.label}: {stats.completed}/{stats.turns} turns, "
+            f"follow-up p50 {stats.follow_p50 or 0:.2f} s p95 {stats.follow_p95 or 0:.2f} s, "
+            f"evaluated {stats.evaluated_share:.1%}, busiest {stats.busiest:.2f}x, "
+            f"{time.perf_counter() - started:.0f} s real"
+        )
+
+    def _measure(
+        self,
+        workload: Workload,
+        mode: Mode,
+        gateways: Gateways | None,
+        load: Any,
+    ) -> tuple[RunSummary, LoadResult, Counters]:
+        """Run `load()` between counter and CPU readings; the run's summary is kept."""
+        stack, scale = self.stack, self.scale
+        model_aware = mode.routing == "model-aware" and gateways is not None
         try:
-            if plan.baseline:
-                light = run_load(
-                    plan.baseline, gateways.urls, stack.keys, scale, limits,
-                    sequential=True, pause=1.0 / scale,
-                )  # fmt: skip
-                self.baselines.append(
-                    baseline(workload.name, mode.label, loadgen.run(light), scale)
-                )
             before = stack.counters()
             cpu_before = cpu.snapshot(stack.pids(gateways), time.perf_counter())
-            load = run_load(
-                plan.requests, gateways.urls, stack.keys, scale, limits,
-                sampler=_sampler(stack, gateways.urls, model_aware), sample_every=1.0,
-            )  # fmt: skip
-            result = loadgen.run(load)
+            result: LoadResult = load()
             cpu_used = cpu.usage(
                 cpu_before, cpu.snapshot(stack.pids(gateways), time.perf_counter())
             )
             counters = stack.counters().minus(before)
-            snapshots = [stack.admin_queue(url) for url in gateways.urls] if model_aware else []
-            reasons = stack.shed_reasons(gateways)
+            urls = [] if gateways is None else gateways.urls
+            snapshots = [stack.admin_queue(url) for url in urls] if model_aware else []
+            reasons = {} if gateways is None else stack.shed_reasons(gateways)
         finally:
-            gateways.stop()
-        exceptions = gateways.exceptions()
+            if gateways is not None:
+                gateways.stop()
         run = summarize(
             workload.name, mode.label, workload.load, workload.duration, result, counters,
             scale, cpu_used, reasons,
         )  # fmt: skip
-        run.gateway_exceptions = exceptions
+        run.gateway_exceptions = {} if gateways is None else gateways.exceptions()
         self.runs.append(run)
         self.outcomes[(workload.name, mode.label)] = result.outcomes
         self.raw[(workload.name, mode.label)] = {
@@ -229,6 +295,49 @@ class Bench:
             "timeline": result.samples,
             "requests": [o.row() for o in result.outcomes],
         }
+        return run, result, counters
+
+    def run_mode(self, workload: Workload, mode: Mode, plan: Plan) -> None:
+        stack, scale, limits = self.stack, self.scale, _limits(self.scale)
+        started = time.perf_counter()
+        stack.reset()
+        stack.preload(workload.preload)
+        gateways = stack.start_gateways(mode)
+        model_aware = mode.routing == "model-aware"
+        if plan.baseline:
+            try:
+                light = run_load(
+                    plan.baseline, gateways.urls, stack.keys, scale, limits,
+                    sequential=True, pause=1.0 / scale,
+                )  # fmt: skip
+                self.baselines.append(
+                    baseline(workload.name, mode.label, loadgen.run(light), scale)
+                )
+            except BaseException:
+                gateways.stop()
+                raise
+        events = self._drop_events(workload)
+
+        def load() -> LoadResult:
+            return loadgen.run(
+                run_load(
+                    plan.requests, gateways.urls, stack.keys, scale, limits,
+                    sampler=_sampler(stack, gateways.urls, model_aware), sample_every=1.0,
+                    events=events,
+                )
+            )  # fmt: skip
+
+        run, result, _ = self._measure(workload, mode, gateways, load)
+        if workload.drop is not None:
+            drop = workload.drop
+            self.drops.append(
+                drop_stats(
+                    mode.label, result.outcomes, scale,
+                    drop.down_at * workload.duration, drop.back_at * workload.duration,
+                )
+            )  # fmt: skip
+            if not stack.emulators[drop.instance].running:
+                stack.start_instance(drop.instance)
         _progress(
             f"  {workload.name} {mode.label}: {run.completed}/{run.sent} completed, "
             f"{run.shed} shed, {run.timeouts} timeouts, {run.loads} loads, "
@@ -278,18 +387,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="llm-bench-system-"))
     load_start = os.getloadavg()
     started = time.perf_counter()
-    stack = BenchStack(workdir, args.scale, key_names(workloads))
-    bench = Bench(stack, args)
+    keys = key_names(workloads)
+    layouts: list[Layout] = []
+    for workload in workloads:
+        if workload.layout not in layouts:
+            layouts.append(workload.layout)
+    bench: Bench | None = None
+    service: list[ServiceCheck] = []
     try:
-        _progress(f"starting the stack in {workdir} (scale {args.scale:g}) ...")
-        stack.start()
-        _progress("measuring service times ...")
-        service = probe_service(stack, caps, 1 if args.smoke else args.probe_requests, args.seed)
-        for workload in workloads:
-            _progress(f"{workload.name}: {workload.title}")
-            bench.run_workload(workload)
+        for number, layout in enumerate(layouts):
+            directory = workdir / f"stack-{number}"
+            directory.mkdir()
+            stack = BenchStack(directory, args.scale, keys, layout)
+            if bench is None:
+                bench = Bench(stack, args)
+            bench.stack = stack
+            try:
+                _progress(f"starting {layout.name} in {directory} (scale {args.scale:g}) ...")
+                stack.start()
+                if layout == TWO_GPUS:
+                    _progress("measuring service times ...")
+                    count = 1 if args.smoke else args.probe_requests
+                    service = probe_service(stack, caps, count, args.seed)
+                for workload in workloads:
+                    if workload.layout == layout:
+                        _progress(f"{workload.name}: {workload.title}")
+                        bench.run_workload(workload)
+            finally:
+                stack.stop()
     finally:
-        stack.stop()
         signal.signal(signal.SIGTERM, previous)
         if args.keep_workdir:
             _progress(f"logs and configs kept in {workdir}")
@@ -305,25 +431,58 @@ def main(argv: Sequence[str] | None = None) -> int:
         load_average_end=os.getloadavg(),
         real_seconds=time.perf_counter() - started,
     )
+    assert bench is not None
     capacity = {
         "W1 (gemma2:27b and mistral-small:24b each on its own instance)": caps.w1,
         "W2-W4 (mistral-small:24b on both instances)": caps.one_model,
+        "W5 (turns, every follow-up's history cached)": caps.chat_turns,
     }
     runs_by_key = {(r.workload, r.mode): r for r in bench.runs}
     baselines_by_key = {(b.workload, b.mode): b for b in bench.baselines}
     verdicts = evaluate(runs_by_key, baselines_by_key, TTFT_TIMEOUT_SIM)
-    text = markdown(setup, workloads, capacity, service, bench.runs, bench.baselines, verdicts)
+    names_run = {w.name for w in workloads}
+    if "W5" in names_run:
+        verdicts += chatstats.check_w5({s.mode: s for s in bench.chats})
+    if "W6" in names_run:
+        verdicts += dropstats.check_w6(bench.drops[0] if bench.drops else None, QUEUE_DEADLINE_SIM)
+    sections = []
+    if bench.chats:
+        sections += [
+            "## W5: multi-turn chats and prefix affinity",
+            "",
+            chatstats.NOTES,
+            "",
+            chatstats.markdown(bench.chats),
+            "",
+        ]
+    if bench.drops:
+        sections += [
+            "## W6: an instance lost and back cold",
+            "",
+            dropstats.NOTES,
+            "",
+            dropstats.markdown(bench.drops),
+            "",
+        ]
+    text = markdown(
+        setup, workloads, capacity, service, bench.runs, bench.baselines, verdicts, sections
+    )
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.md").write_text(text)
+    extra = {
+        "chats": [s.to_json() for s in bench.chats],
+        "capacity_drop": [s.to_json() for s in bench.drops],
+    }
     write_json(
         args.out / "results.json", setup, capacity, service, bench.runs, bench.baselines,
-        verdicts, bench.raw, ROW_FIELDS,
+        verdicts, bench.raw, ROW_FIELDS, extra,
     )  # fmt: skip
     bounds = {b.mode: b.bound for b in bench.baselines if b.workload == "W2"}
     write_plots(
-        args.out / "plots", bench.outcomes, bench.runs, args.scale, TTFT_TIMEOUT_SIM, bounds
-    )
+        args.out / "plots", bench.outcomes, bench.runs, args.scale, TTFT_TIMEOUT_SIM, bounds,
+        bench.chats, bench.drops,
+    )  # fmt: skip
     return 0
 
 

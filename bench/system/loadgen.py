@@ -53,6 +53,13 @@ class Outcome:
     tokens: int = 0
     retry_after: str | None = None
     detail: str = ""
+    # From the final chunk: every prompt token, and the simulated seconds the uncached
+    # part took (Ollama's prompt_eval_count and prompt_eval_duration).
+    prompt_tokens: int = 0
+    prompt_eval: float = 0.0
+    # Multi-turn chats (chatload.py): the conversation and the turn (0: the first).
+    conversation: int = -1
+    turn: int = -1
 
     def row(self) -> list[Any]:
         """Compact form for the JSON dump (see `ROW_FIELDS`)."""
@@ -61,13 +68,15 @@ class Outcome:
             round(self.planned, 4), round(self.sent, 4), self.kind, self.status,
             None if self.first_token is None else round(self.first_token, 5),
             None if self.ended is None else round(self.ended, 4),
-            self.tokens, self.retry_after, self.detail[:160],
+            self.tokens, self.retry_after, self.detail[:160], self.prompt_tokens,
+            round(self.prompt_eval, 4), self.conversation, self.turn,
         ]  # fmt: skip
 
 
 ROW_FIELDS = [
     "index", "key", "model", "priority", "replica", "planned_real_s", "sent_real_s",
     "kind", "status", "first_token_real_s", "ended_real_s", "tokens", "retry_after", "detail",
+    "prompt_eval_count", "prompt_eval_sim_s", "conversation", "turn",
 ]  # fmt: skip
 
 
@@ -89,11 +98,14 @@ class Limits:
     total: float  # real seconds for the whole request
 
 
-def _content(data: Mapping[str, Any]) -> bool:
-    if data.get("response"):
-        return True
+def _content(data: Mapping[str, Any]) -> str:
+    response = data.get("response")
+    if response:
+        return str(response)
     message = data.get("message")
-    return isinstance(message, dict) and bool(message.get("content"))
+    if isinstance(message, dict) and message.get("content"):
+        return str(message["content"])
+    return ""
 
 
 def _classify(outcome: Outcome, status: int, headers: Mapping[str, str], body: bytes) -> None:
@@ -108,7 +120,7 @@ def _classify(outcome: Outcome, status: int, headers: Mapping[str, str], body: b
         outcome.kind = "error"
 
 
-async def _one(
+async def send_one(
     session: aiohttp.ClientSession,
     url: str,
     key: str,
@@ -116,7 +128,9 @@ async def _one(
     outcome: Outcome,
     limits: Limits,
     t0: float,
+    answer: list[str] | None = None,
 ) -> None:
+    """Send `planned`, stream its answer (its text into `answer` if given), time it."""
     loop = asyncio.get_running_loop()
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     if planned.priority:
@@ -143,13 +157,18 @@ async def _one(
                         outcome.kind = "ollama_503" if busy else "error"
                         outcome.detail = f"in stream: {data['error']}"
                         return
-                    if outcome.first_token is None and _content(data):
+                    text = _content(data)
+                    if answer is not None and text:
+                        answer.append(text)
+                    if outcome.first_token is None and text:
                         outcome.first_token = loop.time() - sent
                         deadline.reschedule(sent + limits.total)
                     if data.get("done"):
                         done = True
                         outcome.ended = loop.time() - t0
                         outcome.tokens = int(data.get("eval_count") or 0)
+                        outcome.prompt_tokens = int(data.get("prompt_eval_count") or 0)
+                        outcome.prompt_eval = int(data.get("prompt_eval_duration") or 0) / 1e9
                         outcome.kind = "completed" if outcome.first_token is not None else "error"
                 if not done:
                     outcome.kind = "error"
@@ -169,9 +188,16 @@ async def _one(
 
 
 Sampler = Callable[[aiohttp.ClientSession], Awaitable[dict[str, Any]]]
+Event = Callable[[], Awaitable[None]]
 
 
-async def _sample(
+async def _at(when: float, event: Event) -> None:
+    """Run `event` at loop time `when`."""
+    await asyncio.sleep(max(when - asyncio.get_running_loop().time(), 0.0))
+    await event()
+
+
+async def sample_loop(
     session: aiohttp.ClientSession, sampler: Sampler, every: float, t0: float, into: list[Any]
 ) -> None:
     loop = asyncio.get_running_loop()
@@ -183,7 +209,7 @@ async def _sample(
         await asyncio.sleep(every)
 
 
-async def _watch_lag(into: list[float], stalls: list[tuple[float, float]], t0: float) -> None:
+async def watch_lag(into: list[float], stalls: list[tuple[float, float]], t0: float) -> None:
     loop = asyncio.get_running_loop()
     while True:
         before = loop.time()
@@ -206,9 +232,11 @@ async def run_load(
     pause: float = 0.0,
     sampler: Sampler | None = None,
     sample_every: float = 1.0,
+    events: Sequence[tuple[float, Event]] = (),
 ) -> LoadResult:
     """Send `requests` (open loop, or one after another with `pause` real seconds
-    between when `sequential`) and wait for every one to end."""
+    between when `sequential`) and wait for every one to end. Each of `events` runs
+    at its simulated instant (an instance stopped, started again)."""
     loop = asyncio.get_running_loop()
     connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=30)
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
@@ -220,11 +248,13 @@ async def run_load(
     cpu_before = resource.getrusage(resource.RUSAGE_SELF)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         t0 = loop.time()
-        background = [asyncio.create_task(_watch_lag(lags, stalls, t0))]
+        background = [asyncio.create_task(watch_lag(lags, stalls, t0))]
         if sampler is not None:
             background.append(
-                asyncio.create_task(_sample(session, sampler, sample_every, t0, samples))
+                asyncio.create_task(sample_loop(session, sampler, sample_every, t0, samples))
             )
+        for at, event in events:
+            background.append(asyncio.create_task(_at(t0 + at / scale, event)))
         tasks: list[asyncio.Task[None]] = []
         try:
             for number, planned in enumerate(requests):
@@ -242,7 +272,8 @@ async def run_load(
                 )  # fmt: skip
                 outcomes.append(outcome)
                 send_lags.append(max(0.0, (loop.time() - t0 - at) * 1000))
-                call = _one(session, urls[replica], keys[planned.key], planned, outcome, limits, t0)
+                url = urls[replica]
+                call = send_one(session, url, keys[planned.key], planned, outcome, limits, t0)
                 if sequential:
                     await call
                     await asyncio.sleep(pause)

@@ -1,4 +1,5 @@
-"""PNG plots (matplotlib, Agg): TTFT CDFs per workload, per key, and model loads.
+"""PNG plots (matplotlib, Agg): TTFT CDFs per workload, per key, and model loads;
+W5's follow-up TTFT, evaluated tokens and busy shares; W6's timeline.
 
 A CDF is over every admitted request; those without a first token never arrive, so a
 curve that stops below 1 shows the share that timed out or failed.
@@ -12,6 +13,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from bench.system.chatload import FIRST, FOLLOW_UP
+from bench.system.chatstats import ChatStats
+from bench.system.dropstats import DropStats
 from bench.system.loadgen import Outcome
 from bench.system.summary import RunSummary
 
@@ -56,6 +60,8 @@ def write_plots(
     scale: float,
     timeout: float,
     bounds: Mapping[str, float | None],
+    chats: Sequence[ChatStats] = (),
+    drops: Sequence[DropStats] = (),
 ) -> list[Path]:
     """Write every plot into `directory`; the paths written."""
     plt = _pyplot()
@@ -101,6 +107,102 @@ def write_plots(
         ax.grid(True, axis="y", alpha=0.3)
         fig.tight_layout()
         path = directory / "model_loads.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    if chats:
+        written += write_chat_plots(directory, outcomes, chats, scale, timeout)
+    if drops:
+        written += write_drop_plot(directory, outcomes, drops, scale, timeout)
+    return written
+
+
+def write_chat_plots(
+    directory: Path,
+    outcomes: Mapping[tuple[str, str], Sequence[Outcome]],
+    chats: Sequence[ChatStats],
+    scale: float,
+    timeout: float,
+) -> list[Path]:
+    """W5: follow-up and first-turn TTFT CDFs per mode; evaluated tokens and busy shares."""
+    plt = _pyplot()
+    written: list[Path] = []
+    modes = [s.mode for s in chats]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for ax, stream, name in ((axes[0], FOLLOW_UP, "follow-up"), (axes[1], FIRST, "first")):
+        for mode in modes:
+            mine = [o for o in outcomes.get(("W5", mode), []) if o.stream == stream]
+            if mine:
+                xs, ys = _cdf(mine, scale)
+                ax.step(xs, ys, where="post", label=mode)
+        _axes(ax, f"W5: TTFT of {name} turns", timeout)
+    path = directory / "w5_ttft.png"
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    written.append(path)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    axes[0].bar(range(len(chats)), [s.evaluated for s in chats])
+    axes[0].set_xticks(range(len(chats)), modes, fontsize=8, rotation=15)
+    axes[0].set_ylabel("prompt tokens evaluated (not cached)")
+    axes[0].grid(True, axis="y", alpha=0.3)
+    width = 0.8 / max(len(chats), 1)
+    for number, stats in enumerate(chats):
+        xs = [i + number * width for i in range(len(stats.busy_share))]
+        axes[1].bar(xs, stats.busy_share, width, label=stats.mode)
+    axes[1].set_xlabel("instance")
+    axes[1].set_ylabel("busy share of the run")
+    axes[1].legend(fontsize=8)
+    axes[1].grid(True, axis="y", alpha=0.3)
+    fig.tight_layout()
+    path = directory / "w5_work.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    written.append(path)
+    return written
+
+
+def write_drop_plot(
+    directory: Path,
+    outcomes: Mapping[tuple[str, str], Sequence[Outcome]],
+    drops: Sequence[DropStats],
+    scale: float,
+    timeout: float,
+) -> list[Path]:
+    """W6: each request's TTFT (or its wait for a 503) by arrival, the loss shaded."""
+    plt = _pyplot()
+    written: list[Path] = []
+    for stats in drops:
+        mine = outcomes.get(("W6", stats.mode), [])
+        fig, ax = plt.subplots(figsize=(9, 4.5))
+        served = [(o.sent * scale, o.first_token * scale) for o in mine if o.first_token]
+        shed = [
+            (o.sent * scale, ((o.ended or o.sent) - o.sent) * scale)
+            for o in mine
+            if o.kind == "shed"
+        ]
+        failed = [
+            (o.sent * scale, ((o.ended or o.sent) - o.sent) * scale)
+            for o in mine
+            if o.kind not in ("shed", "completed")
+        ]
+        for points, label, marker in (
+            (served, "TTFT", "."),
+            (shed, "shed: wait for the 503", "x"),
+            (failed, "failed: time to failure", "v"),
+        ):
+            if points:
+                ax.scatter(*zip(*points, strict=True), s=8, marker=marker, label=label)
+        ax.axvspan(stats.down_at, stats.back_at, color="red", alpha=0.08, label="instance down")
+        ax.set_yscale("log")
+        ax.set_ylim(0.01, timeout * 2)
+        ax.set_xlabel("arrival, simulated s")
+        ax.set_ylabel("simulated s (log)")
+        ax.set_title(f"W6 {stats.mode}: an instance lost and back cold", fontsize=10)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8, loc="upper left")
+        fig.tight_layout()
+        path = directory / "w6_timeline.png"
         fig.savefig(path, dpi=110)
         plt.close(fig)
         written.append(path)

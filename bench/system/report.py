@@ -124,7 +124,9 @@ def markdown(
     runs: Sequence[RunSummary],
     baselines: Sequence[Baseline],
     verdicts: Sequence[Verdict],
+    sections: Sequence[str] = (),
 ) -> str:
+    """The report; `sections` (Markdown lines) go before the targets."""
     cap = setup.ttft_timeout
     out = ["# System benchmark: least-conn vs model-aware routing", ""]
     if setup.smoke:
@@ -256,6 +258,7 @@ def markdown(
             ],
         ),
         "",
+        *sections,
         "## Targets",
         "",
         table(
@@ -335,6 +338,7 @@ def write_json(
     verdicts: Sequence[Verdict],
     raw: Mapping[tuple[str, str], Mapping[str, Any]],
     request_fields: Sequence[str],
+    extra: Mapping[str, Any] | None = None,
 ) -> None:
     data = {
         "setup": asdict(setup),
@@ -344,6 +348,7 @@ def write_json(
         "baselines": [{**asdict(b), "bound": b.bound} for b in baselines],
         "targets": [{**asdict(v), "result": v.label} for v in verdicts],
         "request_fields": list(request_fields),
+        **(extra or {}),
     }
     path.write_text(dumps(finite(data)) + "\n")
 

@@ -28,15 +28,7 @@ from llm_gateway.keys import digest_of, mint_key
 from llm_stack.gateway_env import gateway_environment
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.system.workloads import (
-    CONTEXT_LENGTH,
-    INSTANCES,
-    MODEL_LOAD_SECONDS,
-    MODEL_SIZES_GB,
-    MODELS,
-    VRAM_GB,
-    Mode,
-)
+from bench.system.workloads import TWO_GPUS, Layout, Mode
 from tests.support.nginx_server import NginxServer, make_tls_files
 from tests.support.ports import free_port
 from tests.support.processes import ManagedProcess
@@ -63,6 +55,12 @@ class Counters:
     rejected: int = 0  # Ollama-side 503s (OLLAMA_MAX_QUEUE exceeded)
     aborted_loads: int = 0
     per_instance: tuple[dict[str, Any], ...] = ()
+    # Prompt tokens of every request, and those evaluated (not in a slot's cache).
+    prompt_tokens: int = 0
+    prompt_evaluated: int = 0
+    # Per instance: prompt tokens evaluated, and simulated seconds its GPU computed.
+    evaluated: tuple[int, ...] = ()
+    busy: tuple[float, ...] = ()
 
     @classmethod
     def from_views(cls, views: Sequence[Mapping[str, Any]]) -> Counters:
@@ -74,9 +72,17 @@ class Counters:
             rejected=sum(int(c["rejected"]) for c in counters),
             aborted_loads=sum(int(c["aborted_loads"]) for c in counters),
             per_instance=tuple(counters),
+            prompt_tokens=sum(int(c.get("prompt_tokens", 0)) for c in counters),
+            prompt_evaluated=sum(int(c.get("prompt_evaluated", 0)) for c in counters),
+            evaluated=tuple(int(c.get("prompt_evaluated", 0)) for c in counters),
+            busy=tuple(float(v.get("gpu_busy_s", 0.0)) for v in views),
         )
 
     def minus(self, before: Counters) -> Counters:
+        def each(now: tuple[Any, ...], then: tuple[Any, ...]) -> tuple[Any, ...]:
+            # An instance restarted since `before` counts from zero again.
+            return tuple(n - t if n >= t else n for n, t in zip(now, then, strict=False))
+
         return Counters(
             self.loads - before.loads,
             self.reloads - before.reloads,
@@ -84,21 +90,24 @@ class Counters:
             self.rejected - before.rejected,
             self.aborted_loads - before.aborted_loads,
             self.per_instance,
+            self.prompt_tokens - before.prompt_tokens,
+            self.prompt_evaluated - before.prompt_evaluated,
+            each(self.evaluated, before.evaluated),
+            each(self.busy, before.busy),
         )
 
 
-def emulator_argv(port: int, scale: float) -> list[str]:
-    sizes = ",".join(f"{m}={gb}" for m, gb in MODEL_SIZES_GB.items())
-    loads = ",".join(f"{m}={s}" for m, s in MODEL_LOAD_SECONDS.items())
+def emulator_argv(port: int, scale: float, layout: Layout = TWO_GPUS) -> list[str]:
     return [
         sys.executable, "-m", "llm_emulator", "--host", "127.0.0.1", "--port", str(port),
-        "--ollama-defaults", "--vram", str(VRAM_GB), "--context-length", str(CONTEXT_LENGTH),
-        "--time-scale", f"{scale:g}", "--models", ",".join(MODELS),
-        "--model-size", sizes, "--model-load-time", loads,
+        "--ollama-defaults", "--vram", str(layout.vram_gb),
+        "--context-length", str(layout.context_length), "--num-parallel",
+        str(layout.num_parallel), "--time-scale", f"{scale:g}",
+        "--models", ",".join(layout.models), *layout.flags,
     ]  # fmt: skip
 
 
-def stack_config(scale: float, mode: Mode | None = None) -> StackConfig:
+def stack_config(scale: float, mode: Mode | None = None, layout: Layout = TWO_GPUS) -> StackConfig:
     """The stack this bench stands for; `mode` sets the gateway's routing."""
     gateway = GatewayConfig(
         routing=mode.routing if mode else "least-conn",
@@ -115,12 +124,12 @@ def stack_config(scale: float, mode: Mode | None = None) -> StackConfig:
         ),
     )
     ollama = OllamaConfig(
-        instances=INSTANCES,
-        models=list(MODELS),
-        num_parallel=1,
+        instances=layout.instances,
+        models=list(layout.models),
+        num_parallel=layout.num_parallel,
         max_loaded_models=3,
-        context_length=CONTEXT_LENGTH,
-        vram_gb=VRAM_GB,
+        context_length=layout.context_length,
+        vram_gb=layout.vram_gb,
     )
     return StackConfig(environment="test", ollama=ollama, gateway=gateway)
 
@@ -154,9 +163,12 @@ class Gateways:
 
 
 class BenchStack:
-    def __init__(self, workdir: Path, scale: float, key_names: Iterable[str]) -> None:
+    def __init__(
+        self, workdir: Path, scale: float, key_names: Iterable[str], layout: Layout = TWO_GPUS
+    ) -> None:
         self.workdir = workdir
         self.scale = scale
+        self.layout = layout
         self.keys = {name: mint_key() for name in [*key_names, ADMIN_KEY]}
         self.redis: RedisServer | None = None
         self.emulators: list[ManagedProcess] = []
@@ -170,17 +182,18 @@ class BenchStack:
 
     def start(self) -> BenchStack:
         self.redis = RedisServer(self.workdir).start()
-        ports = [free_port() for _ in range(INSTANCES)]
+        ports = [free_port() for _ in range(self.layout.instances)]
         for index, port in enumerate(ports):
             log = self.workdir / f"emulator-{index}.log"
-            self.emulators.append(ManagedProcess(emulator_argv(port, self.scale), port, log))
+            argv = emulator_argv(port, self.scale, self.layout)
+            self.emulators.append(ManagedProcess(argv, port, log))
         with ThreadPoolExecutor(len(ports)) as pool:
             list(pool.map(lambda proc: proc.start(), self.emulators))
         self.emulator_urls = [f"http://127.0.0.1:{port}" for port in ports]
         # The edge needs gateway addresses to render; nothing here goes through the edge.
         self.nginx = NginxServer(
             self.workdir / "nginx",
-            stack_config(self.scale),
+            stack_config(self.scale, layout=self.layout),
             make_tls_files(self.workdir / "tls"),
             gateways=[f"127.0.0.1:{free_port()}"],
             ollamas=[f"127.0.0.1:{port}" for port in ports],
@@ -221,7 +234,7 @@ class BenchStack:
     def gateway_env(self, mode: Mode, port: int) -> dict[str, str]:
         assert self.redis is not None
         env = gateway_environment(
-            stack_config(self.scale, mode),
+            stack_config(self.scale, mode, self.layout),
             upstream_url=self.balancer_url,
             redis_url=self.redis.url,
             instance_urls=self.emulator_urls,
@@ -303,6 +316,14 @@ class BenchStack:
         if requests:
             with ThreadPoolExecutor(len(self.emulator_urls)) as pool:
                 list(pool.map(load, requests))
+
+    def stop_instance(self, index: int) -> None:
+        """The instance's process goes away (its connections cut, as Ollama's are)."""
+        self.emulators[index].stop()
+
+    def start_instance(self, index: int) -> None:
+        """The instance starts again on its port, cold: nothing loaded."""
+        self.emulators[index].start()
 
     def scheduler_views(self) -> list[dict[str, Any]]:
         views = []

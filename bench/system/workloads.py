@@ -16,6 +16,13 @@ catalogue for the layout the workload is about.
 - W4 mixed num_ctx: half the requests `num_ctx: 2048`, half 8192, one model, 70%; run
   least-conn with the gateway passing runner options on as well (raw clients).
 
+- W5 multi-turn chats (`chats.py`): three instances of one model with two slots each,
+  conversations on long shared system prompts at 65% of what they serve when every
+  follow-up finds its history cached; least-conn, model-aware without and with prefix
+  affinity, and the ideal (each conversation pinned to one instance, load ignored).
+- W6 capacity drop: W1's traffic, one of the two instances stopped a third of the way
+  in and started again (cold) at two thirds.
+
 W1-W3 also run with two model-aware replicas behind client-side round robin: replicas
 share no in-flight counts, queues or estimates, and the difference from one replica is
 what not sharing them costs (at 70% in W1, in overload in W2 and W3).
@@ -30,6 +37,7 @@ from typing import Any, Literal
 
 import orjson
 
+from bench.system import chats
 from bench.system.capacity import Shape, mix_capacity, service_seconds
 
 BIG_A = "gemma2:27b"
@@ -60,6 +68,36 @@ W1_KEYS: tuple[tuple[str, Endpoint], ...] = (
 
 
 @dataclass(frozen=True)
+class Layout:
+    """The emulated Ollama instances a workload runs on (one stack per layout)."""
+
+    name: str
+    instances: int
+    models: tuple[str, ...]
+    num_parallel: int
+    context_length: int
+    flags: tuple[str, ...] = ()  # further emulator flags (sizes, load times, speeds)
+    vram_gb: int = VRAM_GB
+
+
+TWO_GPUS = Layout(
+    "two 24 GB GPUs", INSTANCES, MODELS, 1, CONTEXT_LENGTH,
+    (
+        "--model-size", ",".join(f"{m}={gb}" for m, gb in MODEL_SIZES_GB.items()),
+        "--model-load-time", ",".join(f"{m}={s}" for m, s in MODEL_LOAD_SECONDS.items()),
+    ),
+)  # fmt: skip
+CHAT_SERVERS = Layout(
+    "three chat servers", chats.INSTANCES, (chats.MODEL,), chats.NUM_PARALLEL,
+    chats.CONTEXT_LENGTH,
+    (
+        "--model-decode-speed", f"{chats.MODEL}={chats.DECODE_TPS:g}",
+        "--model-prompt-speed", f"{chats.MODEL}={chats.PROMPT_TPS:g}",
+    ),
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
 class Mode:
     """How the gateway routes in one run."""
 
@@ -68,6 +106,10 @@ class Mode:
     runner_options: Literal["strip", "pass"] = "strip"
     replicas: int = 1
     share_in_flight: bool = False
+    # Prefix affinity within model-aware placement; None: the stack's default.
+    affinity: bool | None = None
+    # No gateway: the client sends each conversation to its own instance (W5's ideal).
+    direct: bool = False
 
 
 LEAST_CONN = Mode("least-conn", "least-conn")
@@ -78,6 +120,19 @@ MODEL_AWARE_X2_SHARED = Mode(
 )
 LEAST_CONN_PASS = Mode("least-conn, pass (raw clients)", "least-conn", runner_options="pass")
 ALL_MODES = (LEAST_CONN, MODEL_AWARE, MODEL_AWARE_X2, MODEL_AWARE_X2_SHARED)
+NO_AFFINITY = Mode("model-aware, no affinity", "model-aware", affinity=False)
+AFFINITY = Mode("model-aware + affinity", "model-aware", affinity=True)
+IDEAL = Mode("ideal (pinned)", "model-aware", direct=True)
+CHAT_MODES = (LEAST_CONN, NO_AFFINITY, AFFINITY, IDEAL)
+
+
+@dataclass(frozen=True)
+class Drop:
+    """An instance stopped and started again (cold), at fractions of the arrivals."""
+
+    instance: int = 1
+    down_at: float = 1 / 3
+    back_at: float = 2 / 3
 
 
 @dataclass(frozen=True)
@@ -111,6 +166,9 @@ class Workload:
     # Requests of this stream's shape sent one at a time before the run: unloaded TTFT.
     baseline_stream: int | None = None
     baseline_requests: int = 0
+    layout: Layout = TWO_GPUS
+    chat: bool = False  # conversations (chats.py) instead of streams
+    drop: Drop | None = None
 
     @property
     def rate(self) -> float:
@@ -155,10 +213,14 @@ class Lengths:
     w1: float = 1200.0
     others: float = 300.0
     baseline_requests: int = 24
+    # W5: conversations arrive over this long (each then lasts minutes).
+    chats: float = 1200.0
+    # W6: long enough for two minutes after the instance is back, and a steady third.
+    drop: float = 900.0
 
     @classmethod
     def smoke(cls) -> Lengths:
-        return cls(w1=30.0, others=30.0, baseline_requests=2)
+        return cls(w1=30.0, others=30.0, baseline_requests=2, chats=60.0, drop=60.0)
 
 
 @dataclass(frozen=True)
@@ -166,6 +228,7 @@ class Capacities:
     service: dict[str, float] = field(default_factory=dict)  # model -> simulated seconds
     w1: float = 0.0
     one_model: float = 0.0  # BIG_B on every instance
+    chat_turns: float = 0.0  # W5: turns per second, every history cached
 
 
 def shape(model: str) -> Shape:
@@ -176,7 +239,7 @@ def capacities() -> Capacities:
     service = {model: service_seconds(shape(model)) for model in MODELS}
     w1 = mix_capacity(W1_MIX, service, INSTANCES, pinned={BIG_A: 0, BIG_B: 1})
     one = mix_capacity({BIG_B: 1.0}, service, INSTANCES)
-    return Capacities(service, w1, one)
+    return Capacities(service, w1, one, chats.capacity())
 
 
 def build(lengths: Lengths, caps: Capacities) -> list[Workload]:
@@ -213,6 +276,16 @@ def build(lengths: Lengths, caps: Capacities) -> list[Workload]:
                 Stream("ctx-8k", BIG_B, 0.35 * one, "chat", num_ctx=8192),
             ),
             lengths.others, one, (LEAST_CONN, MODEL_AWARE, LEAST_CONN_PASS), preload=(BIG_B,),
+        ),
+        Workload(
+            "W5", "multi-turn chats on shared system prompts, 65% of cached capacity",
+            (Stream("chat", chats.MODEL, chats.LOAD * caps.chat_turns, "chat"),),
+            lengths.chats, caps.chat_turns, CHAT_MODES, preload=(chats.MODEL,),
+            layout=CHAT_SERVERS, chat=True,
+        ),
+        Workload(
+            "W6", "W1's traffic; one instance stopped at 1/3, back cold at 2/3",
+            w1_streams, lengths.drop, caps.w1, (MODEL_AWARE,), drop=Drop(),
         ),
     ]  # fmt: skip
 
