@@ -52,15 +52,79 @@ def error_body(message: str) -> str:
 def _error_pages(config: StackConfig) -> dict[int, str]:
     cap_mib = config.edge.max_body_mb
     return {
+        400: error_body("bad request"),
+        401: error_body("unauthorized"),
         403: error_body("forbidden"),
         404: error_body("not found"),
+        405: error_body("method not allowed"),
+        408: error_body("request timed out"),
+        411: error_body("a request body needs a Content-Length"),
         413: error_body(f"request body too large (the limit is {cap_mib} MiB)"),
+        414: error_body("request URI too long"),
         429: error_body("rate limit exceeded, retry later"),
+        # nginx's own codes; each answers 400 on the wire.
+        494: error_body("request headers too large"),
+        495: error_body("client certificate refused"),
+        496: error_body("client certificate required"),
+        497: error_body(f"this port speaks HTTPS only: use {config.edge.url}"),
         500: error_body("internal error in the proxy"),
+        501: error_body("transfer encoding not supported"),
         502: error_body("upstream unavailable"),
         503: error_body("upstream unavailable"),
         504: error_body("upstream timed out"),
+        505: error_body("HTTP version not supported"),
     }
+
+
+# Every status nginx itself may answer at the edge, each with its JSON body above.
+EDGE_ERROR_CODES = (
+    400, 401, 403, 404, 405, 408, 411, 413, 414, 429,
+    494, 495, 496, 497, 500, 501, 502, 503, 504, 505,
+)  # fmt: skip
+# Internal URIs of the error bodies (under /_, which no client reaches).
+ERROR_PREFIX = "/_llm_error/"
+# nginx-specific codes that go out as 400 (nginx sends them so itself).
+WIRE_STATUS = {494: 400, 495: 400, 496: 400, 497: 400}
+
+
+# Request targets refused at the edge before anything else runs (400). Matched on the
+# raw target, before nginx decodes or normalizes it, so that no spelling slips by:
+# a `..` in the decoded path (dot segments, `%2e%2e`), an empty segment (`//`) or an
+# encoded slash (`%2F`): upstream servers resolve such paths differently from nginx.
+REFUSED_PATH_REGEX = r"~*^[^?]*(?:(?:\.|%2e)(?:\.|%2e)|//|%2f|%5c)"
+# Query arguments that carry credentials, and the key prefix anywhere in the URL: a
+# key never belongs in a URL (URLs are logged, cached and shown by every proxy).
+SECRET_QUERY_NAMES = (
+    "api[_-]?key", "apikey", "access[_-]?token", "token", "password", "passwd", "pwd",
+    "secret", "auth", "authorization",
+)  # fmt: skip
+SECRET_QUERY_REGEX = r"~*(?:^|&)(?:" + "|".join(SECRET_QUERY_NAMES) + r")="
+KEY_PREFIX = "llmsk-"
+# Control bytes (tab aside) in a forwarded header value: nginx passes them, uvicorn
+# would answer a text/plain 400; the edge answers JSON first.
+CONTROL_BYTES_REGEX = r"~[\x00-\x08\x0a-\x1f\x7f]"
+# The request headers the gateway reads; nothing else goes upstream from a client
+# (an unknown header can carry nothing the gateway would act on, nor any bytes it chokes on).
+FORWARDED_HEADERS = (
+    ("Authorization", "$http_authorization"),
+    ("X-API-Key", "$http_x_api_key"),
+    ("Content-Type", "$content_type"),
+    ("Accept", "$http_accept"),
+    ("User-Agent", "$http_user_agent"),
+    ("Cache-Control", "$http_cache_control"),
+    ("X-LLM-Priority", "$http_x_llm_priority"),
+    ("traceparent", "$http_traceparent"),
+    ("tracestate", "$http_tracestate"),
+)
+EDGE_REFUSALS = {
+    "llm_refused_path": error_body(
+        "refused path: no dot segments, empty segments or encoded slashes"
+    ),
+    "llm_secret_in_url": error_body(
+        "an API key never goes in the URL: send it in the Authorization header"
+    ),
+    "llm_control_in_header": error_body("a header value holds a control character"),
+}
 
 
 def _environment() -> jinja2.Environment:
@@ -93,6 +157,15 @@ def render_nginx_conf(config: StackConfig, topology: NginxTopology) -> str:
             balancer_max_body_bytes=2 * config.max_body_bytes,
             body_buffer_bytes=min(BODY_BUFFER_BYTES, config.max_body_bytes),
             errors=_error_pages(config),
+            edge_error_codes=EDGE_ERROR_CODES,
+            error_prefix=ERROR_PREFIX,
+            wire_status=WIRE_STATUS,
+            refused_path_regex=REFUSED_PATH_REGEX,
+            secret_query_regex=SECRET_QUERY_REGEX,
+            key_prefix=KEY_PREFIX,
+            control_bytes_regex=CONTROL_BYTES_REGEX,
+            forwarded_headers=FORWARDED_HEADERS,
+            edge_refusals=EDGE_REFUSALS,
             edge_prefixes=EDGE_PREFIXES,
             edge_exact=EDGE_EXACT,
             edge_blocked_exact=EDGE_BLOCKED_EXACT,

@@ -151,16 +151,19 @@ def test_internal_listeners_allow_only_the_internal_network() -> None:
             ("allow", "127.0.0.1"),
             ("deny", "all"),
         ]
-    assert "allow" not in _server_block(text, "443 ssl").replace("allow all;", "")
+    edge_rules = re.findall(r"^\s*(allow|deny) ([^;]+);", _server_block(text, "443 ssl"), re.M)
+    assert set(edge_rules) <= {("allow", "all")}
 
 
 def test_container_topology_uses_the_published_port_in_redirects_and_docker_dns() -> None:
     dev, prod = stack_file("dev"), stack_file("prod")
     dev_text = render_nginx_conf(dev, container_topology(dev, ["g:8000"], ["o:11434"]))
-    assert "return 301 https://$host:8443$request_uri;" in dev_text
+    # The configured hostname, never the client's Host header.
+    assert f"return 301 https://{dev.edge.hostname}:8443$request_uri;" in dev_text
+    assert "$host:" not in dev_text
     prod_text = render_nginx_conf(prod, container_topology(prod, ["g:8000"], ["o:11434"]))
     # 443 is the https default: the redirect leaves the port out.
-    assert "return 301 https://$host$request_uri;" in prod_text
+    assert f"return 301 https://{prod.edge.hostname}$request_uri;" in prod_text
     assert "resolver 127.0.0.11 valid=10s ipv6=off;" in prod_text
     assert "server o:11434 max_fails=2 fail_timeout=15s resolve;" in prod_text
     assert "server g:8000 max_fails=1 fail_timeout=5s resolve;" in prod_text
