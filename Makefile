@@ -5,7 +5,7 @@ VENV := .venv/.synced
 STACK ?= dev
 STATE_DIR ?= $(HOME)/.pulumi-llm-stack
 
-.PHONY: setup system-deps up preview down docker-engine local test lint typecheck unit bench bench-system
+.PHONY: setup system-deps up preview down docker-engine local test lint typecheck unit bench bench-system semantic-eval
 
 $(VENV): pyproject.toml gateway/pyproject.toml uv.lock
 	@command -v $(UV) >/dev/null || python3 -m pip install -q uv
@@ -70,6 +70,12 @@ test: system-deps lint typecheck unit
 
 bench: system-deps $(VENV)
 	$(UV) run --frozen python -m bench.run
+
+# The semantic cache's evaluation on the labelled set with the real all-MiniLM-L6-v2:
+# false hits and hit rate at the default threshold, the guards, the curve. Rewrites
+# bench/semantic/results.md, results.json and curve.png (about a minute).
+semantic-eval: $(VENV)
+	$(UV) run --frozen python -m bench.semantic --write
 
 # The system benchmark: least-conn vs model-aware routing on emulated GPUs
 # (about 9 minutes real); tables on stdout and in bench/system/results.md, plots beside it.

@@ -14,7 +14,8 @@ Modules, from the wire inwards:
   `openai_generate.py`, `openai_resources.py`: its OpenAI-compatible API.
 - `inference.py`: request parsing and faults the inference endpoints share;
   `pacing.py`: a request's time (scheduling, slot, prompt, tokens) and its stats;
-  `generate.py`: the deterministic text, tokens and embeddings.
+  `generate.py`: the deterministic text, tokens and embeddings; `minilm.py`: the
+  real all-MiniLM-L6-v2 (numpy), served as all-minilm when its package is installed.
 - `scheduler.py`: Ollama's scheduler (pending queue, loads, eviction, keep-alive);
   `runner.py`: a loaded model (runner options, memory, slots); `speed.py`: how fast
   the simulated GPU computes when slots share it; `prompt_cache.py`: llama-server's

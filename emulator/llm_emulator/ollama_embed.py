@@ -1,12 +1,19 @@
-"""Ollama's embedding endpoints: /api/embed and the legacy /api/embeddings."""
+"""Ollama's embedding endpoints: /api/embed and the legacy /api/embeddings.
+
+The vectors are deterministic fakes (`generate.embedding`), except for all-minilm when
+the real all-MiniLM-L6-v2 is installed (`minilm.py`): then they are the real model's,
+so the semantic cache can be evaluated through the emulator as through Ollama.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
 
 from llm_emulator import generate as gen
+from llm_emulator import minilm
 from llm_emulator.catalog import ModelEntry
 from llm_emulator.errors import ollama_fail as fail
 from llm_emulator.exchange import Exchange
@@ -33,9 +40,23 @@ def embed_inputs(value: Any) -> list[str]:
     raise BadRequest("invalid input type")
 
 
+# The model name whose vectors are real when the packaged model is installed.
+REAL_MODEL = "all-minilm"
+
+
+def serves_real(entry: ModelEntry) -> bool:
+    base = entry.name.split(":", 1)[0]
+    return base == REAL_MODEL and entry.spec.embedding_length == minilm.DIMENSIONS
+
+
 def embed_vectors(entry: ModelEntry, inputs: list[str], dimensions: Any) -> list[list[float]]:
+    """CPU-bound for the real model (tens of ms a text): async callers run it in a thread."""
     full = entry.spec.embedding_length
-    vectors = [gen.embedding(entry.name + entry.digest, text, full) for text in inputs]
+    model = minilm.load() if inputs and serves_real(entry) else None
+    if model is not None:
+        vectors = model.encode(inputs)
+    else:
+        vectors = [gen.embedding(entry.name + entry.digest, text, full) for text in inputs]
     if isinstance(dimensions, int) and not isinstance(dimensions, bool) and 0 < dimensions < full:
         vectors = [_renormalized(v[:dimensions]) for v in vectors]
     return vectors
@@ -79,7 +100,7 @@ async def embed(ex: Exchange) -> None:
         return await ex.respond(200, orjson.dumps({"model": model, "embeddings": []}), JSON)
     tokens = embed_token_count(inputs)
     await run.prefill(tokens)
-    vectors = embed_vectors(entry, inputs, data.get("dimensions"))
+    vectors = await asyncio.to_thread(embed_vectors, entry, inputs, data.get("dimensions"))
     stats = run.stats(0, 0)
     body: dict[str, Any] = {
         "model": model,
@@ -117,5 +138,5 @@ async def embeddings(ex: Exchange) -> None:
     if not prompt:  # an empty request only loads the model
         return await ex.respond(200, orjson.dumps({"embedding": []}), JSON)
     await run.prefill(embed_token_count([prompt]))
-    vector = embed_vectors(entry, [prompt], None)[0]
+    vector = (await asyncio.to_thread(embed_vectors, entry, [prompt], None))[0]
     return await ex.respond(200, orjson.dumps({"embedding": vector}), JSON)

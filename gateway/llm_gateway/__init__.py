@@ -18,6 +18,9 @@ A request's path through the modules, in order:
 - `replies.py`: what the client gets: a cached entry replayed (`cache/entry.py`, the
   one definition of an entry's layout; `cache/forms.py` converts NDJSON/JSON/SSE),
   the flight followed live, or a stale entry when Ollama fails.
+- `cache/semantic_match.py` + `cache/semantic_guards.py`: the semantic cache's one
+  decision (cosine similarity at a threshold, and guards for what embeddings miss:
+  numbers, units, negations, direction, comparisons, opposites, names).
 - `catalog.py`: the models Ollama serves and their digests (part of every cache key).
 - `observe.py` + `metrics.py`: one access-log line and the metrics of each request;
   `errors.py`: error bodies in Ollama's or OpenAI's shape; `asgi_io.py`: raw ASGI.

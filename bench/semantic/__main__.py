@@ -1,0 +1,3 @@
+from bench.semantic.cli import main
+
+raise SystemExit(main())
