@@ -88,6 +88,42 @@ class StackMocks(pulumi.runtime.Mocks):
 
 
 _CAPTURE_TYPE = "llm-stack-test:index:Output"
+_HOOK_TYPES = ("before_create", "after_create", "before_update", "after_update",
+               "before_delete", "after_delete")  # fmt: skip
+
+
+class RecordingMonitor(pulumi_mocks.MockMonitor):
+    """The mock monitor, keeping what a mock never sees: dependencies and hooks."""
+
+    def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
+        super().__init__(mocks)
+        self.options: dict[str, Options] = {}
+
+    def RegisterResource(self, request: Any) -> Any:
+        response = super().RegisterResource(request)
+        hooks = {t: tuple(getattr(request.hooks, t)) for t in _HOOK_TYPES}
+        self.options[response.urn] = Options(
+            dependencies=tuple(request.dependencies),
+            property_dependencies=frozenset(
+                urn for deps in request.propertyDependencies.values() for urn in deps.urns
+            ),
+            delete_before_replace=bool(request.deleteBeforeReplace),
+            hooks={t: names for t, names in hooks.items() if names},
+        )
+        return response
+
+
+@dataclass(frozen=True)
+class Options:
+    """The resource options the engine receives that order and hook a replacement."""
+
+    # URNs this resource waits for (depends_on, parents' children expanded).
+    dependencies: tuple[str, ...] = ()
+    # URNs whose outputs its inputs use: what a delete-before-replace cascades along.
+    property_dependencies: frozenset[str] = frozenset()
+    delete_before_replace: bool = False
+    # Hook type (before_delete, after_create, ...) -> registered hook names.
+    hooks: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -98,6 +134,7 @@ class Declared:
     type: str
     name: str
     inputs: Mapping[str, Any]
+    options: Options = field(default_factory=Options)
 
     @property
     def parent_type(self) -> str | None:
@@ -240,7 +277,7 @@ def _run_on_current_loop(
     mocks: StackMocks,
     as_main: bool,
 ) -> StackRun:
-    monitor = pulumi_mocks.MockMonitor(mocks)
+    monitor = RecordingMonitor(mocks)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
     pulumi.runtime.set_all_config(
         config_map(values), [f"{PROJECT}:{k}" for k in secret_keys if k in values]
@@ -265,7 +302,8 @@ def _run_on_current_loop(
         if typ == _CAPTURE_TYPE:
             outputs[name.removeprefix("output-")] = registration.state.get("value")
         else:
-            resources.append(Declared(urn, typ, name, registration.state))
+            options = monitor.options.get(urn, Options())
+            resources.append(Declared(urn, typ, name, registration.state, options))
     secret_values = {k: v for k, v in values.items() if k in secret_keys and isinstance(v, str)}
     return StackRun(stack, resources, outputs, secret_values)
 

@@ -8,6 +8,8 @@
 - `gateway.py`: the gateway image and its replicas.
 - `edge.py`: nginx, the TLS edge and the internal balancer.
 - `monitoring.py`: Prometheus, Grafana and the exporters.
+- `rollout.py`: rolling changes: instances and replicas replaced one at a time, each
+  Ollama instance drained through the gateway first and re-admitted once healthy.
 - `containers.py`: small builders the components share (labels, healthchecks, uploads).
 
 Each component takes an `XArgs` dataclass holding only what it reads (config sections,

@@ -27,6 +27,8 @@ from llm_stack.shared.labels import GATEWAY
 from llm_stack.shared.names import KEYS_FILE, StackNames
 
 IMAGE_REPOSITORY = "llm-stack/gateway"
+# Healthy within a few 15 s healthchecks of its start (see containers.healthcheck).
+WAIT_TIMEOUT_SECONDS = 120
 
 # infra/llm_stack/docker/gateway.py -> the repository root (the build context).
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -114,7 +116,11 @@ class GatewayService(pulumi.ComponentResource):
         self._args = args
         self.image, self.local_image = self._images()
         replicas = range(args.gateway.replicas)
-        self.replicas = [self._replica(index) for index in replicas]
+        self.replicas = []
+        for index in replicas:
+            # Each after the one before: a rebuild replaces them one at a time, and
+            # the edge retries on the others meanwhile.
+            self.replicas.append(self._replica(index, self.replicas[-1:]))
         self.addresses = [f"{args.names.gateway(index)}:{args.gateway.port}" for index in replicas]
         self.register_outputs({"replicas": [r.name for r in self.replicas]})
 
@@ -147,7 +153,7 @@ class GatewayService(pulumi.ComponentResource):
         )
         return image, local_image
 
-    def _replica(self, index: int) -> docker.Container:
+    def _replica(self, index: int, after: list[docker.Container]) -> docker.Container:
         args, gateway = self._args, self._args.gateway
         grace = int(gateway.shutdown_grace_seconds)
         return docker.Container(
@@ -166,8 +172,15 @@ class GatewayService(pulumi.ComponentResource):
             stop_timeout=grace + 5,
             destroy_grace_seconds=grace + 5,
             networks_advanced=c.networks([args.networks.internal]),
+            # Created means healthy: the next replica is replaced only then.
+            wait=True,
+            wait_timeout=WAIT_TIMEOUT_SECONDS,
             labels=c.labels(GATEWAY, args.names.prefix),
             opts=pulumi.ResourceOptions(
-                parent=self, depends_on=list(args.depends_on), delete_before_replace=True
+                parent=self,
+                depends_on=[*args.depends_on, *after],
+                # Fixed names: the old replica stops (draining its streams within the
+                # grace) before the new one starts.
+                delete_before_replace=True,
             ),
         )

@@ -24,11 +24,14 @@ from llm_config.model import OllamaConfig
 
 from llm_stack.docker import containers as c
 from llm_stack.docker.network import StackNetworks
+from llm_stack.docker.rollout import GatewayAdmin, OllamaHooks
 from llm_stack.docker.volumes import StackVolumes
 from llm_stack.shared.labels import MODEL_PULLER, OLLAMA
 from llm_stack.shared.names import OLLAMA_PORT, StackNames
 
 MODELS_DIR = "/root/.ollama"
+# Beyond the start period: three healthchecks 30 s apart, and the container's start.
+WAIT_MARGIN_SECONDS = 120
 
 # Runs as `sh -c SCRIPT model-puller <model>...`: the models arrive as arguments, so no
 # model name is ever parsed by the shell. Pull progress goes to a file (it is long and
@@ -95,6 +98,8 @@ class OllamaPoolArgs:
     environment: Mapping[str, str]
     networks: StackNetworks
     volumes: StackVolumes
+    # Drains an instance through the gateway before its replacement (`rollout.py`).
+    admin: GatewayAdmin
 
 
 class OllamaPool(pulumi.ComponentResource):
@@ -114,9 +119,12 @@ class OllamaPool(pulumi.ComponentResource):
         models_ready = pulumi.Output.all(self.puller.exit_code, self.puller.container_logs).apply(
             lambda result: require_pulled(puller_name, result[0], result[1])
         )
-        self.instances = [
-            self._instance(index, image, models_ready) for index in range(args.ollama.instances)
-        ]
+        hooks = OllamaHooks.register(args.admin)
+        self.instances = []
+        for index in range(args.ollama.instances):
+            # Each after the one before: a change replaces them one at a time.
+            after = self.instances[-1:] or [self.puller]
+            self.instances.append(self._instance(index, image, models_ready, after, hooks))
         self.addresses = [
             f"{args.names.ollama(index)}:{OLLAMA_PORT}" for index in range(args.ollama.instances)
         ]
@@ -156,7 +164,12 @@ class OllamaPool(pulumi.ComponentResource):
         )
 
     def _instance(
-        self, index: int, image: docker.RemoteImage, models_ready: pulumi.Output[str]
+        self,
+        index: int,
+        image: docker.RemoteImage,
+        models_ready: pulumi.Output[str],
+        after: list[docker.Container],
+        hooks: OllamaHooks,
     ) -> docker.Container:
         args, ollama = self._args, self._args.ollama
         gpu = ollama.gpus[index] if ollama.uses_gpus else None
@@ -182,6 +195,9 @@ class OllamaPool(pulumi.ComponentResource):
             ),
             volumes=[c.volume(args.volumes.models, MODELS_DIR)],
             networks_advanced=c.networks([args.networks.internal]),
+            # Created means healthy: the next instance is replaced only then.
+            wait=True,
+            wait_timeout=ollama.start_period_seconds + WAIT_MARGIN_SECONDS,
             labels=c.labels(
                 OLLAMA,
                 args.names.prefix,
@@ -192,8 +208,10 @@ class OllamaPool(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions(
                 parent=self,
-                depends_on=[self.puller],
-                # Fixed names and GPUs: the old container must go before the new one starts.
+                depends_on=after,
+                # Fixed names and GPUs: the old container must go before the new one
+                # starts, drained first and re-admitted once healthy (`rollout.py`).
                 delete_before_replace=True,
+                hooks=hooks.binding(),
             ),
         )

@@ -21,10 +21,11 @@ from llm_stack.docker.monitoring import (
 from llm_stack.docker.network import NetworksArgs, StackNetworks
 from llm_stack.docker.ollama import OllamaPool, OllamaPoolArgs
 from llm_stack.docker.redis import RedisCache, RedisCacheArgs
+from llm_stack.docker.rollout import GatewayAdmin
 from llm_stack.docker.volumes import StackVolumes, VolumesArgs
 from llm_stack.ollama_env import ollama_environment
 from llm_stack.pulumi_config import StackSecrets
-from llm_stack.shared.names import StackNames
+from llm_stack.shared.names import OLLAMA_PORT, StackNames
 from llm_stack.shared.redis import render_redis_conf
 from llm_stack.shared.secrets import StackCredentials
 from llm_stack.shared.tls import EdgeCertificate
@@ -69,6 +70,13 @@ class DockerStack(pulumi.ComponentResource):
                 environment=ollama_environment(config),
                 networks=networks,
                 volumes=volumes,
+                admin=GatewayAdmin(
+                    gateways=[names.gateway(i) for i in range(config.gateway.replicas)],
+                    gateway_port=config.gateway.port,
+                    ollama_port=OLLAMA_PORT,
+                    # A generation in flight may last the gateway's whole request limit.
+                    drain_timeout_seconds=config.gateway.timeouts.total_seconds,
+                ),
             ),
             opts=child,
         )
