@@ -26,6 +26,7 @@ _LABEL_KEY_RE = re.compile(
 _LABEL_VALUE_RE = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?)?$")
 # A storage quantity such as 100Gi or 500M.
 _QUANTITY_RE = re.compile(r"^[0-9]+(?:\.[0-9]+)?(?:Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$")
+_DIGEST_RE = re.compile(r"^[0-9a-f]{64}$")
 # An extended resource: a domain-prefixed name (nvidia.com/gpu, amd.com/gpu).
 _EXTENDED_RESOURCE_RE = re.compile(
     r"^[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?\.[a-z]+/[a-z0-9][a-z0-9._-]*$"
@@ -35,6 +36,14 @@ _EXTENDED_RESOURCE_RE = re.compile(
 # as a non-root user without NET_BIND_SERVICE. Services map 443/80 onto them.
 EDGE_CONTAINER_HTTPS_PORT = 8443
 EDGE_CONTAINER_HTTP_PORT = 8880
+# NodeLocal DNSCache's default link-local address: its pods run on the host network,
+# which no namespace or pod selector matches, so DNS egress names it by address.
+NODE_LOCAL_DNS = "169.254.20.10"
+# Pod and Service ranges of most clusters (RFC 1918 and the shared 100.64/10): who may
+# reach the balancer and status listeners, and whose X-Forwarded-For the edge trusts
+# behind a Gateway, unless configured.
+PRIVATE_RANGES = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")
+PRIVATE_RANGES_V6 = ("fc00::/7",)
 
 
 def _label(value: str) -> str:
@@ -62,6 +71,13 @@ def _labels(value: dict[str, str]) -> dict[str, str]:
         if not _LABEL_VALUE_RE.match(item):
             raise ValueError(f"{item!r} (label {key}) is not a label value")
     return value
+
+
+def _digest(value: str) -> str:
+    bare = value.removeprefix("sha256:")
+    if not _DIGEST_RE.match(bare):
+        raise ValueError(f"{value!r} is not a sha256 digest (64 hex characters)")
+    return bare
 
 
 def _ip(value: str) -> str:
@@ -110,7 +126,13 @@ class GpuConfig(Section):
     # false: CPU-only pods (a test cluster without GPUs).
     enabled: bool = True
     resource: str = Field("nvidia.com/gpu", pattern=_EXTENDED_RESOURCE_RE.pattern)
+    # The GPU Operator (or GPU feature discovery) labels GPU nodes
+    # `nvidia.com/gpu.present: "true"`; the device plugin alone does not, and the GPU
+    # request already keeps the pods on GPU nodes. Empty: no selector.
     node_selector: Labels = Field(default_factory=dict)
+    # The RuntimeClass that injects the GPU where nvidia is not the node's default
+    # runtime (k3s, RKE2, some GPU Operator installs: `nvidia`). Unset: the default.
+    runtime_class_name: Name | None = None
     tolerations: list[TolerationConfig] = Field(
         default_factory=lambda: [
             TolerationConfig(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")
@@ -127,6 +149,11 @@ class ModelStorageConfig(Section):
     # container); true: one ReadWriteMany claim, pulled once by a Job before the pods
     # start (the storage class must support ReadWriteMany).
     shared: bool = False
+    # model -> the sha256 digest of its manifest (`/api/tags` digest; `ollama list`
+    # shows its first 12 characters): a pull must end on exactly that digest, and a
+    # model on the volume with it is never pulled again. Unpinned models already on the
+    # volume are not pulled again either (a registry outage must not stop a pod).
+    digests: dict[str, Annotated[str, AfterValidator(_digest)]] = Field(default_factory=dict)
 
 
 class GatewayRefConfig(Section):
@@ -148,17 +175,28 @@ class ExposeConfig(Section):
     # http-route: the Gateway it attaches to. The route sends traffic to the edge's TLS
     # port and a BackendTLSPolicy tells the Gateway to verify the edge's certificate.
     gateway: GatewayRefConfig | None = None
+    # http-route: the route's request and backendRequest timeouts. Envoy Gateway cuts
+    # any response at 15 s without them. Default: gateway.timeouts.totalSeconds + 60;
+    # never below totalSeconds.
+    route_timeout_seconds: int | None = Field(None, ge=1, le=86400)
+    # Proxies whose X-Forwarded-For the edge believes (nginx set_real_ip_from), so that
+    # its per-client rate limit and the logs see the client. Default: the private
+    # ranges behind an http-route (the Gateway's proxies are pods), none behind a
+    # load-balancer (externalTrafficPolicy Local keeps client addresses).
+    trusted_proxies: list[Cidr] | None = None
 
 
 class KedaConfig(Section):
-    """KEDA is installed: scale the gateway on its queue depth as well as on CPU."""
+    """KEDA is installed: it scales the gateway (on CPU; on queue depth if asked)."""
 
     # Where KEDA's operator runs (the NetworkPolicy lets it query our Prometheus).
     namespace: Name = "keda"
     # The Prometheus KEDA queries; default: the stack's own Prometheus.
     prometheus_url: str | None = Field(None, pattern=r"^https?://[^\s]+$")
-    # Queued requests per gateway replica before another replica is added.
-    queue_depth_per_replica: int = Field(8, ge=1)
+    # Queued requests per gateway replica before another replica is added. Unset (the
+    # default): no queue trigger. A queue means every Ollama slot is busy; more
+    # gateways add no GPU, and each later scale-down is a terminating pod.
+    queue_depth_per_replica: int | None = Field(None, ge=1)
 
 
 class AutoscalingConfig(Section):
@@ -166,6 +204,9 @@ class AutoscalingConfig(Section):
 
     max_replicas: int = Field(4, ge=1, le=100)
     target_cpu_percent: int = Field(70, ge=10, le=100)
+    # The autoscaler scales down only after the load stayed low this long (the HPA's
+    # behavior.scaleDown.stabilizationWindowSeconds): fewer terminating gateways.
+    scale_down_stabilization_seconds: int = Field(600, ge=0, le=3600)
     keda: KedaConfig | None = None
 
 
@@ -183,6 +224,63 @@ class CertManagerConfig(Section):
 
     issuer_name: Name
     issuer_kind: Literal["Issuer", "ClusterIssuer"] = "ClusterIssuer"
+    # The issuer's ACME challenge. http-01: cert-manager runs a solver pod in this
+    # namespace (label acme.cert-manager.io/http01-solver=true, port 8089) and a
+    # NetworkPolicy admits it. dns-01 (or a CA issuer): no solver pod here.
+    challenge: Literal["http-01", "dns-01"] = "http-01"
+
+
+class DnsConfig(Section):
+    """Where pods send DNS queries: what the DNS egress NetworkPolicy allows."""
+
+    # The cluster DNS pods (kube-system; openshift-dns on OpenShift) and, optionally,
+    # their labels (e.g. k8s-app: kube-dns; empty: any pod of that namespace).
+    namespace: Name = "kube-system"
+    pod_labels: Labels = Field(default_factory=dict)
+    # Ports as the policy sees them, after the Service's DNAT (OpenShift: 5353).
+    ports: list[int] = Field(default_factory=lambda: [53], min_length=1)
+    # Addresses outside any pod selector: NodeLocal DNSCache (host network) and the DNS
+    # Service IP it also binds. Default: dnsResolver and 169.254.20.10.
+    cidrs: list[Cidr] | None = None
+
+    @model_validator(mode="after")
+    def _ports(self) -> DnsConfig:
+        for port in self.ports:
+            if not 1 <= port <= 65535:
+                raise ValueError(f"dns.ports: {port} is not a port")
+        return self
+
+
+class TraceCollectorConfig(Section):
+    """Where the gateway's OTLP collector runs: its egress NetworkPolicy (with tracing)."""
+
+    # A collector in the cluster (namespace and its pods' labels), or addresses outside.
+    # Nothing set: any destination on the endpoint's port.
+    namespace: Name | None = None
+    pod_labels: Labels = Field(default_factory=dict)
+    cidrs: list[Cidr] = Field(default_factory=list)
+
+
+class ShutdownConfig(Section):
+    """How long terminating pods keep serving: sized to the longest generation."""
+
+    # A terminating pod lets generations this long finish (Ollama pods drain through
+    # the gateway first; gateways and the edge finish what they carry). Default:
+    # gateway.timeouts.totalSeconds, the longest a request may take anyway.
+    generation_seconds: int | None = Field(None, ge=10, le=7200)
+    # How long a terminating edge pod keeps accepting while the load balancer or the
+    # Gateway drops it from its endpoints.
+    edge_pre_stop_seconds: int = Field(20, ge=5, le=300)
+
+
+class DrainConfig(Section):
+    """Ollama pods drain through the gateway before they stop."""
+
+    # false: no drain; a stopping Ollama pod cuts its streams (Ollama closes at once).
+    enabled: bool = True
+    # The drain sidecar's image: the gateway image (it carries `llm-gateway drain`).
+    # Default: kubernetes.gatewayImage.
+    image: PinnedImage | None = None
 
 
 class KubernetesConfig(Section):
@@ -210,6 +308,16 @@ class KubernetesConfig(Section):
     # Set: ServiceMonitors and a PrometheusRule for that operator, no Prometheus of ours.
     prometheus_operator: PrometheusOperatorConfig | None = None
     cert_manager: CertManagerConfig | None = None
+    dns: DnsConfig = Field(default_factory=DnsConfig)
+    trace_collector: TraceCollectorConfig = Field(default_factory=TraceCollectorConfig)
+    shutdown: ShutdownConfig = Field(default_factory=ShutdownConfig)
+    drain: DrainConfig = Field(default_factory=DrainConfig)
+    # Tries the edge gives one request across gateway replicas (proxy_next_upstream_tries):
+    # the gateways are one Service name, so the replica count does not say it.
+    edge_gateway_tries: int = Field(3, ge=2, le=16)
+    # true: pods listen on IPv6 as well (nginx [::], Ollama and the gateway on ::), the
+    # edge resolves AAAA records, and pulls may use IPv6 (dual-stack clusters).
+    ipv6: bool = False
 
     @property
     def uses_gpus(self) -> bool:

@@ -352,11 +352,17 @@ def platform_problems(config: StackConfig) -> list[str]:
             f"gateway.replicas ({config.gateway.replicas}), the autoscaler's minimum"
         )
     keda = kube.autoscaling.keda
-    if keda is not None and kube.prometheus_operator is not None and keda.prometheus_url is None:
+    if (
+        keda is not None
+        and keda.queue_depth_per_replica is not None
+        and kube.prometheus_operator is not None
+        and keda.prometheus_url is None
+    ):
         problems.append(
             "kubernetes.autoscaling.keda.prometheusUrl: needed with prometheusOperator "
             "(the stack runs no Prometheus of its own for KEDA to query)"
         )
+    problems += kubernetes_problems(config)
     if config.monitoring.grafana.enabled:
         problems.append(
             "monitoring.grafana.enabled: the Kubernetes platform deploys no Grafana; its "
@@ -370,4 +376,37 @@ def platform_problems(config: StackConfig) -> list[str]:
     ):
         if port in taken:
             problems.append(f"{key}: {port} is an edge container port on Kubernetes; pick another")
+    return problems
+
+
+def kubernetes_problems(config: StackConfig) -> list[str]:
+    """The Kubernetes section against the rest: timeouts, grace periods, pins."""
+    kube = config.kubernetes
+    assert kube is not None
+    problems = []
+    total = config.gateway.timeouts.total_seconds
+    route_timeout = kube.expose.route_timeout_seconds
+    if route_timeout is not None and kube.expose.type != "http-route":
+        problems.append("kubernetes.expose.routeTimeoutSeconds: only used with type http-route")
+    elif route_timeout is not None and route_timeout < total:
+        problems.append(
+            f"kubernetes.expose.routeTimeoutSeconds ({route_timeout}) is below "
+            f"gateway.timeouts.totalSeconds ({total:g}): the Gateway would cut generations "
+            "the gateway still allows"
+        )
+    generation = kube.shutdown.generation_seconds or total
+    if config.gateway.shutdown_grace_seconds < generation:
+        problems.append(
+            f"gateway.shutdownGraceSeconds ({config.gateway.shutdown_grace_seconds:g}) is "
+            f"below the longest generation ({generation:g} s: kubernetes.shutdown."
+            "generationSeconds, default gateway.timeouts.totalSeconds): every gateway "
+            "rollout or scale-down would cut longer streams. Raise shutdownGraceSeconds "
+            "or lower generationSeconds"
+        )
+    unknown = sorted(set(kube.models.digests) - set(config.ollama.models))
+    if unknown:
+        problems.append(
+            f"kubernetes.models.digests: {', '.join(unknown)} not in ollama.models "
+            "(pin the names exactly as listed there)"
+        )
     return problems

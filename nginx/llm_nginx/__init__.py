@@ -1,6 +1,6 @@
 """nginx for the llm-stack: the TLS edge and the internal Ollama balancer, as config text."""
 
-from llm_nginx.render import render_nginx_conf
+from llm_nginx.render import RESOLVER_VALID_SECONDS, render_nginx_conf
 from llm_nginx.topology import (
     CONTAINER_CERT_PATH,
     CONTAINER_CONF_PATH,
@@ -23,6 +23,7 @@ __all__ = [
     "CONTAINER_KEY_PATH",
     "CONTAINER_RUNTIME_DIR",
     "DOCKER_DNS",
+    "RESOLVER_VALID_SECONDS",
     "STUB_STATUS_PATH",
     "NginxTopology",
     "container_topology",

@@ -37,6 +37,10 @@ GATEWAY_KEEPALIVE = 32
 # Below uvicorn's default keep-alive (5 s): nginx must drop an idle connection before
 # the gateway does, or a request may be written into a connection being closed.
 GATEWAY_KEEPALIVE_TIMEOUT_SECONDS = 4
+# How long nginx keeps a resolved upstream address (`resolver ... valid=`): a replaced
+# pod or container is followed within this time. Whoever stops a gateway keeps it
+# serving at least this long after its address changed (Kubernetes preStop).
+RESOLVER_VALID_SECONDS = 10
 # Request bodies up to this size stay in memory; larger ones spill to runtime_dir.
 BODY_BUFFER_BYTES = 1024 * 1024
 
@@ -127,6 +131,11 @@ EDGE_REFUSALS = {
 }
 
 
+def _ipv6_listen(listen: str) -> str | None:
+    """The IPv6 twin of a bare-port `listen` value; None for one bound to an address."""
+    return f"[::]:{listen}" if listen.isdigit() else None
+
+
 def _environment() -> jinja2.Environment:
     return jinja2.Environment(
         loader=jinja2.PackageLoader("llm_nginx", "templates"),
@@ -176,5 +185,8 @@ def render_nginx_conf(config: StackConfig, topology: NginxTopology) -> str:
             gateway_keepalive=GATEWAY_KEEPALIVE,
             gateway_keepalive_timeout=GATEWAY_KEEPALIVE_TIMEOUT_SECONDS,
             stub_status_path=STUB_STATUS_PATH,
+            resolver_valid_seconds=RESOLVER_VALID_SECONDS,
+            gateway_tries=topology.gateway_tries or len(topology.gateways),
+            ipv6_listen=_ipv6_listen,
         )
     )

@@ -73,13 +73,26 @@ class NginxTopology:
     resolver: str | None = None
     # `user` directive; None where nginx runs as whoever starts it (non-root).
     user: str | None = None
-    worker_processes: int | None = None  # None: one per core ("auto")
+    # None: one per core ("auto"), which counts the host's cores; a container sets
+    # it from its CPU limit.
+    worker_processes: int | None = None
     worker_connections: int = field(default=4096)
+    # proxy_next_upstream_tries towards the gateways; None: one per `gateways` entry.
+    # A single name that resolves to several replicas (a cluster's headless Service)
+    # needs it set, or a refused connection is never tried on another replica.
+    gateway_tries: int | None = None
+    # Proxies in front of the edge whose X-Forwarded-For names the client (nginx's
+    # realip module); empty: the connection's address is the client's.
+    real_ip_from: Sequence[str] = ()
+    # Also listen on IPv6 ([::]:port) where a listen value is a bare port, and resolve
+    # AAAA records (a dual-stack cluster).
+    ipv6: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "gateways", tuple(self.gateways))
         object.__setattr__(self, "ollamas", tuple(self.ollamas))
         object.__setattr__(self, "internal_allow", tuple(self.internal_allow))
+        object.__setattr__(self, "real_ip_from", tuple(self.real_ip_from))
         problems: list[str] = []
         for name in ("gateways", "ollamas"):
             values: tuple[str, ...] = getattr(self, name)
@@ -103,11 +116,12 @@ class NginxTopology:
             problems.append(f"https_public_port: {self.https_public_port} is not a port")
         if not self.internal_allow:
             problems.append("internal_allow: at least one address or CIDR is needed")
-        for value in self.internal_allow:
-            try:
-                ipaddress.ip_network(value, strict=False)
-            except ValueError:
-                problems.append(f"internal_allow: {value!r} is not an address or CIDR")
+        for name in ("internal_allow", "real_ip_from"):
+            for value in getattr(self, name):
+                try:
+                    ipaddress.ip_network(value, strict=False)
+                except ValueError:
+                    problems.append(f"{name}: {value!r} is not an address or CIDR")
         for name in ("cert_path", "key_path", "runtime_dir", "access_log", "error_log"):
             if not _PATH_RE.match(getattr(self, name)):
                 problems.append(f"{name}: {getattr(self, name)!r} is not a plain absolute path")
@@ -117,6 +131,8 @@ class NginxTopology:
             problems.append(f"user: {self.user!r} is not 'user' or 'user group'")
         if self.worker_processes is not None and not 1 <= self.worker_processes <= 64:
             problems.append(f"worker_processes: {self.worker_processes} is out of 1..64")
+        if self.gateway_tries is not None and not 1 <= self.gateway_tries <= 64:
+            problems.append(f"gateway_tries: {self.gateway_tries} is out of 1..64")
         if not 64 <= self.worker_connections <= 65536:
             problems.append(f"worker_connections: {self.worker_connections} is out of 64..65536")
         if problems:

@@ -12,7 +12,16 @@ Clients reach the edge through a LoadBalancer Service (externalTrafficPolicy Loc
 nginx sees client addresses for its per-client rate limit) or an HTTPRoute on an
 existing Gateway, which re-encrypts to the edge (a BackendTLSPolicy says how to verify
 it). The certificate is a Secret (self-signed or provided, as on Docker) or a
-cert-manager Certificate.
+cert-manager Certificate. A renewed certificate reaches nginx without a restart: a
+small sidecar in each nginx pod (same image, shared process namespace) watches the
+mounted Secret and runs `nginx -s reload`, which keeps open streams on the old
+workers until they end; a new config (the ConfigMap) rolls the pods instead.
+
+Behind a Gateway the edge believes the X-Forwarded-For of `expose.trustedProxies`
+(realip), so its per-client rate limit sees clients, not the Gateway's proxies; it
+retries a refused request on other gateway replicas (`edgeGatewayTries`, since one
+Service name stands for all of them); and it runs one nginx worker per CPU of its
+limit, not one per core of the node.
 """
 
 from __future__ import annotations
@@ -21,27 +30,53 @@ from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
-from llm_config.kubernetes import EDGE_CONTAINER_HTTP_PORT, EDGE_CONTAINER_HTTPS_PORT
+from llm_config.kubernetes import (
+    EDGE_CONTAINER_HTTP_PORT,
+    EDGE_CONTAINER_HTTPS_PORT,
+    PRIVATE_RANGES,
+    PRIVATE_RANGES_V6,
+)
 from llm_config.model import StackConfig
 from llm_monitoring.jobs import NGINX_JOB
 from llm_nginx import CONTAINER_RUNTIME_DIR, STUB_STATUS_PATH, NginxTopology, render_nginx_conf
 
 from llm_stack.kubernetes import names as n
+from llm_stack.kubernetes import shutdown
 from llm_stack.kubernetes import workload as w
 from llm_stack.pulumi_config import StackSecrets
 from llm_stack.shared.names import OLLAMA_PORT
-from llm_stack.shared.secrets import secret_text
 from llm_stack.shared.tls import EdgeCertificate
 
 CONF_DIR = "/etc/nginx/llm"
 CONF_KEY = "nginx.conf"
 TLS_DIR = "/etc/nginx/tls"
-# Pod addresses: the balancer and status listeners admit these (NetworkPolicies decide
-# which pods get there at all).
-PRIVATE_RANGES = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")
+# How often the reload sidecar looks at the mounted certificate. The kubelet updates
+# a Secret volume within about a minute of the Secret's change; a renewal comes weeks
+# before the old certificate expires, so this only bounds the delay.
+CERT_POLL_SECONDS = 30
 # Label shared by the edge and balancer pods: the exporter Service selects both.
 EXPORTER_LABEL = "llm-stack/nginx-exporter"
 CA_KEY = "ca.crt"
+
+
+def trusted_proxies(config: StackConfig) -> tuple[str, ...]:
+    """Addresses whose X-Forwarded-For the edge believes (see ExposeConfig)."""
+    kube = config.kubernetes
+    assert kube is not None
+    expose = kube.expose
+    if expose.trusted_proxies is not None:
+        return tuple(expose.trusted_proxies)
+    if expose.type == "http-route":
+        return PRIVATE_RANGES + (PRIVATE_RANGES_V6 if kube.ipv6 else ())
+    return ()
+
+
+def route_timeout_seconds(config: StackConfig) -> int:
+    """The HTTPRoute's request timeout: the gateway's total timeout and a margin."""
+    kube = config.kubernetes
+    assert kube is not None
+    configured = kube.expose.route_timeout_seconds
+    return configured if configured is not None else int(config.gateway.timeouts.total_seconds) + 60
 
 
 def topology(config: StackConfig) -> NginxTopology:
@@ -49,6 +84,8 @@ def topology(config: StackConfig) -> NginxTopology:
     kube = config.kubernetes
     assert kube is not None
     names = n.KubeNames.of(config)
+    local = ("127.0.0.1", "::1") if kube.ipv6 else ("127.0.0.1",)
+    pods = PRIVATE_RANGES + (PRIVATE_RANGES_V6 if kube.ipv6 else ())
     return NginxTopology(
         gateways=[f"{names.fqdn(names.gateway)}:{config.gateway.port}"],
         ollamas=[
@@ -59,7 +96,7 @@ def topology(config: StackConfig) -> NginxTopology:
         https_public_port=config.edge.https_port,
         balancer_listen=str(config.balancer.port),
         status_listen=str(config.balancer.status_port),
-        internal_allow=(*PRIVATE_RANGES, "127.0.0.1"),
+        internal_allow=(*pods, *local),
         cert_path=f"{TLS_DIR}/tls.crt",
         key_path=f"{TLS_DIR}/tls.key",
         runtime_dir=CONTAINER_RUNTIME_DIR,
@@ -68,6 +105,12 @@ def topology(config: StackConfig) -> NginxTopology:
         resolver=kube.dns_resolver,
         # Non-root: nginx runs its workers as the pod's user.
         user=None,
+        # `auto` would count the node's cores (nginx does not read the cgroup quota):
+        # dozens of workers in a 1-CPU, 256 Mi container on a large GPU node.
+        worker_processes=w.cpu_count(w.role_resources(config, n.EDGE)["limits"]["cpu"]),
+        gateway_tries=kube.edge_gateway_tries,
+        real_ip_from=trusted_proxies(config),
+        ipv6=kube.ipv6,
     )
 
 
@@ -86,6 +129,61 @@ def _exporter(config: StackConfig) -> dict[str, Any]:
         "securityContext": {"runAsUser": w.EXPORTER_USER, "runAsGroup": w.EXPORTER_USER},
         "readinessProbe": w.http_probe("/metrics", "metrics"),
         "livenessProbe": w.http_probe("/metrics", "metrics", period_seconds=30),
+    }
+
+
+# Runs in the reload sidecar (the nginx image's busybox sh): when the mounted
+# certificate or key changes, check the config with it and reload. `nginx -s reload`
+# signals the master through its pid file (the shared runtime volume); the master
+# starts new workers with the new certificate and the old ones finish their streams.
+RELOAD_SCRIPT = """\
+set -u
+conf="$1"; tls="$2"; every="$3"; alive="$4"
+digest() { cat "$tls/tls.crt" "$tls/tls.key" 2>/dev/null | sha256sum; }
+last=$(digest)
+while :; do
+  touch "$alive"
+  sleep "$every" & wait $!
+  now=$(digest)
+  [ "$now" = "$last" ] && continue
+  if nginx -t -q -c "$conf" && nginx -s reload -c "$conf"; then
+    echo "certificate changed: nginx reloaded"; last=$now
+  else
+    echo "certificate changed but nginx refused it: kept the old one, retrying"
+  fi
+done
+"""
+
+
+RELOADER_ALIVE = f"{CONTAINER_RUNTIME_DIR}/cert-reloader.alive"
+
+
+def reloader_container(config: StackConfig, mounts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The sidecar that reloads nginx when its certificate Secret changes."""
+    # Alive while its loop turns: the file it touches each round is fresh.
+    fresh_minutes = 2 * CERT_POLL_SECONDS // 60 + 1
+    probe_command = ["/bin/sh", "-c", f"find {RELOADER_ALIVE} -mmin -{fresh_minutes} | grep -q ."]
+    return {
+        "name": "cert-reloader",
+        "image": config.edge.image,
+        "command": [
+            "/bin/sh",
+            "-c",
+            RELOAD_SCRIPT,
+            "cert-reloader",
+            f"{CONF_DIR}/{CONF_KEY}",
+            TLS_DIR,
+            str(CERT_POLL_SECONDS),
+            RELOADER_ALIVE,
+        ],
+        "resources": w.EXPORTER_RESOURCES,
+        "readinessProbe": {"exec": {"command": probe_command}, "periodSeconds": 30},
+        "livenessProbe": {
+            "exec": {"command": probe_command},
+            "initialDelaySeconds": 10,
+            "periodSeconds": 60,
+        },
+        "volumeMounts": mounts,
     }
 
 
@@ -126,7 +224,6 @@ class EdgeNginx(pulumi.ComponentResource):
 
         # --- the certificate ---------------------------------------------------------
         self.tls_secret_name = names.object(n.EDGE, "tls")
-        tls_hash: pulumi.Input[str]
         cert_pem: pulumi.Output[str] | None = None
         if config.edge.tls == "cert-manager":
             issuer = kube.cert_manager
@@ -149,7 +246,6 @@ class EdgeNginx(pulumi.ComponentResource):
                 opts=child,
             )
             tls_dependency: list[pulumi.Resource] = [certificate]
-            tls_hash = "cert-manager"
         else:
             pair = EdgeCertificate("edge-certificate", config, secrets, opts=child)
             tls_secret = k8s.core.v1.Secret(
@@ -161,20 +257,18 @@ class EdgeNginx(pulumi.ComponentResource):
             )
             tls_dependency = [tls_secret]
             cert_pem = pair.cert_pem
-            # A new certificate rolls the pods: nginx reads it at start.
-            tls_hash = secret_text(
-                pulumi.Output.all(pair.cert_pem, pair.key_pem).apply(w.text_hash)
-            )
-        config_hash = pulumi.Output.all(tls_hash).apply(
-            lambda parts: w.text_hash([conf, str(parts[0])])
-        )
-        if config.edge.tls != "cert-manager":
-            config_hash = secret_text(config_hash)
+        # A new config rolls the pods; a new certificate does not (the reload sidecar).
+        config_hash = w.text_hash([conf])
 
         # --- the two Deployments -----------------------------------------------------
         def deployment(role: str, ports: list[dict[str, Any]], probe_port: str) -> Any:
             labels = {**names.labels(role), EXPORTER_LABEL: "true"}
             pod_selector = names.selector(role)
+            mounts: list[dict[str, Any]] = [
+                {"name": "conf", "mountPath": CONF_DIR, "readOnly": True},
+                {"name": "tls", "mountPath": TLS_DIR, "readOnly": True},
+                {"name": "runtime", "mountPath": CONTAINER_RUNTIME_DIR},
+            ]
             nginx = {
                 "name": "nginx",
                 "image": config.edge.image,
@@ -183,15 +277,19 @@ class EdgeNginx(pulumi.ComponentResource):
                 "resources": w.role_resources(config, role),
                 "readinessProbe": _tcp_probe(probe_port, 5),
                 "livenessProbe": _tcp_probe(probe_port, 15),
-                "volumeMounts": [
-                    {"name": "conf", "mountPath": CONF_DIR, "readOnly": True},
-                    {"name": "tls", "mountPath": TLS_DIR, "readOnly": True},
-                    {"name": "runtime", "mountPath": CONTAINER_RUNTIME_DIR},
-                ],
+                # Keeps accepting while the load balancer, the Gateway's proxies or the
+                # gateway's nginx drop this pod; then SIGQUIT (the image's STOPSIGNAL):
+                # nginx stops accepting and finishes every open request.
+                "lifecycle": {
+                    "preStop": {
+                        "exec": {"command": ["sleep", str(kube.shutdown.edge_pre_stop_seconds)]}
+                    }
+                },
+                "volumeMounts": mounts,
             }
             pod = w.pod_spec(
                 w.USERS[role],
-                [nginx, _exporter(config)],
+                [nginx, _exporter(config), reloader_container(config, mounts)],
                 volumes=[
                     {"name": "conf", "configMap": {"name": self.config_map.metadata.name}},
                     {
@@ -201,7 +299,9 @@ class EdgeNginx(pulumi.ComponentResource):
                     # Request bodies over 1 MiB spill here (the body cap is edge.maxBodyMb).
                     w.empty_dir("runtime", f"{2 * config.edge.max_body_mb + 64}Mi"),
                 ],
-                extra=w.spread(pod_selector),
+                termination_grace_seconds=shutdown.edge_grace_seconds(config),
+                # The reload sidecar signals the nginx master (same user, no capability).
+                extra={"shareProcessNamespace": True, **w.spread(pod_selector)},
             )
             resource = k8s.apps.v1.Deployment(
                 role,
@@ -322,7 +422,18 @@ class EdgeNginx(pulumi.ComponentResource):
             spec={
                 "parentRefs": [parent],
                 "hostnames": [config.edge.hostname],
-                "rules": [{"backendRefs": [{"name": names.edge, "port": config.edge.https_port}]}],
+                "rules": [
+                    {
+                        "backendRefs": [{"name": names.edge, "port": config.edge.https_port}],
+                        # Unset, each implementation picks its own: Envoy Gateway's 15 s
+                        # would cut every longer generation. Both cover the whole
+                        # response, streamed or not; one try, so the two are equal.
+                        "timeouts": {
+                            "request": f"{route_timeout_seconds(config)}s",
+                            "backendRequest": f"{route_timeout_seconds(config)}s",
+                        },
+                    }
+                ],
             },
             opts=child,
         )

@@ -5,7 +5,15 @@ credential-carrying ones (`SECRET_VARIABLES`: the Redis URL holds the password) 
 Secret by `secretKeyRef`, and the keys file mounted from the same Secret. A headless
 Service lets nginx and Prometheus see every pod. Replicas are the autoscaler's: a
 HorizontalPodAutoscaler on CPU, or, where KEDA is installed, a ScaledObject on CPU and
-the gateway's queue depth (KEDA then owns the HPA; two would fight over the replicas).
+the gateway's queue depth if asked (KEDA then owns the HPA; two would fight over the
+replicas). Either scales down only after a stabilization window, since every
+scale-down is a pod that must finish its streams.
+
+Readiness is the gateway's own (`/health`), not Ollama's (`/ready`): with every Ollama
+pod down a gateway still serves cache hits and answers 503 with Retry-After, where an
+unready one would leave nginx with nothing but its own 502. The Deployment is created
+after the Ollama StatefulSet is ready, so a first `pulumi up` does not wait for GPU
+nodes and model pulls inside the gateway's own timeout.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from llm_monitoring.jobs import GATEWAY_JOB, selector
 
 from llm_stack.gateway_env import SECRET_VARIABLES, gateway_environment
 from llm_stack.kubernetes import names as n
+from llm_stack.kubernetes import shutdown
 from llm_stack.kubernetes import workload as w
 from llm_stack.shared.names import KEYS_FILE, PROMETHEUS_PORT
 from llm_stack.shared.secrets import secret_text
@@ -27,9 +36,6 @@ KEYS_DIR = KEYS_FILE.rsplit("/", 1)[0]
 KEYS_KEY = KEYS_FILE.rsplit("/", 1)[1]
 # The queue-depth gauge of the gateway (labels model, priority): scaled on its sum.
 QUEUE_DEPTH_METRIC = "llm_queue_depth"
-# Seconds a terminating pod keeps serving while nginx's resolver (valid=10s) and the
-# Service endpoints drop it, before the gateway's own drain starts.
-PRE_STOP_SECONDS = 10
 
 
 def upstream_url(config: StackConfig, names: n.KubeNames) -> str:
@@ -53,7 +59,7 @@ def environment(
 ) -> dict[str, str]:
     """The gateway's variables, with these secrets (plain; the caller keeps them secret)."""
     names = n.KubeNames.of(config)
-    return gateway_environment(
+    env = gateway_environment(
         config,
         upstream_url=upstream_url(config, names),
         redis_url=redis_url,
@@ -61,6 +67,10 @@ def environment(
         api_keys_file=KEYS_FILE,
         otel_headers=otel_headers,
     )
+    if config.kubernetes is not None and config.kubernetes.ipv6:
+        # `::` takes IPv4 too on Linux (a dual-stack socket).
+        env["GATEWAY_HOST"] = "::"
+    return env
 
 
 def env_entries(
@@ -102,6 +112,7 @@ class GatewayDeployment(pulumi.ComponentResource):
         keys_file: pulumi.Output[str],
         instance_urls: list[str],
         otel_headers: pulumi.Output[str] | None = None,
+        after: list[pulumi.Resource] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("llm-stack:kubernetes:Gateway", name, None, opts)
@@ -152,7 +163,6 @@ class GatewayDeployment(pulumi.ComponentResource):
             },
             opts=child,
         )
-        grace = int(gateway.shutdown_grace_seconds)
         container = {
             "name": n.GATEWAY,
             "image": kube.gateway_image,
@@ -163,8 +173,13 @@ class GatewayDeployment(pulumi.ComponentResource):
             "resources": w.role_resources(config, n.GATEWAY),
             "startupProbe": w.startup_probe("/health", "http", 60),
             "livenessProbe": w.http_probe("/health", "http", period_seconds=15),
-            "readinessProbe": w.http_probe("/ready", "http", period_seconds=5),
-            "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(PRE_STOP_SECONDS)]}}},
+            # The process answers: it serves hits and 503 + Retry-After without Ollama.
+            "readinessProbe": w.http_probe("/health", "http", period_seconds=5),
+            # Keeps accepting until every nginx re-resolved the Service name without
+            # this pod; then uvicorn stops accepting and drains (shutdownGraceSeconds).
+            "lifecycle": {
+                "preStop": {"exec": {"command": ["sleep", str(shutdown.GATEWAY_PRE_STOP_SECONDS)]}}
+            },
             "volumeMounts": [
                 {"name": "keys", "mountPath": KEYS_DIR, "readOnly": True},
                 {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 (an emptyDir)
@@ -184,7 +199,7 @@ class GatewayDeployment(pulumi.ComponentResource):
                 },
                 w.empty_dir("tmp"),
             ],
-            termination_grace_seconds=grace + PRE_STOP_SECONDS + 5,
+            termination_grace_seconds=shutdown.gateway_grace_seconds(config),
             extra=w.spread(pod_selector),
         )
         # A changed key list or Redis password rolls the pods (env and files are read
@@ -207,7 +222,12 @@ class GatewayDeployment(pulumi.ComponentResource):
                 },
                 "template": w.pod_template(labels, pod, config_hash=config_hash),
             },
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.service]),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[self.service, *(after or [])],
+                # A rollout waits for new pods while old ones finish their streams.
+                custom_timeouts=pulumi.CustomTimeouts(create="20m", update="30m"),
+            ),
         )
         k8s.policy.v1.PodDisruptionBudget(
             "gateway-pdb",
@@ -224,6 +244,13 @@ class GatewayDeployment(pulumi.ComponentResource):
             "kind": "Deployment",
             "name": self.deployment.metadata.name,
         }
+        behavior = {
+            "scaleDown": {
+                "stabilizationWindowSeconds": scaling.scale_down_stabilization_seconds,
+                # One pod at a time: each one leaving finishes its streams first.
+                "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}],
+            }
+        }
         if scaling.keda is None:
             self.autoscaler = k8s.autoscaling.v2.HorizontalPodAutoscaler(
                 "gateway-hpa",
@@ -232,6 +259,7 @@ class GatewayDeployment(pulumi.ComponentResource):
                     "scaleTargetRef": target,
                     "minReplicas": gateway.replicas,
                     "maxReplicas": scaling.max_replicas,
+                    "behavior": behavior,
                     "metrics": [
                         {
                             "type": "Resource",
@@ -252,6 +280,24 @@ class GatewayDeployment(pulumi.ComponentResource):
             server = keda.prometheus_url or (
                 f"http://{names.fqdn(names.prometheus)}:{PROMETHEUS_PORT}"
             )
+            triggers: list[dict[str, Any]] = [
+                {
+                    "type": "cpu",
+                    "metricType": "Utilization",
+                    "metadata": {"value": str(scaling.target_cpu_percent)},
+                }
+            ]
+            if keda.queue_depth_per_replica is not None:
+                triggers.append(
+                    {
+                        "type": "prometheus",
+                        "metadata": {
+                            "serverAddress": server,
+                            "query": queue_depth_query(config),
+                            "threshold": str(keda.queue_depth_per_replica),
+                        },
+                    }
+                )
             self.scaled_object = k8s.apiextensions.CustomResource(
                 "gateway-scaledobject",
                 api_version="keda.sh/v1alpha1",
@@ -261,21 +307,8 @@ class GatewayDeployment(pulumi.ComponentResource):
                     "scaleTargetRef": target,
                     "minReplicaCount": gateway.replicas,
                     "maxReplicaCount": scaling.max_replicas,
-                    "triggers": [
-                        {
-                            "type": "cpu",
-                            "metricType": "Utilization",
-                            "metadata": {"value": str(scaling.target_cpu_percent)},
-                        },
-                        {
-                            "type": "prometheus",
-                            "metadata": {
-                                "serverAddress": server,
-                                "query": queue_depth_query(config),
-                                "threshold": str(keda.queue_depth_per_replica),
-                            },
-                        },
-                    ],
+                    "advanced": {"horizontalPodAutoscalerConfig": {"behavior": behavior}},
+                    "triggers": triggers,
                 },
                 opts=child,
             )

@@ -4,15 +4,20 @@ The headless Service gives every pod a stable DNS name
 (`<stack>-ollama-<i>.<stack>-ollama.<namespace>.svc.<domain>`), listed while the pod is
 ready, which is what the model-aware gateway (and the least-conn balancer) address.
 
-Models are pulled before a pod takes traffic, in one of two ways (kubernetes.models):
+Models are pulled before a pod takes traffic (`pull.PULL_SCRIPT`: models already on
+the volume are not pulled again, pinned digests are checked), in one of two ways
+(kubernetes.models):
 
-- a volume per pod (default, ReadWriteOnce): an init container runs the same pull
-  script as the Docker puller (`llm_stack.docker.ollama.PULL_SCRIPT`) into the pod's
+- a volume per pod (default, ReadWriteOnce): an init container pulls into the pod's
   own volume, so the pod only starts serving once its models are there. NetworkPolicies
   act on whole pods, so these pods keep egress to public HTTPS (see network_policies).
 - one shared ReadWriteMany claim: a Job pulls once into it, and the StatefulSet is
   created only after the Job completed (Pulumi awaits Jobs), as on Docker. The serving
   pods have no egress at all and run with OLLAMA_NOPRUNE=1, never touching blobs.
+
+A stopping pod drains through the gateway first (`drain.py`), within a grace period
+sized to the longest generation. OLLAMA_NO_CLOUD=1: a `*-cloud` model name is never
+proxied to ollama.com from a pod that has egress for its pulls.
 """
 
 from __future__ import annotations
@@ -23,9 +28,11 @@ import pulumi
 import pulumi_kubernetes as k8s
 from llm_config.model import StackConfig
 
-from llm_stack.docker.ollama import PULL_SCRIPT, gpu_environment
+from llm_stack.docker.ollama import gpu_environment
+from llm_stack.kubernetes import drain, shutdown
 from llm_stack.kubernetes import names as n
 from llm_stack.kubernetes import workload as w
+from llm_stack.kubernetes.pull import PULL_SCRIPT, pull_arguments
 from llm_stack.ollama_env import ollama_environment
 from llm_stack.shared.names import OLLAMA_PORT, StackNames
 
@@ -41,7 +48,13 @@ def server_environment(config: StackConfig, *, gpu: bool) -> dict[str, str]:
         "OLLAMA_MODELS": MODELS_DIR,
         # Ollama keeps its key pair under $HOME; the root filesystem is read-only.
         "HOME": TMP_DIR,
+        # No remote inference or web search through ollama.com (envconfig, v0.32).
+        "OLLAMA_NO_CLOUD": "1",
     }
+    kube = config.kubernetes
+    if kube is not None and kube.ipv6:
+        # Dual-stack: [::] takes IPv4 too.
+        env["OLLAMA_HOST"] = f"[::]:{OLLAMA_PORT}"
     if not gpu:
         # The image says NVIDIA_VISIBLE_DEVICES=all: on a node whose default runtime is
         # nvidia a pod without a GPU request would see every GPU. With a request, the
@@ -55,7 +68,7 @@ def puller_container(config: StackConfig) -> dict[str, Any]:
     return {
         "name": n.MODEL_PULLER,
         "image": config.ollama.image,
-        "command": ["/bin/sh", "-c", PULL_SCRIPT, n.MODEL_PULLER, *config.ollama.models],
+        "command": ["/bin/sh", "-c", PULL_SCRIPT, n.MODEL_PULLER, *pull_arguments(config)],
         "env": w.env_list(
             {
                 "OLLAMA_HOST": f"127.0.0.1:{OLLAMA_PORT}",
@@ -78,6 +91,8 @@ def gpu_placement(config: StackConfig) -> dict[str, Any]:
     if kube is None or not kube.uses_gpus:
         return {}
     placement: dict[str, Any] = {}
+    if kube.gpu.runtime_class_name is not None:
+        placement["runtimeClassName"] = kube.gpu.runtime_class_name
     if kube.gpu.node_selector:
         placement["nodeSelector"] = dict(kube.gpu.node_selector)
     if kube.gpu.tolerations:
@@ -100,6 +115,7 @@ class OllamaStatefulSet(pulumi.ComponentResource):
         config: StackConfig,
         *,
         namespace: pulumi.Input[str],
+        drain_key_secret: pulumi.Input[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("llm-stack:kubernetes:Ollama", name, None, opts)
@@ -182,6 +198,10 @@ class OllamaStatefulSet(pulumi.ComponentResource):
             # extended resource, and no two pods ever share a GPU.
             resources["requests"][kube.gpu.resource] = "1"
             resources["limits"][kube.gpu.resource] = "1"
+        server_mounts: list[dict[str, Any]] = [
+            {"name": MODELS_VOLUME, "mountPath": MODELS_DIR},
+            {"name": "tmp", "mountPath": TMP_DIR},
+        ]
         server = {
             "name": n.OLLAMA,
             "image": ollama.image,
@@ -195,16 +215,28 @@ class OllamaStatefulSet(pulumi.ComponentResource):
             "livenessProbe": w.http_probe(
                 "/api/version", "http", period_seconds=20, failure_threshold=3
             ),
-            "volumeMounts": [
-                {"name": MODELS_VOLUME, "mountPath": MODELS_DIR},
-                {"name": "tmp", "mountPath": TMP_DIR},
-            ],
+            # Ollama cuts every stream at SIGTERM: first the drain (or the DNS delay).
+            "lifecycle": {"preStop": drain.ollama_pre_stop(config)},
+            "volumeMounts": server_mounts,
         }
+        containers: list[dict[str, Any]] = [server]
+        pod_volumes = list(volumes)
+        if drain.enabled(config):
+            assert drain_key_secret is not None, "a drained stack needs the drain key"
+            server_mounts.append(
+                {"name": drain.MARKER_VOLUME, "mountPath": drain.MARKER_DIR, "readOnly": True}
+            )
+            containers.append(drain.sidecar(config, drain_key_secret))
+            pod_volumes += drain.volumes(drain_key_secret)
+            grace = shutdown.ollama_grace_seconds(config)
+        else:
+            grace = shutdown.OLLAMA_DNS_SECONDS + shutdown.EXIT_SECONDS
         pod = w.pod_spec(
             w.USERS[n.OLLAMA],
-            [server],
+            containers,
             init_containers=init_containers,
-            volumes=volumes,
+            volumes=pod_volumes,
+            termination_grace_seconds=grace,
             extra={**gpu_placement(config), **w.spread(selector)},
         )
         spec: dict[str, Any] = {

@@ -9,6 +9,7 @@ from typing import Any
 import pulumi
 from llm_config.model import StackConfig
 
+from llm_stack.kubernetes import drain
 from llm_stack.kubernetes import names as n
 from llm_stack.kubernetes.edge import EdgeNginx
 from llm_stack.kubernetes.gateway import GatewayDeployment
@@ -18,7 +19,7 @@ from llm_stack.kubernetes.network_policies import NetworkPolicies
 from llm_stack.kubernetes.ollama import OllamaStatefulSet
 from llm_stack.kubernetes.redis import RedisStatefulSet
 from llm_stack.pulumi_config import StackSecrets
-from llm_stack.shared.secrets import StackCredentials
+from llm_stack.shared.secrets import StackCredentials, secret_text
 
 COMPONENT_TYPE = "llm-stack:kubernetes:Stack"
 SECRET_OUTPUTS = ("devApiKey",)
@@ -42,7 +43,19 @@ class KubernetesStack(pulumi.ComponentResource):
         namespace = StackNamespace("namespace", config, opts=child).name
         NetworkPolicies("network-policies", config, namespace=namespace, opts=child)
         credentials = StackCredentials("credentials", config, secrets, opts=child)
-        ollama = OllamaStatefulSet("ollama", config, namespace=namespace, opts=child)
+        keys_file = credentials.api_keys_file
+        drain_secret: pulumi.Output[str] | None = None
+        if drain.enabled(config):
+            drain_key = drain.DrainKey("drain-key", config, namespace=namespace, opts=child)
+            keys_file = secret_text(
+                pulumi.Output.all(keys_file, drain_key.key).apply(
+                    lambda parts: drain.with_drain_key(parts[0], parts[1])
+                )
+            )
+            drain_secret = drain_key.secret.metadata.name
+        ollama = OllamaStatefulSet(
+            "ollama", config, namespace=namespace, drain_key_secret=drain_secret, opts=child
+        )
         redis = RedisStatefulSet(
             "redis", config, namespace=namespace, password=credentials.redis_password, opts=child
         )
@@ -51,9 +64,12 @@ class KubernetesStack(pulumi.ComponentResource):
             config,
             namespace=namespace,
             redis_url=redis.url,
-            keys_file=credentials.api_keys_file,
+            keys_file=keys_file,
             instance_urls=ollama.urls,
             otel_headers=secrets.otel_headers,
+            # Created once Ollama is ready: a first deploy waits for GPU nodes and
+            # pulls there (1 h), not within the gateway's own timeout.
+            after=[ollama.statefulset],
             opts=child,
         )
         edge = EdgeNginx("edge", config, namespace=namespace, secrets=secrets, opts=child)

@@ -93,15 +93,31 @@ def role_resources(config: StackConfig, role: str) -> dict[str, dict[str, str]]:
     if role in (n.EDGE, n.BALANCER):
         return resources("100m", "128Mi", "1", "256Mi")
     if role == n.REDIS:
-        # maxmemory is the data; the rest is Redis itself, buffers and AOF rewrites.
-        redis_mb = config.redis.maxmemory_mb + config.redis.maxmemory_mb // 4 + 64
-        return resources("100m", _mib(redis_mb), "1", _mib(redis_mb))
+        return resources("100m", _mib(redis_memory_mb(config)), "1", _mib(redis_memory_mb(config)))
     if role == n.PROMETHEUS:
         return resources("250m", "1Gi", "1", "4Gi")
     raise ValueError(f"no resources for role {role!r}")
 
 
 EXPORTER_RESOURCES: Final = resources("10m", "32Mi", "100m", "64Mi")
+
+
+def redis_memory_mb(config: StackConfig) -> int:
+    """Redis's memory limit: maxmemory counts the data only.
+
+    Allocator fragmentation (jemalloc, often 1.1-1.3x of the data) and the copy-on-write
+    pages of the forked AOF rewrite come on top; an OOM kill takes the limits and
+    quotas down with Redis (the gateway fails open). So maxmemory is two thirds of the
+    limit, plus room for Redis itself and its client buffers.
+    """
+    return config.redis.maxmemory_mb * 3 // 2 + 128
+
+
+def cpu_count(quantity: str) -> int:
+    """Whole CPUs in a CPU quantity ("1", "2", "500m"), at least one."""
+    if quantity.endswith("m"):
+        return max(1, -(-int(quantity[:-1]) // 1000))
+    return max(1, -(-int(float(quantity) * 1000) // 1000))
 
 
 def http_probe(

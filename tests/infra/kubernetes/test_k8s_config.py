@@ -81,8 +81,33 @@ def test_the_example_stack_file_parses() -> None:
             "maxReplicas (1) is below gateway.replicas (2)",
         ),
         (
-            _kube(autoscaling={"maxReplicas": 4, "keda": {"namespace": "keda"}}),
+            _kube(autoscaling={"maxReplicas": 4, "keda": {"queueDepthPerReplica": 8}}),
             "keda.prometheusUrl: needed with prometheusOperator",
+        ),
+        (
+            _kube(expose={**k8s_values()["kubernetes"]["expose"], "routeTimeoutSeconds": 600}),
+            "routeTimeoutSeconds (600) is below gateway.timeouts.totalSeconds (1200)",
+        ),
+        (
+            _kube(expose={"type": "load-balancer", "routeTimeoutSeconds": 1300}),
+            "routeTimeoutSeconds: only used with type http-route",
+        ),
+        (
+            k8s_values(gateway={"shutdownGraceSeconds": 60}),
+            "gateway.shutdownGraceSeconds (60) is below the longest generation (1200 s",
+        ),
+        (
+            _kube(models={"digests": {"qwen2.5:7b": "a" * 64}}),
+            "kubernetes.models.digests: qwen2.5:7b not in ollama.models",
+        ),
+        (_kube(models={"digests": {"llama3.1:8b": "abc"}}), "is not a sha256 digest"),
+        (_kube(dns={"ports": [0]}), "dns.ports: 0 is not a port"),
+        (_kube(dns={"cidrs": ["node-local"]}), "'node-local' is not a CIDR"),
+        (_kube(edgeGatewayTries=1), "llm-stack:kubernetes.edgeGatewayTries"),
+        (_kube(gpu={"runtimeClassName": "NVIDIA"}), "'NVIDIA' is not a Kubernetes name"),
+        (
+            _kube(certManager={"issuerName": "le", "challenge": "tls-alpn-01"}),
+            "llm-stack:kubernetes.certManager.challenge",
         ),
         (
             k8s_values(monitoring={"grafana": {"enabled": True}}),

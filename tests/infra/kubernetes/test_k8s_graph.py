@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 from llm_config import StackConfig
-from llm_stack.docker.ollama import PULL_SCRIPT
 from llm_stack.kubernetes.names import KubeNames
+from llm_stack.kubernetes.pull import PULL_SCRIPT
 from llm_stack.kubernetes.workload import CONFIG_HASH_ANNOTATION
 from llm_stack.shared.names import StackNames
 from pulumi.runtime.rpc import is_rpc_secret
@@ -90,12 +90,17 @@ def _ollama_pod(run: StackRun, config: StackConfig) -> dict[str, Any]:
     return pod
 
 
+def _ollama_server(pod: dict[str, Any]) -> dict[str, Any]:
+    (server,) = [c for c in pod["containers"] if c["name"] == "ollama"]
+    return server
+
+
 def test_one_gpu_per_ollama_pod_on_gpu_nodes(k8s_run: StackRun) -> None:
     config = config_of(k8s_values())
     kube = config.kubernetes
     assert kube is not None
     pod = _ollama_pod(k8s_run, config)
-    (server,) = pod["containers"]
+    server = _ollama_server(pod)
     assert server["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert server["resources"]["requests"]["nvidia.com/gpu"] == "1"
     assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
@@ -132,7 +137,7 @@ def test_ollama_pods_have_stable_dns_names_and_settings(k8s_run: StackRun) -> No
     assert k8s_run.outputs["ollamaInstances"] == [
         f"http://llm-k8s-ollama-{i}.llm-k8s-ollama.llm.svc.cluster.local:11434" for i in range(3)
     ]
-    (server,) = _ollama_pod(k8s_run, config)["containers"]
+    server = _ollama_server(_ollama_pod(k8s_run, config))
     env = env_of(server)
     assert env["OLLAMA_HOST"] == "0.0.0.0:11434"
     assert env["OLLAMA_KEEP_ALIVE"] == "24h"
@@ -149,7 +154,15 @@ def test_models_are_pulled_per_pod_before_it_serves(k8s_run: StackRun) -> None:
     statefulset = named(k8s_run, "StatefulSet", KubeNames.of(config).ollama)
     pod = statefulset["spec"]["template"]["spec"]
     (puller,) = pod["initContainers"]
-    assert puller["command"] == ["/bin/sh", "-c", PULL_SCRIPT, "model-puller", "llama3.1:8b"]
+    assert puller["command"] == [
+        "/bin/sh",
+        "-c",
+        PULL_SCRIPT,
+        "model-puller",
+        "llama3.1:8b",
+        "registry.ollama.ai/library/llama3.1/8b",
+        "-",
+    ]
     assert env_of(puller)["OLLAMA_HOST"] == "127.0.0.1:11434"
     (claim,) = statefulset["spec"]["volumeClaimTemplates"]
     assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
@@ -221,14 +234,15 @@ def test_every_long_running_container_is_probed_over_http_or_tcp(
 def test_probes_fit_each_service(k8s_run: StackRun) -> None:
     config = config_of(k8s_values())
     names = KubeNames.of(config)
-    (ollama,) = _ollama_pod(k8s_run, config)["containers"]
+    ollama = _ollama_server(_ollama_pod(k8s_run, config))
     assert ollama["readinessProbe"]["httpGet"] == {"path": "/", "port": "http"}
     # startPeriodSeconds (300) of model load before liveness counts.
     startup = ollama["startupProbe"]
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 300
     gateway = named(k8s_run, "Deployment", names.gateway)["spec"]["template"]["spec"]
     (container,) = gateway["containers"]
-    assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
+    # Ready without Ollama: it serves cache hits and 503 + Retry-After meanwhile.
+    assert container["readinessProbe"]["httpGet"]["path"] == "/health"
     assert container["livenessProbe"]["httpGet"]["path"] == "/health"
 
 
@@ -293,18 +307,22 @@ def test_gateway_secrets_come_from_a_secret(each_k8s: tuple[StackRun, StackConfi
     assert "keys" in data["keys.json"]
 
 
-def test_gateway_scales_on_queue_depth_with_keda(k8s_run: StackRun) -> None:
+def test_gateway_scales_on_cpu_with_keda_and_on_queue_depth_only_if_asked(
+    k8s_run: StackRun, route_run: StackRun
+) -> None:
     (scaled,) = of_kind(k8s_run, "ScaledObject")
     assert not of_kind(k8s_run, "HorizontalPodAutoscaler")
     spec = scaled["spec"]
     assert spec["scaleTargetRef"]["name"] == "llm-k8s-gateway"
     assert (spec["minReplicaCount"], spec["maxReplicaCount"]) == (2, 8)
-    triggers = {t["type"]: t for t in spec["triggers"]}
-    assert triggers["cpu"]["metadata"] == {"value": "70"}
+    # A queue means busy GPUs; more gateways add none: CPU only unless configured.
+    (cpu,) = spec["triggers"]
+    assert (cpu["type"], cpu["metadata"]) == ("cpu", {"value": "70"})
+    (asked,) = of_kind(route_run, "ScaledObject")
+    triggers = {t["type"]: t for t in asked["spec"]["triggers"]}
     prometheus = triggers["prometheus"]["metadata"]
     assert prometheus["query"] == 'sum(llm_queue_depth{job="llm-gateway", service="llm-k8s"})'
-    assert prometheus["threshold"] == "8"
-    assert prometheus["serverAddress"].startswith("http://kube-prometheus-stack-prometheus.")
+    assert prometheus["threshold"] == "4"
 
 
 def test_keda_asks_our_own_prometheus_when_there_is_one(route_run: StackRun) -> None:
@@ -438,13 +456,15 @@ def test_redis_is_reachable_only_from_the_gateway(each_k8s: tuple[StackRun, Stac
 
 
 def test_only_the_edge_is_reachable_from_anywhere(each_k8s: tuple[StackRun, StackConfig]) -> None:
-    run, _ = each_k8s
-    open_to_all = [
+    run, config = each_k8s
+    open_to_all = sorted(
         name
         for name, spec in _policies(run).items()
         if any("from" not in rule for rule in spec.get("ingress", []))
-    ]
-    assert open_to_all == ["edge"]
+    )
+    # And cert-manager's HTTP-01 solver pods, while a challenge lasts.
+    http01 = config.kubernetes.cert_manager is not None  # type: ignore[union-attr]
+    assert open_to_all == (["acme-solver", "edge"] if http01 else ["edge"])
 
 
 def test_egress_to_the_internet_only_where_models_are_pulled(
@@ -454,6 +474,7 @@ def test_egress_to_the_internet_only_where_models_are_pulled(
         return sorted(
             name
             for name, spec in _policies(run).items()
+            if name != "dns"  # the DNS addresses (NodeLocal DNSCache), port 53 only
             for rule in spec.get("egress", [])
             for peer in rule.get("to", [])
             if "ipBlock" in peer
@@ -464,7 +485,12 @@ def test_egress_to_the_internet_only_where_models_are_pulled(
     # A shared claim: only the puller Job; the serving pods have no egress at all.
     assert pulling(alt_run) == ["model-puller"]
     assert _policies(alt_run)["ollama"]["egress"] == []
-    (block,) = [p["ipBlock"] for p in _policies(k8s_run)["ollama"]["egress"][0]["to"]]
+    (block,) = [
+        peer["ipBlock"]
+        for rule in _policies(k8s_run)["ollama"]["egress"]
+        for peer in rule["to"]
+        if "ipBlock" in peer
+    ]
     assert "169.254.0.0/16" in block["except"]
     assert "10.0.0.0/8" in block["except"]
 
