@@ -4,9 +4,13 @@
 - `namespace.py`: the namespace, enforcing the restricted Pod Security Standard.
 - `network_policies.py`: default deny, then each allowed path (edge -> gateway -> ...).
 - `ollama.py`: a StatefulSet, one GPU per pod, a headless Service, models pulled first.
+- `pull.py`: the pull script: models on the volume are kept, pinned digests checked.
+- `drain.py`: a stopping Ollama pod drains through the gateway (sidecar, key, hooks).
+- `shutdown.py`: preStop waits and grace periods, sized to the longest generation.
 - `redis.py`: a StatefulSet with a volume and the append-only file; config in a Secret.
 - `gateway.py`: a Deployment (the `gateway_environment` contract), PDB, HPA or KEDA.
-- `edge.py`: nginx as edge (LoadBalancer or HTTPRoute) and least-conn balancer.
+- `edge.py`: nginx as edge (LoadBalancer or HTTPRoute) and least-conn balancer; a
+  sidecar reloads nginx when its certificate changes.
 - `monitoring.py`: Prometheus (ours, or ServiceMonitors + PrometheusRule) and dashboards.
 - `names.py`, `workload.py`: names, labels, DNS names; hardening, resources, probes.
 

@@ -5,7 +5,11 @@ the pod, so a stopping pod first asks the gateway to drain it: no new request is
 placed on it, and the ones in flight finish. The Ollama image has no HTTP client, so a
 small sidecar from the gateway image does the asking, in its preStop hook:
 
-    llm-gateway drain --instance <this pod's instance> --wait --timeout <generation>
+    llm-gateway drain --url <gateway> --instance <this pod's instance> \
+        --until ready --wait --timeout <generation>
+
+`--until ready`: the gateway re-admits the instance by itself once it has seen it down
+and answering again, which is what the pod's replacement (same name) does.
 
 The kubelet runs every container's preStop hook at once when a pod is deleted, so
 the Ollama container's own preStop waits for the sidecar's marker file on a shared
@@ -51,7 +55,10 @@ IDLE_SCRIPT: Final = 'trap "exit 0" TERM INT; while :; do sleep 3600 & wait $!; 
 # gateway answers) still waits until the gateways' DNS dropped this pod.
 DRAIN_SCRIPT: Final = """\
 set -u
-if llm-gateway drain --instance "$LLM_DRAIN_INSTANCE" --wait --timeout "$LLM_DRAIN_TIMEOUT"; then
+LLM_GATEWAY_ADMIN_KEY=$(cat "$LLM_DRAIN_KEY_FILE")
+export LLM_GATEWAY_ADMIN_KEY
+if llm-gateway drain --url "$LLM_DRAIN_GATEWAY_URL" --instance "$LLM_DRAIN_INSTANCE" \
+    --until ready --wait --timeout "$LLM_DRAIN_TIMEOUT"; then
   echo "drained $LLM_DRAIN_INSTANCE"
 else
   echo "drain of $LLM_DRAIN_INSTANCE failed; stopping after the gateways' DNS delay"
@@ -135,9 +142,10 @@ def sidecar(config: StackConfig, secret_name: pulumi.Input[str]) -> dict[str, An
             {"name": "LLM_DRAIN_TIMEOUT", "value": str(shutdown.drain_timeout_seconds(config))},
             {"name": "LLM_DRAIN_DNS_SECONDS", "value": str(shutdown.OLLAMA_DNS_SECONDS)},
             {"name": "LLM_DRAIN_MARKER", "value": MARKER},
-            # Where `llm-gateway drain` finds the gateway and its key.
-            {"name": "LLM_GATEWAY_URL", "value": gateway_url},
-            {"name": "LLM_GATEWAY_KEY_FILE", "value": f"{KEY_DIR}/{KEY_KEY}"},
+            # Where `llm-gateway drain` finds the gateway, and the key it sends (read
+            # into LLM_GATEWAY_ADMIN_KEY by the hook only, never in an argument).
+            {"name": "LLM_DRAIN_GATEWAY_URL", "value": gateway_url},
+            {"name": "LLM_DRAIN_KEY_FILE", "value": f"{KEY_DIR}/{KEY_KEY}"},
         ],
         "lifecycle": {"preStop": {"exec": {"command": ["/bin/sh", "-c", DRAIN_SCRIPT]}}},
         # It idles; what it needs when the pod stops is its key and the CLI.

@@ -158,8 +158,8 @@ def test_a_stopping_ollama_pod_drains_through_the_gateway(k8s_run: StackRun) -> 
         "-c",
         drain.DRAIN_SCRIPT,
     ]
-    assert "llm-gateway drain --instance" in drain.DRAIN_SCRIPT
-    assert "--wait --timeout" in drain.DRAIN_SCRIPT
+    assert "llm-gateway drain --url" in drain.DRAIN_SCRIPT
+    assert "--until ready --wait --timeout" in drain.DRAIN_SCRIPT
     wait = server["lifecycle"]["preStop"]["exec"]["command"]
     assert wait[:3] == ["/bin/sh", "-c", drain.WAIT_SCRIPT]
     assert wait[4] == drain.MARKER
@@ -174,7 +174,7 @@ def test_a_stopping_ollama_pod_drains_through_the_gateway(k8s_run: StackRun) -> 
     pod_zero = env["LLM_DRAIN_INSTANCE"].replace("$(POD_NAME)", f"{names.ollama}-0")
     assert pod_zero == instance_name(names.ollama_url(0))
     assert env["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
-    assert env["LLM_GATEWAY_URL"] == f"http://{names.fqdn(names.gateway)}:8000"
+    assert env["LLM_DRAIN_GATEWAY_URL"] == f"http://{names.fqdn(names.gateway)}:8000"
     # Both containers share the marker volume; only the sidecar has the key.
     mounts = {c["name"]: {m["name"] for m in c["volumeMounts"]} for c in pod["containers"]}
     assert drain.MARKER_VOLUME in mounts["ollama"] & mounts[drain.CONTAINER]
