@@ -217,6 +217,10 @@ class PrometheusOperatorConfig(Section):
     namespace: Name = "monitoring"
     # Labels its serviceMonitorSelector / ruleSelector match (the Helm release name).
     labels: Labels = Field(default_factory=lambda: {"release": "kube-prometheus-stack"})
+    # Labels of its Prometheus pods (the operator sets app.kubernetes.io/name:
+    # prometheus): only they may scrape, not every pod of that namespace (Grafana,
+    # Alertmanager, ...). Empty: the whole namespace.
+    pod_labels: Labels = Field(default_factory=lambda: {"app.kubernetes.io/name": "prometheus"})
 
 
 class CertManagerConfig(Section):

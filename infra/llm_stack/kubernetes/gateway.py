@@ -214,7 +214,8 @@ class GatewayDeployment(pulumi.ComponentResource):
             metadata=w.metadata(names, n.GATEWAY, names.gateway, namespace),
             spec={
                 # No `replicas`: the autoscaler owns the count (a fixed value here would
-                # reset it on every `pulumi up`); it starts at gateway.replicas.
+                # reset it on every `pulumi up`). The Deployment starts with one pod and
+                # the autoscaler raises it to gateway.replicas (its minimum) at once.
                 "selector": {"matchLabels": pod_selector},
                 "strategy": {
                     "type": "RollingUpdate",

@@ -125,7 +125,11 @@ def policy_specs(config: StackConfig) -> dict[str, dict[str, Any]]:
     gateway_port = config.gateway.port
     least_conn = config.gateway.routing == "least-conn"
     operator = kube.prometheus_operator
-    scraper = _namespace(operator.namespace) if operator is not None else pods(n.PROMETHEUS)
+    scraper = pods(n.PROMETHEUS)
+    if operator is not None:
+        scraper = _namespace(operator.namespace)
+        if operator.pod_labels:
+            scraper["podSelector"] = {"matchLabels": dict(operator.pod_labels)}
     public = [{"ipBlock": {"cidr": "0.0.0.0/0", "except": list(NOT_PUBLIC)}}]
     if kube.ipv6:
         public.append({"ipBlock": {"cidr": "::/0", "except": list(NOT_PUBLIC_V6)}})

@@ -497,8 +497,12 @@ def test_egress_to_the_internet_only_where_models_are_pulled(
 
 def test_scrapes_come_from_the_configured_prometheus(k8s_run: StackRun, alt_run: StackRun) -> None:
     operator = _sources(_policies(k8s_run)["exporters"])
+    # Its Prometheus pods only, not Grafana or Alertmanager next to them.
     assert operator == [
-        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+        {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+            "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+        }
     ]
     ours = _sources(_policies(alt_run)["exporters"])
     assert [_component(p) for p in ours] == ["prometheus"]
