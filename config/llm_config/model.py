@@ -213,13 +213,33 @@ class BalancerConfig(_Section):
     connect_timeout_seconds: int = Field(5, ge=1)
 
 
+class RedisStateConfig(_Section):
+    """The state Redis: limits, quota debts, usage, routing state. Never evicts.
+
+    `noeviction`: when it is full, writes fail (the gateway then serves as
+    `gateway.limitsFailClosed` says) and nothing already counted is lost. Usage is
+    about 2 KB per key and day kept (`gateway.usageRetentionDays`); limits and routing
+    state are a few hundred bytes per key and instance.
+    """
+
+    maxmemory_mb: int = Field(256, ge=16)
+
+
 class RedisConfig(_Section):
+    """Two Redis servers from one image: the response cache and the state (`state`).
+
+    The top-level sizes are the cache's: it evicts what was least recently used when
+    full, and cannot reach the state, which lives in its own server.
+    """
+
     image: PinnedImage = images.REDIS
     maxmemory_mb: int = Field(512, ge=16)
     eviction_policy: Literal["allkeys-lru", "allkeys-lfu", "volatile-lru", "volatile-lfu"] = (
         "allkeys-lru"
     )
+    # The cache's append-only file (warm after a restart); the state's is always on.
     appendonly: bool = True
+    state: RedisStateConfig = Field(default_factory=RedisStateConfig)
 
 
 class GrafanaConfig(_Section):

@@ -14,7 +14,12 @@ from llm_config.model import StackConfig
 # Values that carry credentials: the Pulumi program passes these as secret Outputs
 # (GATEWAY_REDIS_URL holds the Redis password; GATEWAY_API_KEYS the key digests).
 SECRET_VARIABLES = frozenset(
-    {"GATEWAY_REDIS_URL", "GATEWAY_API_KEYS", "OTEL_EXPORTER_OTLP_HEADERS"}
+    {
+        "GATEWAY_REDIS_URL",
+        "GATEWAY_CACHE_REDIS_URL",
+        "GATEWAY_API_KEYS",
+        "OTEL_EXPORTER_OTLP_HEADERS",
+    }
 )
 
 
@@ -31,6 +36,7 @@ def gateway_environment(
     *,
     upstream_url: str,
     redis_url: str,
+    cache_redis_url: str | None = None,
     instance_urls: Sequence[str] = (),
     api_keys_file: str | None = None,
     api_key_digests: Sequence[str] = (),
@@ -43,7 +49,10 @@ def gateway_environment(
 
     `upstream_url` is the nginx balancer in front of the Ollama pool (least-conn
     routing); `instance_urls` are the Ollama instances themselves, which the gateway
-    routes among with model-aware routing. `redis_url` includes the Redis password.
+    routes among with model-aware routing. `redis_url` is the state Redis (limits,
+    quotas, usage, routing state; never evicts), `cache_redis_url` the response cache's
+    own Redis (every platform runs one; without it the cache shares the state Redis);
+    both include the password.
     Keys come from `api_keys_file` (the named keys with their limits) and/or
     `api_key_digests` (SHA-256 hex, default limits); without either, `auth_disabled`
     must say so explicitly.
@@ -120,6 +129,8 @@ def gateway_environment(
             env["GATEWAY_INSTANCE_VRAM_GB"] = _number(ollama.vram_gb)
     else:
         env["GATEWAY_ROUTING"] = "upstream"
+    if cache_redis_url:
+        env["GATEWAY_CACHE_REDIS_URL"] = cache_redis_url
     if api_keys_file:
         env["GATEWAY_API_KEYS_FILE"] = api_keys_file
     if api_key_digests:

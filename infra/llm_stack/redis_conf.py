@@ -1,4 +1,9 @@
-"""redis.conf of a stack's Redis, decided in one place for every way the stack runs.
+"""redis.conf of a stack's two Redis servers, decided in one place for every way it runs.
+
+The state server (limits, quota debts, usage, routing state) never evicts and always
+keeps its append-only file: when full, writes fail rather than lose a debt or a day of
+usage. The cache server evicts by the configured policy within its own maxmemory, so
+no cached answer, however large, can push state out.
 
 The Docker and Kubernetes platforms put it in the container (all interfaces of the
 internal network, the image's data dir); the local stack runs it on loopback with
@@ -7,7 +12,13 @@ its own port and data dir. Everything else comes from the stack config.
 
 from __future__ import annotations
 
+from typing import Final, Literal
+
 from llm_config.model import StackConfig
+
+RedisRole = Literal["state", "cache"]
+ROLES: Final[tuple[RedisRole, ...]] = ("state", "cache")
+STATE_EVICTION_POLICY: Final = "noeviction"
 
 
 def _quoted(value: str) -> str:
@@ -15,21 +26,34 @@ def _quoted(value: str) -> str:
     return f'"{escaped}"'
 
 
+def maxmemory_mb(config: StackConfig, role: RedisRole) -> int:
+    return config.redis.state.maxmemory_mb if role == "state" else config.redis.maxmemory_mb
+
+
 def render_redis_conf(
-    config: StackConfig, password: str, *, port: int, bind: str, data_dir: str
+    config: StackConfig,
+    password: str,
+    *,
+    role: RedisRole,
+    port: int,
+    bind: str,
+    data_dir: str,
 ) -> str:
     redis = config.redis
+    state = role == "state"
+    appendonly = True if state else redis.appendonly
+    policy = STATE_EVICTION_POLICY if state else redis.eviction_policy
     lines = [
-        "# Rendered by llm-stack from the stack config; edits are overwritten.",
+        f"# Rendered by llm-stack from the stack config ({role} server); edits are overwritten.",
         f"port {port}",
         # Reachable only on the internal network (or loopback); the password guards it.
         f"bind {bind}",
         "protected-mode yes",
         f"dir {_quoted(data_dir)}",
-        f"appendonly {'yes' if redis.appendonly else 'no'}",
+        f"appendonly {'yes' if appendonly else 'no'}",
         "appendfsync everysec",
-        f"maxmemory {redis.maxmemory_mb}mb",
-        f"maxmemory-policy {redis.eviction_policy}",
+        f"maxmemory {maxmemory_mb(config, role)}mb",
+        f"maxmemory-policy {policy}",
         f"requirepass {_quoted(password)}",
     ]
     return "\n".join(lines) + "\n"

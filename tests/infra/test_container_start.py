@@ -57,7 +57,7 @@ def test_the_redis_healthcheck_authenticates_with_the_uploaded_file(
         conf_text = uploads["/usr/local/etc/redis/redis.conf"]
         file_text = uploads[CLI_PASSWORD_PATH]
     else:
-        conf_text = render_redis_conf(prod_config, password)
+        conf_text = render_redis_conf(prod_config, "state", password)
         file_text = password
     assert conf_text.count('\ndir "/data"\n') == 1
     conf = tmp_path / "redis.conf"

@@ -93,6 +93,7 @@ def test_deployed_replicas_get_exactly_this_environment(
         prod_config,
         upstream_url=f"http://llm-prod-nginx:{prod_config.balancer.port}",
         redis_url=f"redis://:{password}@llm-prod-redis:6379/0",
+        cache_redis_url=f"redis://:{password}@llm-prod-redis-cache:6379/0",
         api_keys_file=KEYS_FILE,
         instance_urls=[
             f"http://llm-prod-ollama-{i}:11434" for i in range(prod_config.ollama.instances)
@@ -106,7 +107,7 @@ def test_deployed_replicas_get_exactly_this_environment(
         for entry in prod_secrets()["apiKeys"].values():
             assert entry["digest"] in keys
         assert replica.plain("stopTimeout") == int(prod_config.gateway.shutdown_grace_seconds) + 5
-    assert {"GATEWAY_REDIS_URL"} <= SECRET_VARIABLES
+    assert {"GATEWAY_REDIS_URL", "GATEWAY_CACHE_REDIS_URL"} <= SECRET_VARIABLES
 
 
 def test_dev_key_is_accepted_by_the_deployed_keys_file(dev_run: StackRun, tmp_path: object) -> None:

@@ -151,7 +151,7 @@ def test_the_program_entry_point_reports_config_errors_without_a_traceback() -> 
 
 def test_the_program_entry_point_declares_the_stack() -> None:
     run = run_stack("dev", stack_values("dev"), as_main=True)
-    assert len(run.containers) == 8
+    assert len(run.containers) == 9
 
 
 def test_dev_runs_without_any_secret() -> None:

@@ -34,6 +34,7 @@ ROLE_PARENT = {
     "ollama": "llm-stack:ollama:Pool",
     "model-puller": "llm-stack:ollama:Pool",
     "redis": "llm-stack:redis:Cache",
+    "redis-cache": "llm-stack:redis:Cache",
     "gateway": "llm-stack:gateway:Service",
     "nginx": "llm-stack:edge:Nginx",
     "prometheus": "llm-stack:monitoring:Monitoring",
@@ -57,6 +58,7 @@ def expected_containers(config: StackConfig) -> Counter[str]:
             "ollama": config.ollama.instances,
             "model-puller": 1,
             "redis": 1,
+            "redis-cache": 1,
             "gateway": config.gateway.replicas,
             "nginx": 1,
             "prometheus": 1,
@@ -79,11 +81,11 @@ def test_resource_counts_follow_the_stack_config(each_stack: tuple[StackRun, Sta
     assert roles == expected_containers(config)
     counts = Counter(r.type for r in run.resources)
     assert counts["docker:index/network:Network"] == 3
-    assert counts["docker:index/volume:Volume"] == 4 if config.monitoring.grafana.enabled else 3
+    assert counts["docker:index/volume:Volume"] == (5 if config.monitoring.grafana.enabled else 4)
     assert counts["docker-build:index:Image"] == 1
-    # One pulled image per service image (the puller shares Ollama's), plus the local
-    # lookup of the built gateway image.
-    assert counts["docker:index/remoteImage:RemoteImage"] == 7 + int(config.ollama.uses_gpus)
+    # One pulled image per service image (the puller shares Ollama's; each Redis names
+    # the same one, a no-op pull), plus the local lookup of the built gateway image.
+    assert counts["docker:index/remoteImage:RemoteImage"] == 8 + int(config.ollama.uses_gpus)
     assert counts["llm-stack:index:Stack"] == 1
 
 
@@ -137,6 +139,7 @@ def test_container_names(prod_run: StackRun, prod_config: StackConfig) -> None:
         "llm-prod-ollama-0",
         "llm-prod-ollama-1",
         "llm-prod-redis",
+        "llm-prod-redis-cache",
         "llm-prod-gateway-0",
         "llm-prod-gateway-1",
         "llm-prod-nginx",
@@ -237,6 +240,7 @@ def test_networks_and_membership(each_stack: tuple[StackRun, StackConfig]) -> No
         "ollama": {names.internal_network},
         "model-puller": {names.egress_network},
         "redis": {names.internal_network},
+        "redis-cache": {names.internal_network},
         "gateway": {names.internal_network},
         "prometheus": {names.internal_network},
         "nginx-exporter": {names.internal_network},
@@ -262,6 +266,7 @@ def test_volumes_are_mounted_where_the_data_lives(each_stack: tuple[StackRun, St
     for i in range(config.ollama.instances):
         assert mounts[names.ollama(i)] == {models}
     assert mounts[names.redis] == {(names.redis_volume, "/data")}
+    assert mounts[names.redis_cache] == {(names.redis_cache_volume, "/data")}
     assert mounts[names.prometheus] == {(names.prometheus_volume, "/prometheus")}
     assert mounts[names.grafana] == {(names.grafana_volume, "/var/lib/grafana")}
     assert mounts[names.gateway(0)] == set()
@@ -468,7 +473,7 @@ def test_generated_grafana_password_is_a_secret_output(dev_run: StackRun) -> Non
     assert dev_run.uploads(grafana)[GRAFANA_PASSWORD_FILE] == password
 
 
-@pytest.mark.parametrize("role", ["redis", "grafana"])
+@pytest.mark.parametrize("role", ["redis", "redis-cache", "grafana"])
 def test_no_password_in_the_container_config(
     role: str, each_stack: tuple[StackRun, StackConfig]
 ) -> None:
@@ -492,12 +497,15 @@ def test_secret_files_are_unreadable_to_others(each_stack: tuple[StackRun, Stack
     }
     assert modes[("redis", "/usr/local/etc/redis/redis.conf")] == "0440"
     assert modes[("redis", CLI_PASSWORD_PATH)] == "0440"
+    assert modes[("redis-cache", "/usr/local/etc/redis/redis.conf")] == "0440"
+    assert modes[("redis-cache", CLI_PASSWORD_PATH)] == "0440"
     assert modes[("grafana", GRAFANA_PASSWORD_FILE)] == "0440"
     assert modes[("nginx", "/etc/nginx/tls/edge.key")] == "0600"
     # Group root is how the non-root servers read them: Redis runs as redis with group
     # root, Grafana's image runs uid 472 with gid 0.
-    (redis,) = run.by_role("redis")
-    assert redis.plain("user") == "redis:root"
+    for role in ("redis", "redis-cache"):
+        (redis,) = run.by_role(role)
+        assert redis.plain("user") == "redis:root"
 
 
 def test_prod_exports_no_generated_credentials(prod_run: StackRun) -> None:
@@ -566,3 +574,26 @@ def test_tracing_reaches_the_gateways_with_its_headers_kept_secret() -> None:
         assert is_rpc_secret(gateway.inputs["envs"])
     for key, value in run.outputs.items():
         assert _leaks(value, ["x-api-key=tracing-backend-token"]) == [], key
+
+
+def test_state_and_cache_live_in_two_redis_servers(
+    each_stack: tuple[StackRun, StackConfig],
+) -> None:
+    """Cache pressure can never evict state: the state server never evicts, the cache
+    evicts within its own maxmemory, and the gateway gets one URL for each."""
+    run, config = each_stack
+    names = StackNames.of(config)
+    password = run.uploads(run.container(names.redis))[CLI_PASSWORD_PATH]
+    state = run.uploads(run.container(names.redis))["/usr/local/etc/redis/redis.conf"]
+    cache = run.uploads(run.container(names.redis_cache))["/usr/local/etc/redis/redis.conf"]
+    assert "maxmemory-policy noeviction" in state.splitlines()
+    assert "appendonly yes" in state.splitlines()
+    assert f"maxmemory {config.redis.state.maxmemory_mb}mb" in state.splitlines()
+    assert f"maxmemory-policy {config.redis.eviction_policy}" in cache.splitlines()
+    assert f"maxmemory {config.redis.maxmemory_mb}mb" in cache.splitlines()
+    for gateway in run.by_role("gateway"):
+        env = env_of(gateway)
+        assert env["GATEWAY_REDIS_URL"].endswith(f"@{names.redis}:6379/0")
+        assert env["GATEWAY_CACHE_REDIS_URL"].endswith(f"@{names.redis_cache}:6379/0")
+        assert password in env["GATEWAY_CACHE_REDIS_URL"]
+    assert run.outputs["volumes"]["redisCacheData"] == names.redis_cache_volume

@@ -227,10 +227,10 @@ def test_redis_conf(prod_run: StackRun, prod_config: StackConfig) -> None:
     redis = prod_run.container("llm-prod-redis")
     password = prod_secrets()["redisPassword"]
     conf = prod_run.uploads(redis)["/usr/local/etc/redis/redis.conf"]
-    assert conf == render_redis_conf(prod_config, password)
+    assert conf == render_redis_conf(prod_config, "state", password)
     assert "appendonly yes" in conf
-    assert f"maxmemory {prod_config.redis.maxmemory_mb}mb" in conf
-    assert "maxmemory-policy allkeys-lru" in conf
+    assert f"maxmemory {prod_config.redis.state.maxmemory_mb}mb" in conf
+    assert "maxmemory-policy noeviction" in conf
     assert f'requirepass "{password}"' in conf
     assert redis.plain("command") == ["redis-server", "/usr/local/etc/redis/redis.conf"]
     assert prod_run.uploads(redis)[CLI_PASSWORD_PATH] == password
@@ -241,5 +241,5 @@ def test_redis_conf(prod_run: StackRun, prod_config: StackConfig) -> None:
 
 
 def test_redis_conf_quotes_awkward_passwords(prod_config: StackConfig) -> None:
-    conf = render_redis_conf(prod_config, 'a "quoted" \\ pass')
+    conf = render_redis_conf(prod_config, "cache", 'a "quoted" \\ pass')
     assert 'requirepass "a \\"quoted\\" \\\\ pass"' in conf

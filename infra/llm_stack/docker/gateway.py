@@ -61,24 +61,27 @@ def environment_entries(
     upstream_url: str,
     instance_urls: list[str],
     redis_url: pulumi.Output[str],
+    cache_redis_url: pulumi.Output[str],
     otel_headers: pulumi.Output[str] | None = None,
 ) -> list[pulumi.Input[str]]:
     """`KEY=value` entries; the credential-carrying ones are secret Outputs."""
 
-    def render(url: str, headers: str | None) -> dict[str, str]:
+    def render(url: str, cache_url: str, headers: str | None) -> dict[str, str]:
         return gateway_environment(
             config,
             upstream_url=upstream_url,
             instance_urls=instance_urls,
             redis_url=url,
+            cache_redis_url=cache_url,
             api_keys_file=KEYS_FILE,
             otel_headers=headers,
         )
 
     # Which variables exist and every plain value are independent of the secrets.
-    plain = render("redis://placeholder:6379/0", "placeholder" if otel_headers else None)
-    secrets: list[pulumi.Input[str | None]] = [redis_url, otel_headers]
-    full = pulumi.Output.all(*secrets).apply(lambda values: render(values[0], values[1]))
+    placeholder = "redis://placeholder:6379/0"
+    plain = render(placeholder, placeholder, "placeholder" if otel_headers else None)
+    secrets: list[pulumi.Input[str | None]] = [redis_url, cache_redis_url, otel_headers]
+    full = pulumi.Output.all(*secrets).apply(lambda v: render(v[0], v[1], v[2]))
 
     def secret_entry(name: str) -> pulumi.Output[str]:
         return c.secret_env(name, full.apply(lambda env: env[name]))

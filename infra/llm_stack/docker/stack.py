@@ -25,6 +25,7 @@ from llm_stack.docker.rollout import GatewayAdmin
 from llm_stack.docker.volumes import StackVolumes, VolumesArgs
 from llm_stack.ollama_env import ollama_environment
 from llm_stack.pulumi_config import StackSecrets
+from llm_stack.shared.labels import REDIS_CACHE
 from llm_stack.shared.names import OLLAMA_PORT, StackNames
 from llm_stack.shared.redis import render_redis_conf
 from llm_stack.shared.secrets import StackCredentials
@@ -80,15 +81,31 @@ class DockerStack(pulumi.ComponentResource):
             ),
             opts=child,
         )
+        # The state Redis keeps the names it always had (its data stays where it is).
         redis = RedisCache(
             "redis",
             RedisCacheArgs(
                 names=names,
                 image=config.redis.image,
-                render_conf=functools.partial(render_redis_conf, config),
+                container_name=names.redis,
+                volume=volumes.redis,
+                render_conf=functools.partial(render_redis_conf, config, "state"),
                 password=credentials.redis_password,
                 networks=networks,
-                volumes=volumes,
+            ),
+            opts=child,
+        )
+        redis_cache = RedisCache(
+            "redis-cache",
+            RedisCacheArgs(
+                names=names,
+                image=config.redis.image,
+                container_name=names.redis_cache,
+                volume=volumes.redis_cache,
+                render_conf=functools.partial(render_redis_conf, config, "cache"),
+                password=credentials.redis_password,
+                networks=networks,
+                role=REDIS_CACHE,
             ),
             opts=child,
         )
@@ -103,11 +120,12 @@ class DockerStack(pulumi.ComponentResource):
                     upstream_url=f"http://{names.nginx}:{config.balancer.port}",
                     instance_urls=[f"http://{address}" for address in pool.addresses],
                     redis_url=redis.url,
+                    cache_redis_url=redis_cache.url,
                     otel_headers=secrets.otel_headers,
                 ),
                 keys_file=credentials.api_keys_file,
                 networks=networks,
-                depends_on=[redis, pool],
+                depends_on=[redis, redis_cache, pool],
             ),
             opts=child,
         )
@@ -142,7 +160,15 @@ class DockerStack(pulumi.ComponentResource):
             opts=child,
         )
         self.outputs = self._outputs(
-            config, networks, volumes, credentials, pool, redis, gateway, edge, monitoring
+            config,
+            networks,
+            volumes,
+            credentials,
+            pool,
+            (redis, redis_cache),
+            gateway,
+            edge,
+            monitoring,
         )
         self.register_outputs({k: v for k, v in self.outputs.items() if k not in SECRET_OUTPUTS})
 
@@ -153,7 +179,7 @@ class DockerStack(pulumi.ComponentResource):
         volumes: StackVolumes,
         credentials: StackCredentials,
         pool: OllamaPool,
-        redis: RedisCache,
+        redis: tuple[RedisCache, RedisCache],
         gateway: GatewayService,
         edge: Edge,
         monitoring: Monitoring,
@@ -161,7 +187,8 @@ class DockerStack(pulumi.ComponentResource):
         containers: dict[str, list[pulumi.Output[str]]] = {
             "ollama": [i.name for i in pool.instances],
             "model-puller": [pool.puller.name],
-            "redis": [redis.container.name],
+            "redis": [redis[0].container.name],
+            "redis-cache": [redis[1].container.name],
             "gateway": [r.name for r in gateway.replicas],
             "nginx": [edge.container.name],
             "prometheus": [monitoring.prometheus.name],
@@ -174,6 +201,7 @@ class DockerStack(pulumi.ComponentResource):
         volume_names: dict[str, pulumi.Output[str]] = {
             "models": volumes.models.name,
             "redisData": volumes.redis.name,
+            "redisCacheData": volumes.redis_cache.name,
             "prometheusData": volumes.prometheus.name,
         }
         if volumes.grafana is not None:

@@ -25,6 +25,7 @@ class VolumesArgs:
 class StackVolumes(pulumi.ComponentResource):
     models: docker.Volume
     redis: docker.Volume
+    redis_cache: docker.Volume
     prometheus: docker.Volume
     grafana: docker.Volume | None
 
@@ -45,11 +46,13 @@ class StackVolumes(pulumi.ComponentResource):
 
         self.models = volume("models", names.models_volume)
         self.redis = volume("redis-data", names.redis_volume)
+        self.redis_cache = volume("redis-cache-data", names.redis_cache_volume)
         self.prometheus = volume("prometheus-data", names.prometheus_volume)
         self.grafana = volume("grafana-data", names.grafana_volume) if args.grafana else None
         outputs: dict[str, pulumi.Output[str]] = {
             "models": self.models.name,
             "redis": self.redis.name,
+            "redisCache": self.redis_cache.name,
             "prometheus": self.prometheus.name,
         }
         if self.grafana is not None:

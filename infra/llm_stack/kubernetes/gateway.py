@@ -55,6 +55,7 @@ def environment(
     config: StackConfig,
     instance_urls: list[str],
     redis_url: str,
+    cache_redis_url: str,
     otel_headers: str | None = None,
 ) -> dict[str, str]:
     """The gateway's variables, with these secrets (plain; the caller keeps them secret)."""
@@ -63,6 +64,7 @@ def environment(
         config,
         upstream_url=upstream_url(config, names),
         redis_url=redis_url,
+        cache_redis_url=cache_redis_url,
         instance_urls=instance_urls if config.gateway.routing == "model-aware" else (),
         api_keys_file=KEYS_FILE,
         otel_headers=otel_headers,
@@ -78,7 +80,7 @@ def env_entries(
 ) -> list[Any]:
     """Container env: plain values inline, secret ones by reference into the Secret."""
     headers = _PLACEHOLDER_HEADERS if with_headers else None
-    plain = environment(config, instance_urls, _PLACEHOLDER_REDIS, headers)
+    plain = environment(config, instance_urls, _PLACEHOLDER_REDIS, _PLACEHOLDER_REDIS, headers)
     entries: list[Any] = []
     for key in sorted(plain):
         if key in SECRET_VARIABLES:
@@ -109,6 +111,7 @@ class GatewayDeployment(pulumi.ComponentResource):
         *,
         namespace: pulumi.Input[str],
         redis_url: pulumi.Output[str],
+        cache_redis_url: pulumi.Output[str],
         keys_file: pulumi.Output[str],
         instance_urls: list[str],
         otel_headers: pulumi.Output[str] | None = None,
@@ -124,12 +127,12 @@ class GatewayDeployment(pulumi.ComponentResource):
         labels = names.labels(n.GATEWAY)
         pod_selector = names.selector(n.GATEWAY)
 
-        secrets: list[pulumi.Input[str | None]] = [redis_url, otel_headers]
+        secrets: list[pulumi.Input[str | None]] = [redis_url, cache_redis_url, otel_headers]
         full = pulumi.Output.all(*secrets).apply(
-            lambda values: environment(config, instance_urls, values[0], values[1])
+            lambda values: environment(config, instance_urls, values[0], values[1], values[2])
         )
         headers = _PLACEHOLDER_HEADERS if otel_headers is not None else None
-        plain = environment(config, instance_urls, _PLACEHOLDER_REDIS, headers)
+        plain = environment(config, instance_urls, _PLACEHOLDER_REDIS, _PLACEHOLDER_REDIS, headers)
         secret_names = sorted(SECRET_VARIABLES & set(plain))
 
         def secret_value(key: str) -> pulumi.Output[str]:

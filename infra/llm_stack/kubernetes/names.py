@@ -30,6 +30,7 @@ BALANCER: Final = "balancer"
 OLLAMA: Final = roles.OLLAMA
 MODEL_PULLER: Final = roles.MODEL_PULLER
 REDIS: Final = roles.REDIS
+REDIS_CACHE: Final = roles.REDIS_CACHE
 GATEWAY: Final = roles.GATEWAY
 PROMETHEUS: Final = roles.PROMETHEUS
 
@@ -88,7 +89,13 @@ class KubeNames:
 
     @property
     def redis(self) -> str:
+        """The state Redis: limits, quotas, usage, routing state (never evicts)."""
         return self.object(REDIS)
+
+    @property
+    def redis_cache(self) -> str:
+        """The response cache's Redis."""
+        return self.object(REDIS_CACHE)
 
     @property
     def edge(self) -> str:

@@ -9,7 +9,8 @@ selector reaches); beyond that:
     outside  -> edge (its TLS and redirect ports)
     outside  -> cert-manager's HTTP-01 solver pods (port 8089), with an http-01 issuer
     edge     -> gateway
-    gateway  -> redis, and ollama (model-aware) or the balancer (least-conn)
+    gateway  -> redis (state) and redis-cache, and ollama (model-aware) or the
+                balancer (least-conn)
     gateway  -> the trace collector (with tracing on)
     ollama   -> gateway (the drain sidecar, model-aware)
     balancer -> ollama
@@ -136,7 +137,7 @@ def policy_specs(config: StackConfig) -> dict[str, dict[str, Any]]:
     public_https = {"to": public, "ports": _tcp(443)}
     drains = drain.enabled(config)
     gateway_egress: list[dict[str, Any]] = [
-        {"to": [pods(n.REDIS)], "ports": _tcp(REDIS_PORT)},
+        {"to": [pods(n.REDIS), pods(n.REDIS_CACHE)], "ports": _tcp(REDIS_PORT)},
         (
             {"to": [pods(n.BALANCER)], "ports": _tcp(config.balancer.port)}
             if least_conn
@@ -176,6 +177,12 @@ def policy_specs(config: StackConfig) -> dict[str, dict[str, Any]]:
         },
         n.REDIS: {
             **pods(n.REDIS),
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [{"from": [pods(n.GATEWAY)], "ports": _tcp(REDIS_PORT)}],
+            "egress": [],
+        },
+        n.REDIS_CACHE: {
+            **pods(n.REDIS_CACHE),
             "policyTypes": ["Ingress", "Egress"],
             "ingress": [{"from": [pods(n.GATEWAY)], "ports": _tcp(REDIS_PORT)}],
             "egress": [],

@@ -1,6 +1,11 @@
-"""Redis on a cluster: a StatefulSet with a persistent volume and the append-only file.
+"""Redis on a cluster: StatefulSets with a persistent volume and the append-only file.
 
-Its redis.conf is the Docker stack's (`llm_stack.docker.redis.render_redis_conf`),
+Two of them, one component each: the state Redis (limits, quota debts, usage, routing
+state; `noeviction`) and the response cache's (evicts within its own maxmemory), so a
+large cached answer can never evict a quota debt. Each has its own Service and
+NetworkPolicy (only the gateway reaches either).
+
+Its redis.conf is the Docker stack's (`llm_stack.shared.redis.render_redis_conf`),
 and since it carries the password (`requirepass`) it lives in a Secret, mounted with
 the password file the probes' redis-cli reads; no environment variable holds either.
 """
@@ -13,6 +18,7 @@ from llm_config.model import StackConfig
 
 from llm_stack.kubernetes import names as n
 from llm_stack.kubernetes import workload as w
+from llm_stack.redis_conf import RedisRole
 from llm_stack.shared.redis import (
     CLI_PASSWORD_PATH,
     CONF_PATH,
@@ -44,6 +50,7 @@ class RedisStatefulSet(pulumi.ComponentResource):
         *,
         namespace: pulumi.Input[str],
         password: pulumi.Output[str],
+        role: RedisRole = "state",
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("llm-stack:kubernetes:Redis", name, None, opts)
@@ -51,18 +58,22 @@ class RedisStatefulSet(pulumi.ComponentResource):
         assert kube is not None
         names = n.KubeNames.of(config)
         child = pulumi.ResourceOptions(parent=self)
-        selector = names.selector(n.REDIS)
-        conf = secret_text(password.apply(lambda pw: render_redis_conf(config, pw)))
+        # The state server keeps the names it always had (its data stays where it is).
+        pod_role, object_name = (
+            (n.REDIS, names.redis) if role == "state" else (n.REDIS_CACHE, names.redis_cache)
+        )
+        selector = names.selector(pod_role)
+        conf = secret_text(password.apply(lambda pw: render_redis_conf(config, role, pw)))
         self.secret = k8s.core.v1.Secret(
-            "redis-config",
-            metadata=w.metadata(names, n.REDIS, names.object(n.REDIS, "config"), namespace),
+            f"{name}-config",
+            metadata=w.metadata(names, pod_role, names.object(pod_role, "config"), namespace),
             type="Opaque",
             string_data={CONF_KEY: conf, PASSWORD_KEY: secret_text(password)},
             opts=child,
         )
         self.service = k8s.core.v1.Service(
-            "redis",
-            metadata=w.metadata(names, n.REDIS, names.redis, namespace),
+            name,
+            metadata=w.metadata(names, pod_role, object_name, namespace),
             spec={
                 "selector": selector,
                 "ports": [{"name": "redis", "port": n.REDIS_SERVICE_PORT, "targetPort": "redis"}],
@@ -77,11 +88,11 @@ class RedisStatefulSet(pulumi.ComponentResource):
         if kube.storage_class is not None:
             claim_spec["storageClassName"] = kube.storage_class
         container = {
-            "name": n.REDIS,
+            "name": pod_role,
             "image": config.redis.image,
             "command": ["redis-server", CONF_PATH],
             "ports": [{"name": "redis", "containerPort": n.REDIS_SERVICE_PORT}],
-            "resources": w.role_resources(config, n.REDIS),
+            "resources": w.role_resources(config, pod_role),
             "readinessProbe": {"exec": {"command": probe_command}, "periodSeconds": 10},
             "livenessProbe": {
                 "exec": {"command": probe_command},
@@ -95,7 +106,7 @@ class RedisStatefulSet(pulumi.ComponentResource):
             ],
         }
         pod = w.pod_spec(
-            w.USERS[n.REDIS],
+            w.USERS[pod_role],
             [container],
             volumes=[
                 {
@@ -108,27 +119,27 @@ class RedisStatefulSet(pulumi.ComponentResource):
             ],
         )
         self.statefulset = k8s.apps.v1.StatefulSet(
-            "redis",
-            metadata=w.metadata(names, n.REDIS, names.redis, namespace),
+            name,
+            metadata=w.metadata(names, pod_role, object_name, namespace),
             spec={
-                "serviceName": names.redis,
+                "serviceName": object_name,
                 "replicas": 1,
                 "selector": {"matchLabels": selector},
                 # A new password is a new config: the pod restarts with it.
                 "template": w.pod_template(
-                    names.labels(n.REDIS),
+                    names.labels(pod_role),
                     pod,
                     config_hash=secret_text(conf.apply(lambda t: w.text_hash([t]))),
                 ),
                 "volumeClaimTemplates": [
                     {
-                        "metadata": {"name": "data", "labels": names.labels(n.REDIS)},
+                        "metadata": {"name": "data", "labels": names.labels(pod_role)},
                         "spec": claim_spec,
                     }
                 ],
             },
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.service]),
         )
-        host = names.fqdn(names.redis)
+        host = names.fqdn(object_name)
         self.url = secret_text(password.apply(lambda pw: redis_url(host, pw)))
         self.register_outputs({"statefulset": self.statefulset.metadata.name})

@@ -59,11 +59,20 @@ class KubernetesStack(pulumi.ComponentResource):
         redis = RedisStatefulSet(
             "redis", config, namespace=namespace, password=credentials.redis_password, opts=child
         )
+        redis_cache = RedisStatefulSet(
+            "redis-cache",
+            config,
+            namespace=namespace,
+            password=credentials.redis_password,
+            role="cache",
+            opts=child,
+        )
         GatewayDeployment(
             "gateway",
             config,
             namespace=namespace,
             redis_url=redis.url,
+            cache_redis_url=redis_cache.url,
             keys_file=keys_file,
             instance_urls=ollama.urls,
             otel_headers=secrets.otel_headers,
@@ -78,6 +87,7 @@ class KubernetesStack(pulumi.ComponentResource):
         workloads: dict[str, str] = {
             "ollama": names.ollama,
             "redis": names.redis,
+            "redis-cache": names.redis_cache,
             "gateway": names.gateway,
             "edge": names.edge,
         }

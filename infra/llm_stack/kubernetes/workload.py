@@ -16,12 +16,14 @@ from typing import Any, Final
 from llm_config.model import StackConfig
 
 from llm_stack.kubernetes import names as n
+from llm_stack.redis_conf import RedisRole, maxmemory_mb
 
 # A uid/gid per role, above 10000 so that none matches a user of the node.
 USERS: Final[dict[str, int]] = {
     n.OLLAMA: 10434,
     n.MODEL_PULLER: 10434,
     n.REDIS: 10379,
+    n.REDIS_CACHE: 10379,
     # The gateway image's own user (gateway/Dockerfile).
     n.GATEWAY: 10001,
     n.EDGE: 10101,
@@ -92,8 +94,9 @@ def role_resources(config: StackConfig, role: str) -> dict[str, dict[str, str]]:
         return resources(f"{250 * workers}m", _mib(gateway_mb), str(workers), _mib(gateway_mb))
     if role in (n.EDGE, n.BALANCER):
         return resources("100m", "128Mi", "1", "256Mi")
-    if role == n.REDIS:
-        return resources("100m", _mib(redis_memory_mb(config)), "1", _mib(redis_memory_mb(config)))
+    if role in (n.REDIS, n.REDIS_CACHE):
+        memory = _mib(redis_memory_mb(config, "state" if role == n.REDIS else "cache"))
+        return resources("100m", memory, "1", memory)
     if role == n.PROMETHEUS:
         return resources("250m", "1Gi", "1", "4Gi")
     raise ValueError(f"no resources for role {role!r}")
@@ -102,7 +105,7 @@ def role_resources(config: StackConfig, role: str) -> dict[str, dict[str, str]]:
 EXPORTER_RESOURCES: Final = resources("10m", "32Mi", "100m", "64Mi")
 
 
-def redis_memory_mb(config: StackConfig) -> int:
+def redis_memory_mb(config: StackConfig, role: RedisRole = "state") -> int:
     """Redis's memory limit: maxmemory counts the data only.
 
     Allocator fragmentation (jemalloc, often 1.1-1.3x of the data) and the copy-on-write
@@ -110,7 +113,7 @@ def redis_memory_mb(config: StackConfig) -> int:
     quotas down with Redis (the gateway fails open). So maxmemory is two thirds of the
     limit, plus room for Redis itself and its client buffers.
     """
-    return config.redis.maxmemory_mb * 3 // 2 + 128
+    return maxmemory_mb(config, role) * 3 // 2 + 128
 
 
 def cpu_count(quantity: str) -> int:

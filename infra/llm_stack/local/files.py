@@ -50,9 +50,18 @@ def rendered_files(plan: LocalPlan, secrets: LocalSecrets) -> dict[Path, str]:
         layout.redis_conf: render_redis_conf(
             config,
             secrets.redis_password,
+            role="state",
             port=plan.ports.redis,
             bind=LOOPBACK,
             data_dir=str(layout.redis),
+        ),
+        layout.redis_cache_conf: render_redis_conf(
+            config,
+            secrets.redis_password,
+            role="cache",
+            port=plan.ports.redis_cache,
+            bind=LOOPBACK,
+            data_dir=str(layout.redis_cache),
         ),
         layout.keys_file: keys_file_text(gateway_keys(secrets, plan.source.api_keys)),
     }
@@ -78,6 +87,7 @@ def prepare_workdir(plan: LocalPlan) -> None:
         layout.tls,
         layout.nginx,
         layout.redis,
+        layout.redis_cache,
         layout.gateway,
         layout.prometheus,
         layout.prometheus_data,

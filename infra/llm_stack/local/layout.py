@@ -59,6 +59,15 @@ class Layout:
         return self.workdir / "redis.conf"
 
     @property
+    def redis_cache(self) -> Path:
+        """The response cache's Redis: its own data dir."""
+        return self.workdir / "redis-cache"
+
+    @property
+    def redis_cache_conf(self) -> Path:
+        return self.workdir / "redis-cache.conf"
+
+    @property
     def gateway(self) -> Path:
         return self.workdir / "gateway"
 

@@ -31,12 +31,14 @@ from llm_stack.shared.labels import (
     OLLAMA,
     PROMETHEUS,
     REDIS,
+    REDIS_CACHE,
 )
 
 # Seconds a service may take to become ready at start-up (a loaded 2-core box is slow to
 # import a Python app; Prometheus replays its WAL).
 READY_TIMEOUTS = {
     REDIS: 15.0,
+    REDIS_CACHE: 15.0,
     OLLAMA: 30.0,
     NGINX: 15.0,
     GATEWAY: 45.0,
@@ -232,6 +234,12 @@ def make_plan(
             layout, "redis", REDIS, 0, [binaries.redis_server, str(layout.redis_conf)],
             ports.redis, ReadyCheck([ports.redis], redis_password=secrets.redis_password),
         ),
+        _spec(
+            layout, "redis-cache", REDIS_CACHE, 0,
+            [binaries.redis_server, str(layout.redis_cache_conf)],
+            ports.redis_cache,
+            ReadyCheck([ports.redis_cache], redis_password=secrets.redis_password),
+        ),
     ]  # fmt: skip
     if real_ollama is None:
         for index, port in enumerate(ports.emulators):
@@ -275,6 +283,7 @@ def make_plan(
             upstream_url=f"{loop}:{ports.balancer}",
             instance_urls=[f"http://{address}" for address in upstreams],
             redis_url=redis,
+            cache_redis_url=redis_url(ports.redis_cache, secrets.redis_password),
             api_keys_file=str(layout.keys_file),
             host=LOOPBACK,
             port=port,

@@ -26,7 +26,9 @@ class PortAssignment:
 
     https: int
     http: int
+    # The state Redis and the response cache's.
     redis: int
+    redis_cache: int
     balancer: int
     status: int
     gateways: tuple[int, ...]
@@ -39,6 +41,7 @@ class PortAssignment:
             self.https,
             self.http,
             self.redis,
+            self.redis_cache,
             self.balancer,
             self.status,
             *self.gateways,
@@ -92,17 +95,18 @@ def assign_ports(
     replicas = config.gateway.replicas
     configured = {config.edge.https_port, config.edge.http_port}
     # Two spare picks, in case the kernel hands out a configured edge port.
-    picked = free_ports(7 + replicas + emulators + 2)
+    picked = free_ports(8 + replicas + emulators + 2)
     if not use_free_edge_ports:
         picked = [p for p in picked if p not in configured]
-    https, http, redis, balancer, status, exporter, prometheus = picked[:7]
-    rest = picked[7:]
+    https, http, redis, redis_cache, balancer, status, exporter, prometheus = picked[:8]
+    rest = picked[8:]
     if not use_free_edge_ports:
         https, http = config.edge.https_port, config.edge.http_port
     return PortAssignment(
         https=https,
         http=http,
         redis=redis,
+        redis_cache=redis_cache,
         balancer=balancer,
         status=status,
         gateways=tuple(rest[:replicas]),

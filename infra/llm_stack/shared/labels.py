@@ -25,6 +25,8 @@ NETWORK_LABEL: Final = "llm-stack.network"
 OLLAMA: Final = "ollama"
 MODEL_PULLER: Final = "model-puller"
 REDIS: Final = "redis"
+# The response cache's own Redis (the one above keeps state and never evicts).
+REDIS_CACHE: Final = "redis-cache"
 GATEWAY: Final = "gateway"
 NGINX: Final = "nginx"
 PROMETHEUS: Final = "prometheus"
@@ -36,6 +38,7 @@ ROLES: Final = (
     OLLAMA,
     MODEL_PULLER,
     REDIS,
+    REDIS_CACHE,
     GATEWAY,
     NGINX,
     PROMETHEUS,
@@ -54,6 +57,7 @@ ALLOWED_NETWORKS: Final[dict[str, frozenset[str]]] = {
     OLLAMA: frozenset({INTERNAL_NETWORK}),
     MODEL_PULLER: frozenset({EGRESS_NETWORK}),
     REDIS: frozenset({INTERNAL_NETWORK}),
+    REDIS_CACHE: frozenset({INTERNAL_NETWORK}),
     GATEWAY: frozenset({INTERNAL_NETWORK}),
     NGINX: frozenset({INTERNAL_NETWORK, EDGE_NETWORK}),
     PROMETHEUS: frozenset({INTERNAL_NETWORK}),

@@ -46,7 +46,13 @@ class StackNames:
 
     @property
     def redis(self) -> str:
+        """The state Redis (limits, quotas, usage, routing state)."""
         return f"{self.prefix}-redis"
+
+    @property
+    def redis_cache(self) -> str:
+        """The response cache's Redis."""
+        return f"{self.prefix}-redis-cache"
 
     @property
     def nginx(self) -> str:
@@ -87,6 +93,10 @@ class StackNames:
     @property
     def redis_volume(self) -> str:
         return f"{self.prefix}-redis-data"
+
+    @property
+    def redis_cache_volume(self) -> str:
+        return f"{self.prefix}-redis-cache-data"
 
     @property
     def prometheus_volume(self) -> str:

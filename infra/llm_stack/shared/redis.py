@@ -11,6 +11,7 @@ from urllib.parse import quote
 
 from llm_config.model import StackConfig
 
+from llm_stack.redis_conf import RedisRole
 from llm_stack.redis_conf import render_redis_conf as redis_conf
 from llm_stack.shared.names import REDIS_PORT
 
@@ -30,9 +31,11 @@ def health_test(password_path: str = CLI_PASSWORD_PATH) -> list[str]:
     return ["CMD-SHELL", f'REDISCLI_AUTH="$(cat {password_path})" redis-cli ping | grep -q PONG']
 
 
-def render_redis_conf(config: StackConfig, password: str) -> str:
-    """redis.conf of the stack's Redis (inside its container)."""
-    return redis_conf(config, password, port=REDIS_PORT, bind="0.0.0.0", data_dir=DATA_DIR)
+def render_redis_conf(config: StackConfig, role: RedisRole, password: str) -> str:
+    """redis.conf of the stack's state or cache Redis (inside its container)."""
+    return redis_conf(
+        config, password, role=role, port=REDIS_PORT, bind="0.0.0.0", data_dir=DATA_DIR
+    )
 
 
 def redis_url(host: str, password: str, db: int = 0) -> str:

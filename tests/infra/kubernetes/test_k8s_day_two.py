@@ -420,11 +420,16 @@ def test_no_tracing_no_collector_egress(k8s_run: StackRun) -> None:
 
 def test_redis_has_headroom_above_maxmemory(each_k8s: tuple[StackRun, StackConfig]) -> None:
     run, config = each_k8s
-    pod = _pod(run, "StatefulSet", KubeNames.of(config).redis)
-    limit = pod["containers"][0]["resources"]["limits"]["memory"]
-    assert limit.endswith("Mi")
-    # Fragmentation and the AOF rewrite's copy-on-write pages above the data.
-    assert int(limit[:-2]) >= 1.5 * config.redis.maxmemory_mb
+    names = KubeNames.of(config)
+    for name, data_mb in (
+        (names.redis, config.redis.state.maxmemory_mb),
+        (names.redis_cache, config.redis.maxmemory_mb),
+    ):
+        pod = _pod(run, "StatefulSet", name)
+        limit = pod["containers"][0]["resources"]["limits"]["memory"]
+        assert limit.endswith("Mi")
+        # Fragmentation and the AOF rewrite's copy-on-write pages above the data.
+        assert int(limit[:-2]) >= 1.5 * data_mb
 
 
 def test_ollama_never_proxies_to_the_cloud(each_k8s: tuple[StackRun, StackConfig]) -> None:

@@ -64,6 +64,7 @@ def test_workloads_follow_the_config(each_k8s: tuple[StackRun, StackConfig]) -> 
     kinds = {(m["kind"], m["metadata"]["name"]) for m in manifests(run)}
     assert ("StatefulSet", names.ollama) in kinds
     assert ("StatefulSet", names.redis) in kinds
+    assert ("StatefulSet", names.redis_cache) in kinds
     assert ("Deployment", names.gateway) in kinds
     assert ("Deployment", names.edge) in kinds
     least_conn = config.gateway.routing == "least-conn"
@@ -303,7 +304,13 @@ def test_gateway_secrets_come_from_a_secret(each_k8s: tuple[StackRun, StackConfi
     data = secret.plain("stringData")
     assert data["GATEWAY_REDIS_URL"].startswith("redis://:")
     assert data["GATEWAY_REDIS_URL"].endswith("@llm-k8s-redis.llm.svc.cluster.local:6379/0")
-    assert set(data) == {"GATEWAY_REDIS_URL", "keys.json"}
+    assert env["GATEWAY_CACHE_REDIS_URL"] == {
+        "secretKeyRef": {"name": secret_name, "key": "GATEWAY_CACHE_REDIS_URL"}
+    }
+    assert data["GATEWAY_CACHE_REDIS_URL"].endswith(
+        "@llm-k8s-redis-cache.llm.svc.cluster.local:6379/0"
+    )
+    assert set(data) == {"GATEWAY_REDIS_URL", "GATEWAY_CACHE_REDIS_URL", "keys.json"}
     assert "keys" in data["keys.json"]
 
 
@@ -448,11 +455,42 @@ def test_ollama_is_reachable_only_from_the_gateway_or_the_balancer(
     assert [r["ports"] for r in model_aware["ingress"]] == [[{"protocol": "TCP", "port": 11434}]]
 
 
-def test_redis_is_reachable_only_from_the_gateway(each_k8s: tuple[StackRun, StackConfig]) -> None:
+@pytest.mark.parametrize("role", ["redis", "redis-cache"])
+def test_redis_is_reachable_only_from_the_gateway(
+    each_k8s: tuple[StackRun, StackConfig], role: str
+) -> None:
     run, _ = each_k8s
-    redis = _policies(run)["redis"]
+    redis = _policies(run)[role]
     assert [_component(p) for p in _sources(redis)] == ["gateway"]
     assert redis["egress"] == []
+    gateway_egress = _policies(run)["gateway"]["egress"]
+    redis_targets = [
+        _component(p) for rule in gateway_egress if rule["ports"][0]["port"] == 6379
+        for p in rule["to"]
+    ]  # fmt: skip
+    assert redis_targets == ["redis", "redis-cache"]
+
+
+def test_state_and_cache_are_two_statefulsets(each_k8s: tuple[StackRun, StackConfig]) -> None:
+    """Cache pressure can never evict state: two servers, each with its own policy."""
+    run, config = each_k8s
+    names = KubeNames.of(config)
+    confs = {}
+    for role, name in (("state", names.redis), ("cache", names.redis_cache)):
+        assert named(run, "Service", name)["spec"]["selector"] == names.selector(
+            "redis" if role == "state" else "redis-cache"
+        )
+        secret = named(run, "Secret", f"{name}-config")
+        confs[role] = unwrap(secret["stringData"])["redis.conf"].splitlines()
+        sts = named(run, "StatefulSet", name)
+        (container,) = sts["spec"]["template"]["spec"]["containers"]
+        data_mb = config.redis.state.maxmemory_mb if role == "state" else config.redis.maxmemory_mb
+        # Each sized for its own data (headroom: test_k8s_day_two).
+        assert container["resources"]["limits"]["memory"] == f"{data_mb * 3 // 2 + 128}Mi"
+    assert "maxmemory-policy noeviction" in confs["state"]
+    assert f"maxmemory {config.redis.state.maxmemory_mb}mb" in confs["state"]
+    assert f"maxmemory-policy {config.redis.eviction_policy}" in confs["cache"]
+    assert f"maxmemory {config.redis.maxmemory_mb}mb" in confs["cache"]
 
 
 def test_only_the_edge_is_reachable_from_anywhere(each_k8s: tuple[StackRun, StackConfig]) -> None:

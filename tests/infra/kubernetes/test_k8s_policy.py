@@ -125,8 +125,8 @@ BREAKAGES: list[tuple[Callable[[list[View]], None], str, int]] = [
     (_all_gpus, "kubernetes-distinct-gpus", 1),
     (_literal_secret, "kubernetes-secrets", 1),
     (_key_in_config_map, "kubernetes-secrets", 1),
-    # Every workload of the namespace is reported: Ollama, Redis, gateway, edge.
-    (_no_default_deny, "kubernetes-default-deny", 4),
+    # Every workload of the namespace is reported: Ollama, both Redis, gateway, edge.
+    (_no_default_deny, "kubernetes-default-deny", 5),
 ]
 
 

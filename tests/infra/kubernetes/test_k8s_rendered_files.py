@@ -157,8 +157,9 @@ def test_redis_conf_is_the_docker_renderers(k8s_run: StackRun) -> None:
     (secret,) = [
         r
         for r in kube_resources(k8s_run)
-        if r.type == "kubernetes:core/v1:Secret" and "redis" in r.plain("metadata")["name"]
+        if r.type == "kubernetes:core/v1:Secret"
+        and r.plain("metadata")["name"].endswith("-redis-config")
     ]
     data = unwrap(secret.inputs["stringData"])
-    assert data["redis.conf"] == render_redis_conf(config, K8S_SECRETS["redisPassword"])
+    assert data["redis.conf"] == render_redis_conf(config, "state", K8S_SECRETS["redisPassword"])
     assert data["cli-password"] == K8S_SECRETS["redisPassword"]

@@ -25,6 +25,7 @@ def fixed_ports(replicas: int, emulators: int) -> PortAssignment:
         https=20443,
         http=20080,
         redis=20379,
+        redis_cache=20380,
         balancer=20800,
         status=20801,
         gateways=tuple(21000 + i for i in range(replicas)),

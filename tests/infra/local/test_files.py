@@ -53,10 +53,29 @@ def test_redis_conf_binds_loopback_with_the_password_and_config_limits(make: Pla
     assert "bind 127.0.0.1" in lines
     assert "port 20379" in lines
     assert f'requirepass "{SECRETS.redis_password}"' in lines
-    assert "maxmemory 64mb" in lines  # tests/e2e/Pulumi.e2e.yaml
-    assert "maxmemory-policy allkeys-lru" in lines
+    # The state server: its own size (tests/e2e/Pulumi.e2e.yaml), never evicts, persists.
+    assert "maxmemory 32mb" in lines
+    assert "maxmemory-policy noeviction" in lines
     assert "appendonly yes" in lines
     assert f'dir "{plan.layout.redis}"' in lines
+
+
+def test_the_cache_has_its_own_redis_that_evicts_within_its_own_size(make: PlanFactory) -> None:
+    plan = make()
+    files = rendered_files(plan, SECRETS)
+    lines = files[plan.layout.redis_cache_conf].splitlines()
+    assert "bind 127.0.0.1" in lines
+    assert "port 20380" in lines
+    assert f'requirepass "{SECRETS.redis_password}"' in lines
+    assert "maxmemory 64mb" in lines
+    assert "maxmemory-policy allkeys-lru" in lines
+    assert f'dir "{plan.layout.redis_cache}"' in lines
+    [server] = [s for s in plan.services if s.name == "redis-cache"]
+    assert server.argv[-1] == str(plan.layout.redis_cache_conf)
+    assert server.port == 20380
+    for gateway in (s for s in plan.services if s.role == "gateway"):
+        assert gateway.env["GATEWAY_REDIS_URL"].endswith("@127.0.0.1:20379/0")
+        assert gateway.env["GATEWAY_CACHE_REDIS_URL"].endswith("@127.0.0.1:20380/0")
 
 
 def test_keys_file_has_the_dev_key_digest_and_the_stacks_plain_keys(make: PlanFactory) -> None:

@@ -20,7 +20,7 @@ from tests.infra.local.conftest import E2E_STACK_FILE, REPO, SECRETS, PlanFactor
 def test_services_start_in_dependency_order(make: PlanFactory) -> None:
     plan = make()
     assert [[s.name for s in tier] for tier in plan.tiers()] == [
-        ["redis"],
+        ["redis", "redis-cache"],
         ["ollama-0", "ollama-1"],
         ["nginx"],
         ["gateway-0", "gateway-1"],
@@ -28,7 +28,8 @@ def test_services_start_in_dependency_order(make: PlanFactory) -> None:
         ["prometheus"],
     ]
     assert [s.role for s in plan.services] == [
-        "redis", "ollama", "ollama", "nginx", "gateway", "gateway", "nginx-exporter", "prometheus",
+        "redis", "redis-cache", "ollama", "ollama", "nginx", "gateway", "gateway",
+        "nginx-exporter", "prometheus",
     ]  # fmt: skip
 
 
@@ -80,6 +81,7 @@ def test_gateways_get_the_environment_the_pulumi_program_gives_them(make: PlanFa
             upstream_url="http://127.0.0.1:20800",
             instance_urls=[f"http://{address}" for address in plan.upstreams],
             redis_url=redis_url(20379, SECRETS.redis_password),
+            cache_redis_url=redis_url(20380, SECRETS.redis_password),
             api_keys_file=str(plan.layout.keys_file),
             host="127.0.0.1",
             port=port,
@@ -142,7 +144,7 @@ def test_a_real_ollama_replaces_the_emulators(make: PlanFactory) -> None:
 def test_dev_stack_plan(make: PlanFactory) -> None:
     plan = make(REPO / "Pulumi.dev.yaml")
     assert [s.name for s in plan.services] == [
-        "redis", "ollama-0", "nginx", "gateway-0", "nginx-exporter", "prometheus",
+        "redis", "redis-cache", "ollama-0", "nginx", "gateway-0", "nginx-exporter", "prometheus",
     ]  # fmt: skip
     assert plan.edge_url == "https://localhost:20443"
 
