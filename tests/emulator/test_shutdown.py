@@ -55,12 +55,32 @@ def test_a_signal_cuts_a_stream_in_flight(tmp_path, sig: int) -> None:  # type: 
     assert "Traceback" not in proc.log_text()
 
 
+def _read_answer(conn: socket.socket) -> bytes:
+    """One whole answer (head and Content-Length body): it may arrive in several reads."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        assert chunk, f"connection closed mid-answer: {data!r}"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    while len(body) < length:
+        chunk = conn.recv(65536)
+        assert chunk, f"connection closed mid-body: {data!r}"
+        body += chunk
+    return head + b"\r\n\r\n" + body
+
+
 def test_a_signal_closes_idle_keep_alive_connections(tmp_path) -> None:  # type: ignore[no-untyped-def]
     proc, port = _start(tmp_path, [])
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
             conn.sendall(b"GET /api/version HTTP/1.1\r\nHost: x\r\n\r\n")
-            first = conn.recv(65536)
+            first = _read_answer(conn)
             assert first.startswith(b"HTTP/1.1 200")
             proc.signal(signal.SIGTERM)
             # The server closes the connection: EOF (or a reset), never another answer.
