@@ -5,7 +5,7 @@ VENV := .venv/.synced
 STACK ?= dev
 STATE_DIR ?= $(HOME)/.pulumi-llm-stack
 
-.PHONY: setup system-deps up preview down docker-engine local test lint typecheck unit bench bench-system semantic-eval
+.PHONY: setup system-deps up preview down docker-engine local test lint typecheck unit bench bench-system bench-rollout semantic-eval
 
 $(VENV): pyproject.toml gateway/pyproject.toml uv.lock
 	@command -v $(UV) >/dev/null || python3 -m pip install -q uv
@@ -81,3 +81,11 @@ semantic-eval: $(VENV)
 # (about 9 minutes real); tables on stdout and in bench/system/results.md, plots beside it.
 bench-system: system-deps $(VENV)
 	$(UV) run --frozen python -m bench.system
+
+# Day-two operations under steady streaming load on the local stack (2 emulated Ollama
+# instances, 2 gateways, the TLS edge): each Ollama instance and gateway replaced and the
+# edge's certificate renewed, the planned way and the naive way (about 2 minutes).
+# Writes bench/rollout/results.md, results.json and load.png; fails if a
+# planned operation failed a request or cut a stream.
+bench-rollout: system-deps $(VENV)
+	$(UV) run --frozen python -m bench.rollout

@@ -29,9 +29,12 @@ EDGE_BLOCKED_PREFIXES = ("/_",)
 # instance: a pull or create must not run twice, and only one instance pulls.
 OLLAMA_MUTATING = ("pull", "push", "create", "copy", "delete", "blobs/")
 
-# Gateway replicas are stateless and restart quickly: one failure takes a replica out of
-# the rotation for a few seconds, while the others serve.
-GATEWAY_MAX_FAILS = 1
+# Gateway replicas are never marked down: a refused request goes to the next replica
+# (proxy_next_upstream error), which costs one refused connect. Marking them down does
+# worse during a rolling restart: nginx lets a replica back in with one trial request
+# and counts it healthy only once that request *ends*, a whole stream later; the next
+# replica stopped meanwhile leaves "no live upstreams" (502s, measured by bench/rollout).
+GATEWAY_MAX_FAILS = 0
 GATEWAY_FAIL_TIMEOUT_SECONDS = 5
 GATEWAY_KEEPALIVE = 32
 # Below uvicorn's default keep-alive (5 s): nginx must drop an idle connection before

@@ -166,7 +166,7 @@ def test_container_topology_uses_the_published_port_in_redirects_and_docker_dns(
     assert f"return 301 https://{prod.edge.hostname}$request_uri;" in prod_text
     assert "resolver 127.0.0.11 valid=10s ipv6=off;" in prod_text
     assert "server o:11434 max_fails=2 fail_timeout=15s resolve;" in prod_text
-    assert "server g:8000 max_fails=1 fail_timeout=5s resolve;" in prod_text
+    assert "server g:8000 max_fails=0 fail_timeout=5s resolve;" in prod_text
     assert f"ssl_certificate {CONTAINER_CERT_PATH};" in prod_text
     assert f"ssl_certificate_key {CONTAINER_KEY_PATH};" in prod_text
     assert "user nginx;" in prod_text
