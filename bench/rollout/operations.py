@@ -21,6 +21,7 @@ command line: a new process on the same port, as Docker starts a new container.
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import socket
@@ -144,19 +145,23 @@ class Operator:
     # -- Ollama -------------------------------------------------------------------------
     def replace_ollama(self, name: str, planned: bool) -> Operation:
         def planned_way() -> str:
+            marks = [self.clock()]
             old = self.stack.service(name)
             instance = self.stack.instance_name(old)
-            drained = self._drain_cli("--instance", instance, "--wait", "--timeout",
-                                      f"{DRAIN_TIMEOUT:g}")  # fmt: skip
+            self._drain_cli("--instance", instance, "--wait", "--timeout", f"{DRAIN_TIMEOUT:g}")
+            marks.append(self.clock())
             new = self._restart(old, signal.SIGTERM)
             _wait(f"{name} to answer", lambda: _answers(f"http://127.0.0.1:{new.port}/api/version"))
             self.stack.pace(new)
+            marks.append(self.clock())
             self._drain_cli("--instance", instance, "--undrain")
             _wait(
                 f"{instance} to be healthy on every gateway",
                 lambda: set(self._instance_states(instance)) == {"healthy"},
             )
-            return drained.splitlines()[-1] if drained else ""
+            marks.append(self.clock())
+            drain, restart, readmit = (b - a for a, b in itertools.pairwise(marks))
+            return f"drain {drain:.1f}s, stop and start {restart:.1f}s, re-admit {readmit:.1f}s"
 
         def naive_way() -> str:
             old = self.stack.service(name)
