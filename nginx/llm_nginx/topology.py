@@ -48,7 +48,8 @@ STUB_STATUS_PATH = "/stub_status"
 class NginxTopology:
     """The addresses, ports and paths one rendered nginx.conf refers to."""
 
-    # "host:port" of each gateway replica and each Ollama instance.
+    # "host:port" of each gateway replica and each Ollama instance; no Ollama: no
+    # balancer (an edge alone, where the gateway routes to the instances itself).
     gateways: Sequence[str]
     ollamas: Sequence[str]
     # `listen` values: "443" in a container, "127.0.0.1:40443" on loopback.
@@ -96,7 +97,7 @@ class NginxTopology:
         problems: list[str] = []
         for name in ("gateways", "ollamas"):
             values: tuple[str, ...] = getattr(self, name)
-            if not values:
+            if not values and name == "gateways":
                 problems.append(f"{name}: at least one host:port is needed")
             problems += [f"{name}: {v!r} is not host:port" for v in values if not _address(v)]
             if len(set(values)) != len(values):

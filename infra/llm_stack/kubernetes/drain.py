@@ -151,7 +151,7 @@ def sidecar(config: StackConfig, secret_name: pulumi.Input[str]) -> dict[str, An
         # It idles; what it needs when the pod stops is its key and the CLI.
         "readinessProbe": {"exec": {"command": key_check}, "periodSeconds": 30},
         "livenessProbe": {"exec": {"command": key_check}, "periodSeconds": 60},
-        "resources": w.resources("10m", "64Mi", "200m", "128Mi"),
+        "resources": w.resources("10m", "64Mi", "500m", "256Mi"),
         "volumeMounts": [
             {"name": MARKER_VOLUME, "mountPath": MARKER_DIR},
             {"name": "drain-key", "mountPath": KEY_DIR, "readOnly": True},

@@ -88,9 +88,13 @@ def topology(config: StackConfig) -> NginxTopology:
     pods = PRIVATE_RANGES + (PRIVATE_RANGES_V6 if kube.ipv6 else ())
     return NginxTopology(
         gateways=[f"{names.fqdn(names.gateway)}:{config.gateway.port}"],
+        # The balancer only where the gateway sends through it (least-conn): a
+        # model-aware stack's edge would otherwise re-resolve every Ollama pod for nothing.
         ollamas=[
             f"{names.ollama_pod_host(i)}:{OLLAMA_PORT}" for i in range(config.ollama.instances)
-        ],
+        ]
+        if config.gateway.routing == "least-conn"
+        else [],
         edge_https_listen=str(EDGE_CONTAINER_HTTPS_PORT),
         edge_http_listen=str(EDGE_CONTAINER_HTTP_PORT),
         https_public_port=config.edge.https_port,

@@ -46,8 +46,12 @@ def test_one_nginx_conf_for_edge_and_balancer(each_k8s: tuple[StackRun, StackCon
     text = conf["data"]["nginx.conf"]
     # Pods are re-resolved through the cluster DNS, addressed by their stable names.
     assert f"resolver {config.kubernetes.dns_resolver} valid=10s" in text  # type: ignore[union-attr]
+    balancer = config.gateway.routing == "least-conn"
     for index in range(config.ollama.instances):
-        assert f"server {names.ollama_pod_host(index)}:11434 " in text
+        assert (f"server {names.ollama_pod_host(index)}:11434 " in text) == balancer
+    # A model-aware stack's edge has no balancer to render (the gateway routes).
+    assert ("upstream llm_ollama" in text) == balancer
+    assert (f"listen {config.balancer.port};" in text) == balancer
     assert "listen 8443 ssl;" in text
     assert "\nuser " not in text
     for deployment in of_kind(run, "Deployment"):
