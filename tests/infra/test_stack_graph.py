@@ -134,7 +134,8 @@ def test_container_names(prod_run: StackRun, prod_config: StackConfig) -> None:
     names = {c.plain("name") for c in prod_run.containers}
     (puller,) = [n for n in names if "model-puller" in n]
     assert re.fullmatch(r"llm-prod-model-puller-[0-9a-f]{8}", puller)
-    assert puller == StackNames.of(prod_config).model_puller(prod_config.ollama.models)
+    ollama = prod_config.ollama
+    assert puller == StackNames.of(prod_config).model_puller(ollama.models, ollama.image)
     assert names - {puller} == {
         "llm-prod-ollama-0",
         "llm-prod-ollama-1",
@@ -154,6 +155,10 @@ def test_a_new_model_list_gets_a_new_puller_name() -> None:
     names = StackNames("llm-prod")
     assert names.model_puller(["llama3.1:8b"]) == names.model_puller(["llama3.1:8b"])
     assert names.model_puller(["llama3.1:8b"]) != names.model_puller(["llama3.1:8b", "qwen3:4b"])
+    # A new Ollama image makes a new puller too (a same-name replacement would collide).
+    assert names.model_puller(["llama3.1:8b"], "ollama:a") != names.model_puller(
+        ["llama3.1:8b"], "ollama:b"
+    )
 
 
 # --- GPUs -----------------------------------------------------------------------------
@@ -262,7 +267,7 @@ def test_volumes_are_mounted_where_the_data_lives(each_stack: tuple[StackRun, St
         for c in run.containers
     }
     models = (names.models_volume, "/root/.ollama")
-    assert mounts[names.model_puller(config.ollama.models)] == {models}
+    assert mounts[names.model_puller(config.ollama.models, config.ollama.image)] == {models}
     for i in range(config.ollama.instances):
         assert mounts[names.ollama(i)] == {models}
     assert mounts[names.redis] == {(names.redis_volume, "/data")}

@@ -7,7 +7,7 @@ are created only after it exited 0, so no instance ever takes traffic without it
 models. The instances sit on the internal network alone (no egress, no published
 port) and run with OLLAMA_NOPRUNE=1: a start never prunes blobs on the shared volume.
 
-A changed model list makes a new puller (its name carries a hash of the list); the
+A changed model list or image makes a new puller (its name carries a hash of both); the
 running instances keep serving and see the new models on the volume once pulled. A
 preview shows the instances as replaced then (their gate label is unknown until the
 pull ends); `pulumi up` keeps them, since the label's value does not change.
@@ -115,7 +115,7 @@ class OllamaPool(pulumi.ComponentResource):
         self._args = args
         image = c.pinned_image("ollama-image", args.ollama.image, self)
         self.puller = self._puller(image)
-        puller_name = args.names.model_puller(args.ollama.models)
+        puller_name = args.names.model_puller(args.ollama.models, args.ollama.image)
         models_ready = pulumi.Output.all(self.puller.exit_code, self.puller.container_logs).apply(
             lambda result: require_pulled(puller_name, result[0], result[1])
         )
@@ -134,7 +134,7 @@ class OllamaPool(pulumi.ComponentResource):
         args, ollama = self._args, self._args.ollama
         return docker.Container(
             "model-puller",
-            name=args.names.model_puller(ollama.models),
+            name=args.names.model_puller(ollama.models, ollama.image),
             image=image.image_id,
             entrypoints=["/bin/sh", "-c", PULL_SCRIPT, "model-puller"],
             command=list(ollama.models),

@@ -38,10 +38,16 @@ class StackNames:
     def gateway(self, index: int) -> str:
         return f"{self.prefix}-gateway-{index}"
 
-    def model_puller(self, models: Sequence[str]) -> str:
+    def model_puller(self, models: Sequence[str], image: str | None = None) -> str:
         """Named after its model list: a new list gets a new puller, created while the old
-        (exited) one still exists, so the pool never goes down for a model change."""
-        digest = hashlib.sha256("\n".join(models).encode()).hexdigest()[:8]
+        (exited) one still exists, so the pool never goes down for a model change.
+
+        On Docker the image goes into the name too: a new Ollama image replaces the
+        puller, and a replacement under the same name would collide with the old one
+        (a delete-before-replace puller would take every instance down with it, since
+        their gate label reads its exit code)."""
+        parts = [*models] if image is None else [image, *models]
+        digest = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:8]
         return f"{self.prefix}-model-puller-{digest}"
 
     @property
