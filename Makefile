@@ -5,7 +5,7 @@ VENV := .venv/.synced
 STACK ?= dev
 STATE_DIR ?= $(HOME)/.pulumi-llm-stack
 
-.PHONY: setup system-deps up preview down docker-engine local test lint typecheck unit bench bench-system bench-rollout semantic-eval
+.PHONY: setup system-deps local-deps up preview down docker-engine local test lint typecheck unit bench bench-system bench-rollout semantic-eval
 
 $(VENV): pyproject.toml gateway/pyproject.toml uv.lock
 	@command -v $(UV) >/dev/null || python3 -m pip install -q uv
@@ -15,9 +15,15 @@ $(VENV): pyproject.toml gateway/pyproject.toml uv.lock
 setup: $(VENV)
 
 # redis-server, nginx, prometheus/promtool, the nginx exporter, openssl, node: what the
-# tests and the local stack drive for real (apt-get; a no-op once installed).
+# tests drive for real (apt-get; a no-op once installed). It stops the system services
+# those packages start, and installs CI tools: for tests and CI, never for `make local`.
 system-deps:
 	bash .ci/system-deps
+
+# Only the missing packages the local stack runs, named before they are installed;
+# no service of the host is started or stopped.
+local-deps: $(VENV)
+	$(UV) run --frozen llm-stack local deps
 
 # Deploy a stack with Pulumi on this machine's Docker (dev by default: STACK=prod for
 # the GPU box). State lives in $(STATE_DIR) (Pulumi.yaml's file backend). The Pulumi CLI
@@ -51,7 +57,7 @@ docker-engine:
 
 # The same stack as plain processes on this host, no Docker: nginx, the gateway,
 # Redis, Prometheus, and Ollama (or its emulator when none answers on :11434).
-local: system-deps $(VENV)
+local: local-deps $(VENV)
 	$(UV) run --frozen llm-stack local up --stack $(STACK)
 
 lint: $(VENV)

@@ -52,11 +52,21 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="outputs JSON (default: <workdir>/outputs.json)",
     )
+    local_commands.add_parser(
+        "deps",
+        help="install the missing system packages the local stack runs (apt-get; says what)",
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.local_command == "deps":
+        import sys
+
+        from llm_stack.local.deps import install_missing
+
+        return install_missing(sys.stdout)
     # Imported here: `llm-stack --help` stays fast and free of side effects.
     from llm_stack.local.runner import UpOptions, run_up
 

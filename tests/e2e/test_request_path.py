@@ -203,7 +203,11 @@ def test_prometheus_scrapes_every_target_and_counts_the_requests(
 
 def test_the_printed_curl_command_works_as_pasted(stack: RunningStack) -> None:
     console = stack.process.console()
-    (command,) = [line.strip() for line in console.splitlines() if line.strip().startswith("curl ")]
+    (command,) = [
+        line.strip()
+        for line in console.splitlines()
+        if line.strip().startswith("curl ") and "/api/generate" in line
+    ]
     assert f"--cacert {stack.local['caCert']}" in command
     result = subprocess.run(
         ["/bin/sh", "-c", command + " -sS -D /dev/stderr"],

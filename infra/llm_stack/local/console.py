@@ -18,6 +18,39 @@ PREFIX = "llm-stack local"
 RULE = "=" * 72
 
 
+def gateway_cli() -> str:
+    """The `llm-gateway` command of this venv, usable from any directory."""
+    script = Path(sys.executable).parent / "llm-gateway"
+    return shlex.quote(str(script)) if script.exists() else "uv run --frozen llm-gateway"
+
+
+def how_to_use(plan: LocalPlan, secrets: LocalSecrets) -> list[str]:
+    """The admin endpoints, the usage report and the Python clients, ready to paste."""
+    layout = plan.layout
+    ca = shlex.quote(str(layout.cert))
+    lines = []
+    if secrets.admin_key:
+        lines += [
+            "  admin endpoints (the admin key):",
+            f"    curl --cacert {ca} '{plan.edge_url}/admin/usage?since=7d&by=key' "
+            f'-H "Authorization: Bearer {secrets.admin_key}"',
+            f"    curl --cacert {ca} {plan.edge_url}/admin/queue "
+            f'-H "Authorization: Bearer {secrets.admin_key}"',
+        ]
+    url_file = shlex.quote(str(layout.redis_url_file))
+    lines += [
+        "  usage report (reads the state Redis; its URL and password are in a 0600 file):",
+        f'    GATEWAY_REDIS_URL="$(cat {url_file})" {gateway_cli()} usage --since 7d --by model',
+        "  Python clients trust the self-signed CA with verify= (docs/security.md):",
+        f'    ca = ssl.create_default_context(cafile="{layout.cert}")',
+        f'    openai.OpenAI(base_url="{plan.edge_url}/v1", api_key=KEY, '
+        "http_client=httpx.Client(verify=ca))",
+        f'    ollama.Client(host="{plan.edge_url}", '
+        'headers={"Authorization": "Bearer " + KEY}, verify=ca)',
+    ]
+    return lines
+
+
 class Console:
     def __init__(self, out: TextIO | None = None, err: TextIO | None = None) -> None:
         self.out = out or sys.stdout
@@ -104,8 +137,12 @@ class Console:
         self.line(f"                {layout.grafana}")
         self.line(f"                (GF_PATHS_PROVISIONING={layout.grafana_provisioning})")
         self.line(f"  dev API key   {secrets.dev_key}")
-        self.line(f"  outputs       {outputs}")
+        if secrets.admin_key:
+            self.line(f"  admin API key {secrets.admin_key}   (key name dev-admin)")
+        self.line(f"  outputs       {outputs}   (keys kept across restarts)")
         self.line("  try it:")
         self.line(f"    {curl}")
+        for text in how_to_use(plan, secrets):
+            self.line(text)
         self.line("  Ctrl-C (or SIGTERM) stops everything.")
         self.line(RULE)

@@ -20,9 +20,9 @@ from llm_monitoring.prometheus import prometheus_files
 from llm_nginx import render_nginx_conf
 
 from llm_stack.local.errors import LocalStackError
-from llm_stack.local.plan import LocalPlan, LocalSecrets
+from llm_stack.local.plan import LocalPlan, LocalSecrets, redis_url
 from llm_stack.local.ports import LOOPBACK
-from llm_stack.local.source import DEV_KEY_NAME
+from llm_stack.local.source import DEV_ADMIN_KEY_NAME, DEV_KEY_NAME
 from llm_stack.redis_conf import render_redis_conf
 
 
@@ -38,8 +38,11 @@ def write_private(path: Path, text: str) -> None:
 
 
 def gateway_keys(secrets: LocalSecrets, stack_keys: Mapping[str, Any]) -> dict[str, Any]:
-    """The minted dev key (by digest) and the stack file's own plain keys."""
-    return {**stack_keys, DEV_KEY_NAME: {"digest": digest_of(secrets.dev_key)}}
+    """The minted dev keys (by digest) and the stack file's own plain keys."""
+    keys = {**stack_keys, DEV_KEY_NAME: {"digest": digest_of(secrets.dev_key)}}
+    if secrets.admin_key:
+        keys[DEV_ADMIN_KEY_NAME] = {"digest": digest_of(secrets.admin_key), "admin": True}
+    return keys
 
 
 def rendered_files(plan: LocalPlan, secrets: LocalSecrets) -> dict[Path, str]:
@@ -64,6 +67,8 @@ def rendered_files(plan: LocalPlan, secrets: LocalSecrets) -> dict[Path, str]:
             data_dir=str(layout.redis_cache),
         ),
         layout.keys_file: keys_file_text(gateway_keys(secrets, plan.source.api_keys)),
+        # For `llm-gateway usage` (GATEWAY_REDIS_URL="$(cat <file>)"): the state Redis.
+        layout.redis_url_file: redis_url(plan.ports.redis, secrets.redis_password) + "\n",
     }
     for path, text in prometheus_files(config, plan.scrape_targets, str(layout.prometheus)).items():
         files[Path(path)] = text
@@ -97,11 +102,15 @@ def prepare_workdir(plan: LocalPlan) -> None:
     ):
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(directory, 0o700)
-    # Each run starts with fresh logs (a restart within the run appends).
-    for spec in plan.services:
-        spec.log.write_bytes(b"")
-    for name in ("nginx-access", "nginx-error"):
-        layout.log(name).write_bytes(b"")
+    # Each run starts with fresh logs (a restart within the run appends); the previous
+    # run's are kept as <name>.log.1, the evidence of what happened before a restart.
+    logs = [spec.log for spec in plan.services]
+    logs += [layout.log(name) for name in ("nginx-access", "nginx-error")]
+    for log in logs:
+        if log.exists() and log.stat().st_size > 0:
+            os.replace(log, log.with_name(log.name + ".1"))
+        log.write_bytes(b"")
+        os.chmod(log, 0o600)
 
 
 def write_files(plan: LocalPlan, secrets: LocalSecrets) -> list[Path]:

@@ -22,6 +22,16 @@ class Layout:
         return self.workdir / ".lock"
 
     @property
+    def credentials(self) -> Path:
+        """The dev keys and the Redis password, kept across runs (0600)."""
+        return self.workdir / "credentials.json"
+
+    @property
+    def redis_url_file(self) -> Path:
+        """The state Redis's URL with its password (0600), for `llm-gateway usage`."""
+        return self.workdir / "redis-url"
+
+    @property
     def logs(self) -> Path:
         return self.workdir / "logs"
 

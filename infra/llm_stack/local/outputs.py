@@ -63,6 +63,8 @@ def build_outputs(
         "edgePorts": edge_ports,
         "models": list(config.ollama.models),
         "devApiKey": secrets.dev_key,
+        # Local only: an admin key (name dev-admin) for /admin/* and the usage report.
+        "devAdminApiKey": secrets.admin_key,
         "local": {
             "kind": KIND,
             "stack": plan.source.stack,
@@ -71,6 +73,9 @@ def build_outputs(
             "workdir": str(layout.workdir),
             "logs": str(layout.logs),
             "caCert": str(layout.cert),
+            # The state Redis's URL (with its password), 0600: GATEWAY_REDIS_URL for
+            # `llm-gateway usage`.
+            "redisUrlFile": str(layout.redis_url_file),
             "prometheusUrl": plan.prometheus_url,
             "balancerUrl": plan.balancer_url,
             "grafanaProvisioning": str(layout.grafana_provisioning),

@@ -50,10 +50,13 @@ STOP_GRACE_SECONDS = 10.0
 
 @dataclass(frozen=True)
 class LocalSecrets:
-    """Generated per run; never printed except the dev key, which the user needs."""
+    """Minted on a stack's first run and kept (`credentials.py`); never printed except
+    the dev keys, which the user needs."""
 
     redis_password: str = field(repr=False)
     dev_key: str = field(repr=False)
+    # The `dev-admin` key: the admin endpoints and nothing the dev key lacks.
+    admin_key: str = field(repr=False, default="")
 
 
 @dataclass(frozen=True)

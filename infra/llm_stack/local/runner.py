@@ -22,10 +22,10 @@ from types import FrameType
 from typing import IO
 
 from llm_config.load import ConfigError
-from llm_gateway.keys import mint_key
 
 from llm_stack.local.binaries import find_binaries
 from llm_stack.local.console import Console
+from llm_stack.local.credentials import load_or_mint
 from llm_stack.local.errors import LocalStackError
 from llm_stack.local.files import check_nginx_conf, prepare_workdir, write_files
 from llm_stack.local.layout import Layout, default_workdir
@@ -129,10 +129,6 @@ def resolve_workdir(options: UpOptions, source: StackSource) -> Path:
     return default_workdir(base, source.stack)
 
 
-def new_secrets() -> LocalSecrets:
-    return LocalSecrets(redis_password=random_tokens.token_urlsafe(24), dev_key=mint_key())
-
-
 class LocalRun:
     """The state of one `local up`."""
 
@@ -230,7 +226,10 @@ class LocalRun:
     def _run_locked(self, source: StackSource, layout: Layout) -> int:
         self.outputs_path = (self.options.outputs or layout.outputs).resolve()
         remove_outputs(self.outputs_path)  # a stale file would look like a ready stack
-        secrets = self.secrets = new_secrets()
+        secrets, kept = load_or_mint(layout.credentials)
+        self.secrets = secrets
+        if kept:
+            self.console.line(f"  keys and Redis password kept from: {layout.credentials}")
         try:
             self.plan = self.prepare(source, layout, secrets)
             if not self.start_services(self.plan):

@@ -27,6 +27,9 @@ from llm_stack.local.errors import LocalStackError
 PROJECT_FILE = "Pulumi.yaml"
 # The key the local stack mints for itself; a stack-file key of the same name loses.
 DEV_KEY_NAME = "dev"
+# Its admin twin (`admin: true`): the admin endpoints of the local stack.
+DEV_ADMIN_KEY_NAME = "dev-admin"
+LOCAL_KEY_NAMES = (DEV_KEY_NAME, DEV_ADMIN_KEY_NAME)
 
 
 @dataclass(frozen=True)
@@ -92,8 +95,8 @@ def _plain_api_keys(value: object) -> tuple[dict[str, dict[str, Any]], list[str]
     for name, entry in value.items():
         if _has_secure(entry):
             notes.append(f"apiKeys.{name} is encrypted (only the Pulumi CLI can read it): skipped")
-        elif name == DEV_KEY_NAME:
-            notes.append(f"apiKeys.{name}: the local stack mints its own '{DEV_KEY_NAME}' key")
+        elif name in LOCAL_KEY_NAMES:
+            notes.append(f"apiKeys.{name}: the local stack mints its own '{name}' key")
         else:
             keys[str(name)] = dict(entry) if isinstance(entry, Mapping) else entry
     return keys, notes

@@ -15,7 +15,11 @@ from llm_stack.local.source import StackSource, load_source
 
 REPO = Path(__file__).resolve().parents[3]
 E2E_STACK_FILE = REPO / "tests" / "e2e" / "Pulumi.e2e.yaml"
-SECRETS = LocalSecrets(redis_password="pw-for-tests-0123456789", dev_key="llmsk-unit-test-key")
+SECRETS = LocalSecrets(
+    redis_password="pw-for-tests-0123456789",
+    dev_key="llmsk-unit-test-key",
+    admin_key="llmsk-unit-test-admin-key",
+)
 
 PlanFactory = Callable[..., LocalPlan]
 

@@ -16,6 +16,7 @@ from llm_stack.local.files import (
     rendered_files,
     write_files,
 )
+from llm_stack.local.plan import redis_url
 from llm_stack.local.tls import ensure_certificate
 
 from tests.infra.local.conftest import SECRETS, PlanFactory
@@ -82,6 +83,9 @@ def test_keys_file_has_the_dev_key_digest_and_the_stacks_plain_keys(make: PlanFa
     plan = make()
     keys = json.loads(rendered_files(plan, SECRETS)[plan.layout.keys_file])["keys"]
     assert keys["dev"] == {"digest": digest_of(SECRETS.dev_key)}
+    # The local stack's admin key: the admin endpoints work by following the banner.
+    assert keys["dev-admin"] == {"digest": digest_of(SECRETS.admin_key), "admin": True}
+    assert SECRETS.admin_key not in json.dumps(keys)
     assert keys["limited"]["requestsPerMinute"] == 3
     assert SECRETS.dev_key not in json.dumps(keys)
 
@@ -95,3 +99,22 @@ def test_grafana_files_point_at_the_local_prometheus(make: PlanFactory) -> None:
     assert dashboards
     for path in dashboards:
         json.loads(files[path])
+
+
+def test_the_usage_report_finds_the_state_redis_in_a_private_file(make: PlanFactory) -> None:
+    plan = make()
+    text = rendered_files(plan, SECRETS)[plan.layout.redis_url_file]
+    assert text == redis_url(20379, SECRETS.redis_password) + "\n"
+
+
+def test_a_restart_keeps_the_last_runs_logs(make: PlanFactory) -> None:
+    plan = make()
+    prepare_workdir(plan)
+    gateway_log = plan.service("gateway-0").log
+    gateway_log.write_text("first run\n")
+    plan.layout.log("nginx-access").write_text('{"status":200}\n')
+    prepare_workdir(plan)
+    assert gateway_log.read_text() == ""
+    assert gateway_log.with_name("gateway-0.log.1").read_text() == "first run\n"
+    assert plan.layout.log("nginx-access").with_name("nginx-access.log.1").exists()
+    assert stat.S_IMODE(gateway_log.stat().st_mode) == 0o600

@@ -28,7 +28,9 @@ def test_outputs_use_the_pulumi_names_plus_a_local_section(make: PlanFactory) ->
     plan = make()
     pids = [(spec, 1000 + i) for i, spec in enumerate(plan.services)]
     outputs = build_outputs(plan, SECRETS, pids, stack_pid=999)
-    assert set(outputs) == PULUMI_OUTPUT_NAMES | {"local"}
+    assert set(outputs) == PULUMI_OUTPUT_NAMES | {"local", "devAdminApiKey"}
+    assert outputs["devAdminApiKey"] == SECRETS.admin_key
+    assert outputs["local"]["redisUrlFile"] == str(plan.layout.redis_url_file)
     assert outputs["gatewayUrl"] == "https://localhost:20443"
     assert outputs["grafanaUrl"] is None
     assert outputs["devApiKey"] == SECRETS.dev_key
