@@ -155,6 +155,18 @@ class GatewayConfig(_Section):
     cache_mode: Literal["deterministic", "all", "off"] = "deterministic"
     cache_ttl_seconds: int = Field(3600, ge=1)
     cache_stale_seconds: int = Field(86400, ge=0)
+    # Who shares a cache entry: each key alone (key), the keys of one `cacheGroup` of
+    # apiKeys (group), or every key (shared: a hit then tells any key that another one
+    # sent the same request).
+    cache_scope: Literal["key", "group", "shared"] = "key"
+    # A bigger answer is relayed, never stored in the cache.
+    cache_max_entry_bytes: int = Field(1024 * 1024, ge=1024)
+    # Inputs of one embedding request (each is a vector in the answer).
+    max_embed_inputs: int = Field(2048, ge=1)
+    # A request's keep_alive is clamped to this range; unload-only requests
+    # (keep_alive 0 and nothing to generate) are for admin keys.
+    keep_alive_min_seconds: float = Field(60.0, ge=0)
+    keep_alive_max_seconds: float = Field(3600.0, gt=0)
     # Defaults for keys that do not set their own limits.
     requests_per_minute: int = Field(600, ge=1)
     max_concurrent_per_key: int = Field(16, ge=1)
@@ -163,6 +175,12 @@ class GatewayConfig(_Section):
     shutdown_grace_seconds: float = Field(30.0, ge=0)
     log_prompts: bool = False
     memory_mb: int | None = Field(None, ge=64)
+
+    @model_validator(mode="after")
+    def _keep_alive_range(self) -> GatewayConfig:
+        if self.keep_alive_min_seconds > self.keep_alive_max_seconds:
+            raise ValueError("keepAliveMinSeconds must not exceed keepAliveMaxSeconds")
+        return self
 
 
 class EdgeConfig(_Section):

@@ -74,6 +74,11 @@ def gateway_environment(
         "GATEWAY_CACHE_MODE": gateway.cache_mode,
         "GATEWAY_CACHE_TTL_SECONDS": str(gateway.cache_ttl_seconds),
         "GATEWAY_CACHE_STALE_SECONDS": str(gateway.cache_stale_seconds),
+        "GATEWAY_CACHE_SCOPE": gateway.cache_scope,
+        "GATEWAY_CACHE_MAX_ENTRY_BYTES": str(gateway.cache_max_entry_bytes),
+        "GATEWAY_MAX_EMBED_INPUTS": str(gateway.max_embed_inputs),
+        "GATEWAY_KEEP_ALIVE_MIN_SECONDS": _number(gateway.keep_alive_min_seconds),
+        "GATEWAY_KEEP_ALIVE_MAX_SECONDS": _number(gateway.keep_alive_max_seconds),
         # One body cap for the whole path: the edge refuses first, the gateway agrees.
         "GATEWAY_MAX_BODY_BYTES": str(config.max_body_bytes),
         "GATEWAY_REQUESTS_PER_MINUTE": str(gateway.requests_per_minute),

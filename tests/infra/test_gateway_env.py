@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from llm_config import StackConfig
+from llm_config import StackConfig, parse_stack_config
+from llm_config.load import ConfigError
 from llm_gateway.settings import Settings
 from llm_stack.docker.gateway import KEYS_FILE, health_test
 from llm_stack.gateway_env import SECRET_VARIABLES, gateway_environment
@@ -187,3 +188,45 @@ def test_least_conn_routes_everything_upstream(prod_config: StackConfig) -> None
     assert env["GATEWAY_ROUTING"] == "upstream"
     assert "GATEWAY_OLLAMA_INSTANCES" not in env
     assert not any(name.startswith("OTEL_") for name in env)
+
+
+def test_the_tenancy_knobs_reach_the_gateway() -> None:
+    config = parse_stack_config(
+        {
+            "environment": "test",
+            "ollama": {"models": ["llama3.2:1b"]},
+            "gateway": {
+                "cacheScope": "group",
+                "cacheMaxEntryBytes": 65536,
+                "maxEmbedInputs": 64,
+                "keepAliveMinSeconds": 30,
+                "keepAliveMaxSeconds": 600.5,
+            },
+        },
+        "test",
+    )
+    env = gateway_environment(
+        config, upstream_url="x", redis_url=REDIS_URL, api_keys_file=KEYS_FILE,
+        instance_urls=INSTANCES,
+    )  # fmt: skip
+    assert env["GATEWAY_CACHE_SCOPE"] == "group"
+    assert env["GATEWAY_CACHE_MAX_ENTRY_BYTES"] == "65536"
+    assert env["GATEWAY_MAX_EMBED_INPUTS"] == "64"
+    assert env["GATEWAY_KEEP_ALIVE_MIN_SECONDS"] == "30"
+    assert env["GATEWAY_KEEP_ALIVE_MAX_SECONDS"] == "600.5"
+    # The defaults: each key its own cache entries.
+    assert gateway_environment(
+        parse_stack_config({"ollama": {"models": ["m"]}}, "t"),
+        upstream_url="x", redis_url=REDIS_URL, api_keys_file=KEYS_FILE, instance_urls=INSTANCES,
+    )["GATEWAY_CACHE_SCOPE"] == "key"  # fmt: skip
+
+
+def test_a_keep_alive_range_upside_down_is_refused() -> None:
+    with pytest.raises(ConfigError, match="keepAliveMinSeconds must not exceed"):
+        parse_stack_config(
+            {
+                "ollama": {"models": ["m"]},
+                "gateway": {"keepAliveMinSeconds": 100, "keepAliveMaxSeconds": 10},
+            },
+            "t",
+        )
