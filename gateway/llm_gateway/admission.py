@@ -1,11 +1,13 @@
 """Per-key limits, token quotas and the cache lookup in one atomic Redis round trip, and
-the end of a request's Redis side (store its entry, free its slot, settle its tokens,
-add its usage) in another. The scripts are `lua/admit.lua` and `lua/settle.lua`.
+the end of a request's Redis side (free its slot, settle its tokens, add its usage) in
+another. The scripts are `lua/admit.lua` and `lua/settle.lua`.
 
-This is where the response cache is read and written: the read is the `GET` in
-admit.lua (one trip with the limits), the write the `SET` in settle.lua (one trip
-with freeing the slot). What an entry holds and how it is laid out is
-`cache/entry.py`; how long it lives, `cache/lifetime.py`.
+This is where the response cache is read and written. Read: the `GET` in admit.lua
+when the cache shares the state Redis (one trip with the limits), else a `GET` on the
+cache's own Redis just before it. Written: a `SET` of its own (`store`), never in the
+script that settles quotas, so that a refused or failed write (out of memory, the
+cache's Redis gone) costs the entry only. What an entry holds and how it is laid out
+is `cache/entry.py`; how long it lives, `cache/lifetime.py`.
 
 Rate: GCRA over a one-minute window (a key may spend its whole minute at once, then
 one request per 60/rpm seconds). Concurrency: a sorted set of leases that expire on
@@ -24,7 +26,7 @@ from enum import IntEnum
 from importlib.resources import files
 from typing import Any
 
-from llm_gateway.cache.entry import lua_fresh_until, lua_tokens
+from llm_gateway.cache.entry import Entry, lua_fresh_until, lua_tokens
 from llm_gateway.quotas import Charge, UsageTarget, go_duration, seconds_to_utc_midnight
 from llm_gateway.redis_guard import UNAVAILABLE, RedisGuard, Unavailable
 
@@ -91,6 +93,8 @@ class Admission:
     tokens_reset_ms: float = 0.0
     # What the admission charged the key's token quotas (settled at the end).
     charge: Charge | None = None
+    # False when the cache's own Redis could not be asked (the cache played no part).
+    looked_up: bool = True
 
     @property
     def limited(self) -> bool:
@@ -104,7 +108,12 @@ class Admission:
             "X-RateLimit-Remaining": str(max(0, self.remaining)),
             "X-RateLimit-Reset": str(math.ceil(self.reset_ms / 1000)),
         }
-        if limits.tokens_per_minute is not None and self.tokens_remaining >= 0:
+        if self.verdict is Verdict.TOKENS_PER_DAY and limits.tokens_per_day is not None:
+            # Refused for the day: the headers speak of the window that refused.
+            headers["x-ratelimit-limit-tokens"] = str(limits.tokens_per_day)
+            headers["x-ratelimit-remaining-tokens"] = str(max(0, self.tokens_remaining))
+            headers["x-ratelimit-reset-tokens"] = go_duration(seconds_to_utc_midnight())
+        elif limits.tokens_per_minute is not None and self.tokens_remaining >= 0:
             # The names OpenAI's clients already read (their reset is a Go duration).
             headers["x-ratelimit-limit-tokens"] = str(limits.tokens_per_minute)
             headers["x-ratelimit-remaining-tokens"] = str(max(0, self.tokens_remaining))
@@ -130,8 +139,11 @@ class Admitter:
         lease_seconds: float,
         usage_retention_days: int = 90,
         hits_cost_tokens: bool = False,
+        cache: RedisGuard | None = None,
     ) -> None:
         self._guard = guard
+        # The cache's Redis: `guard` itself when the cache shares the state Redis.
+        self._cache = cache or guard
         self._lease_ms = lease_seconds * 1000
         # Usage hashes live a day longer than asked, so the last day is whole.
         self._usage_seconds = (usage_retention_days + 1) * 86400 if usage_retention_days else 0
@@ -144,9 +156,23 @@ class Admitter:
         now_ms: int,
         estimate: int = 0,
         usage: UsageTarget | None = None,
+        needed: int | None = None,
     ) -> Admission | Unavailable:
+        """`estimate` is charged; `needed` (default: all of it) must fit the quotas."""
         if limits is None and cache_key is None and usage is None:
             return Admission(Verdict.PROCEED, None, -1, 0, 0, None)
+        # The cache: 0 no lookup, 1 looked up by the script, 2 looked up here.
+        lookup, cached, fresh_until, entry_tokens, looked_up = 0, None, 0, 0, True
+        if cache_key is not None:
+            if self._cache is self._guard:
+                lookup = 1
+            else:
+                raw = await self._cache.execute("lookup", "GET", cache_key)
+                if isinstance(raw, Unavailable):
+                    looked_up = False  # a miss; never a reason to fail the request
+                elif isinstance(raw, bytes) and (head := Entry.peek(raw)) is not None:
+                    lookup, cached = 2, raw
+                    fresh_until, entry_tokens = head
         lease = os.urandom(8).hex() if limits is not None else None
         name = limits.key_name if limits else "-"
         day = usage.day if usage is not None else ""
@@ -157,7 +183,7 @@ class Admitter:
         keys = [
             f"llm:rl:{name}",
             f"llm:cc:{name}",
-            cache_key or _NONE,
+            cache_key if cache_key is not None and lookup == 1 else _NONE,
             f"llm:tpm:{name}",
             f"llm:tpd:{name}:{day}",
             usage_key,
@@ -170,7 +196,7 @@ class Admitter:
             limits.max_concurrent if limits else 0,
             lease or "",
             now_ms + self._lease_ms,
-            1 if cache_key else 0,
+            lookup,
             estimate,
             token_interval,
             tpd or 0,
@@ -178,15 +204,20 @@ class Admitter:
             usage_seconds,
             prefix,
             1 if self._hits_cost else 0,
+            fresh_until,
+            entry_tokens,
+            estimate if needed is None else needed,
         ]
         result = await self._guard.script("admit", _ADMIT, keys, args)
         if isinstance(result, Unavailable):
             return UNAVAILABLE
         verdict = Verdict(int(result[0]))
         charged = verdict is Verdict.PROCEED and limits is not None and (tpm or tpd)
+        if lookup == 1 and isinstance(result[4], bytes):
+            cached = result[4]
         return Admission(
             verdict,
-            result[4] if isinstance(result[4], bytes) else None,
+            cached if verdict <= Verdict.HIT else None,
             int(result[1]),
             float(result[2]),
             float(result[3]),
@@ -194,12 +225,16 @@ class Admitter:
             int(result[5]),
             float(result[6]),
             Charge(name, day, estimate, token_interval, tpd or 0) if charged else None,
+            looked_up,
         )
+
+    async def store(self, key: str, payload: bytes, keep_ms: int) -> None:
+        """Write a cache entry: a command of its own, on the cache's Redis."""
+        await self._cache.execute("store", "SET", key, payload, "PX", keep_ms)
 
     async def settle(
         self,
         lease: Lease | None,
-        store: tuple[str, bytes, int] | None = None,
         *,
         charge: Charge | None = None,
         tokens: int = 0,
@@ -207,28 +242,24 @@ class Admitter:
         counts: dict[str, int] | None = None,
         now_ms: int = 0,
     ) -> None:
-        """One round trip: store `(key, payload, keep_ms)`, free `lease`, settle `charge`
-        with the real `tokens`, and add `counts` to the usage of `usage`."""
+        """One round trip: free `lease`, settle `charge` with the real `tokens`, and add
+        `counts` to the usage of `usage`."""
         usage_key, usage_seconds, prefix = _usage_keys(usage, self._usage_seconds)
         if counts is None:
             usage_seconds = 0
         delta = tokens - charge.tokens if charge is not None else 0
-        if store is None and not delta and not usage_seconds:
+        if not delta and not usage_seconds:
             if lease is not None:
                 key, lease_id = f"llm:cc:{lease.key_name}", lease.lease_id
                 await self._guard.execute("release", "ZREM", key, lease_id)
             return
-        entry_key, payload, keep_ms = store if store is not None else (_NONE, b"", 0)
         keys = [
-            entry_key,
             f"llm:cc:{lease.key_name}" if lease else _NONE,
             f"llm:tpm:{charge.key_name}" if charge else _NONE,
             f"llm:tpd:{charge.key_name}:{charge.day}" if charge else _NONE,
             usage_key,
         ]
         args: list[Any] = [
-            payload,
-            keep_ms,
             lease.lease_id if lease else "",
             delta,
             charge.token_interval if charge else 0,
@@ -239,4 +270,4 @@ class Admitter:
         ]
         for field, increment in (counts or {}).items():
             args += [field, increment]
-        await self._guard.script("store" if store else "settle", _SETTLE, keys, args)
+        await self._guard.script("settle", _SETTLE, keys, args)

@@ -14,8 +14,8 @@ from starlette.routing import Route
 
 from llm_gateway import __version__
 from llm_gateway.admin import router as admin_router
-from llm_gateway.asgi_io import Receive, Scope, Send
-from llm_gateway.errors import error_response, is_openai_path
+from llm_gateway.asgi_io import Receive, Reply, Scope, Send
+from llm_gateway.errors import error_body, error_response, is_openai_path
 from llm_gateway.keys import KeyRing
 from llm_gateway.observe import AccessLog
 from llm_gateway.openapi import install_proxy_schema
@@ -69,7 +69,27 @@ class GatewayApp:
             if endpoint is not None and scope["method"] in endpoint.route.methods:
                 await endpoint(scope, receive, send)
                 return
+            # Only here, off the exact-path fast lane: no exact path is unsafe.
+            if unsafe_path(scope):
+                body = error_body(400, "invalid request path", is_openai_path(scope["path"]))
+                await Reply(400, {}, body).send_to(send)
+                return
         await self.api(scope, receive, send)
+
+
+def unsafe_path(scope: Scope) -> bool:
+    """A path that could mean another one once a server resolves it: dot segments, empty
+    segments, a backslash, or an encoded slash (which a server may decode first)."""
+    path: str = scope["path"]
+    raw: bytes = scope.get("raw_path") or b""
+    return (
+        "//" in path
+        or "/./" in path
+        or "/../" in path
+        or path.endswith(("/.", "/.."))
+        or "\\" in path
+        or b"%2f" in raw.lower()
+    )
 
 
 def create_app(
@@ -98,6 +118,9 @@ def create_app(
         docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
+        # Never a redirect: behind a TLS edge, Starlette's would point at http://<Host>
+        # (a client's Host at that), and a 307 makes clients resend key and prompt.
+        redirect_slashes=False,
     )
     app.state.services = services
     app.include_router(ops_router)

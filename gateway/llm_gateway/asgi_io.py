@@ -18,7 +18,10 @@ from starlette.types import Message, Receive, Scope, Send
 
 from llm_gateway.errors import GatewayError
 
-__all__ = ["ClientGone", "Message", "Receive", "Reply", "Scope", "Send", "header_map", "read_body"]
+__all__ = [
+    "ClientGone", "Message", "Receive", "Reply", "Scope", "Send", "StreamCut", "header_map",
+    "read_body",
+]  # fmt: skip
 
 
 def header_map(scope: Scope) -> dict[str, str]:
@@ -51,6 +54,11 @@ async def read_body(receive: Receive, headers: dict[str, str], limit: int) -> by
 
 class ClientGone(Exception):
     """The client closed the connection; nothing more to send."""
+
+
+class StreamCut(Exception):
+    """A body streamed through broke off upstream: end the connection without a clean
+    end of body, so that the client cannot take the part for the whole."""
 
 
 @dataclass(slots=True)

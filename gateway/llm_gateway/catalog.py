@@ -2,7 +2,8 @@
 
 The digest is part of every cache key, so a re-pulled model (new digest) never
 serves entries of its previous version. It also bounds metric labels: a model the
-upstream does not list is counted as `other`.
+upstream does not list is counted as `other`. `visible_models` cuts a listing down
+to the models a key may use.
 """
 
 from __future__ import annotations
@@ -12,14 +13,46 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 import orjson
 
-from llm_gateway.keys import normalize_model
+from llm_gateway.keys import ApiKey, normalize_model
 from llm_gateway.metrics import OTHER_MODEL, GatewayMetrics
 from llm_gateway.upstream import Upstream, UpstreamFailure
 
 log = logging.getLogger("llm_gateway.catalog")
+
+
+# The list in each listing, and the field naming a model in its items.
+_LISTINGS = {
+    "tags": ("models", "model"),
+    "ps": ("models", "model"),
+    "openai_models": ("data", "id"),
+}
+
+
+def visible_models(endpoint: str, body: bytes, api_key: ApiKey) -> bytes:
+    """A listing (/api/tags, /api/ps, /v1/models) with only the models `api_key` may use."""
+    fields = _LISTINGS.get(endpoint)
+    if fields is None or api_key.models is None:
+        return body
+    items, name_field = fields
+    try:
+        listing = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body
+    if not isinstance(listing, dict) or not isinstance(listing.get(items), list):
+        return body  # (/v1/models/<m> is one model, already checked against the key)
+
+    def allowed(item: Any) -> bool:
+        if not isinstance(item, dict):
+            return False
+        name = item.get(name_field) or item.get("name")
+        return isinstance(name, str) and api_key.allows(name)
+
+    listing[items] = [item for item in listing[items] if allowed(item)]
+    return orjson.dumps(listing)
 
 
 class ModelCatalog:

@@ -29,10 +29,17 @@ _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
 class Gatekeeper:
-    def __init__(self, keyring: KeyRing | None, metrics: GatewayMetrics, max_messages: int):
+    def __init__(
+        self,
+        keyring: KeyRing | None,
+        metrics: GatewayMetrics,
+        max_messages: int,
+        max_embed_inputs: int = 2048,
+    ):
         self._keyring = keyring
         self._metrics = metrics
         self._max_messages = max_messages
+        self._max_embed_inputs = max_embed_inputs
 
     def authenticate(self, headers: dict[str, str]) -> ApiKey | None:
         """The request's key (None when auth is disabled), or a 401."""
@@ -62,6 +69,16 @@ class Gatekeeper:
             raise GatewayError(
                 400, f"too many messages: {len(messages)} (limit {self._max_messages})"
             )
+        inputs = data.get("input")
+        if (
+            isinstance(inputs, list)
+            and route.kind is not None
+            and route.kind.is_embedding
+            and len(inputs) > self._max_embed_inputs
+        ):
+            # Each input is a vector in the answer: a small body, a huge answer.
+            limit = self._max_embed_inputs
+            raise GatewayError(400, f"too many embedding inputs: {len(inputs)} (limit {limit})")
         return data, model
 
     def check_model(self, api_key: ApiKey | None, model: str) -> None:

@@ -33,6 +33,7 @@ def serve() -> int:
     import uvicorn
 
     from llm_gateway.app import AuthConfigError, create_app, keyring_for
+    from llm_gateway.http_protocol import JsonErrorsProtocol
     from llm_gateway.settings import Settings
 
     try:
@@ -58,7 +59,8 @@ def serve() -> int:
         "host": settings.host,
         "port": settings.port,
         "loop": "uvloop",
-        "http": "httptools",
+        # httptools, with its own plain-text 400 (an unparsable request) made JSON.
+        "http": JsonErrorsProtocol,
         "access_log": False,
         "log_level": settings.log_level,
         "timeout_graceful_shutdown": int(settings.shutdown_grace_seconds) or None,

@@ -5,12 +5,19 @@ started it: every request (the first one included) follows the flight, streaming
 followers get each chunk as it arrives, and the call is cancelled only when the
 last follower has gone. That is request coalescing (singleflight) and cancellation
 on disconnect in one mechanism.
+
+An answer bigger than `keep_bytes` (GATEWAY_CACHE_MAX_ENTRY_BYTES) is not stored and
+not held whole: once it crosses the cap the flight takes no new followers, and when
+every follower reads it live, the chunks they all have sent are dropped (only a tail
+is kept, for the final object's counts) and the upstream is read no faster than the
+slowest of them sends.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from llm_gateway.cache.completeness import Usage
@@ -18,9 +25,21 @@ from llm_gateway.cache.entry import Form
 from llm_gateway.routing.shed import Shed
 from llm_gateway.upstream import UpstreamFailure
 
+log = logging.getLogger("llm_gateway")
+
+# What an oversized flight keeps of what all its followers have sent: enough for the
+# final NDJSON line or SSE events (the token counts, whether the answer completed).
+TAIL_BYTES = 64 * 1024
+
 
 class Flight:
-    def __init__(self, key: str | None, form: Form, include_usage: bool = False) -> None:
+    def __init__(
+        self,
+        key: str | None,
+        form: Form,
+        include_usage: bool = False,
+        keep_bytes: int | None = None,
+    ) -> None:
         self.key = key
         # The form the upstream was asked for (that of the request that launched it).
         self.form = form
@@ -37,11 +56,25 @@ class Flight:
         # Time the launching request waited in the dispatcher's queue.
         self.queued_seconds = 0.0
         self.usage: Usage | None = None
+        # The launching request's slot, tokens and usage are settled (exactly once).
+        self.settled = False
         # Futures of readers waiting for the next change (cheaper than an Event each).
         self._waiters: list[asyncio.Future[None]] = []
         self._task: asyncio.Task[None] | None = None
         self._on_landed: list[Callable[[], None]] = []
         self._landed = False
+        # The size cap, the bytes published, and whether they crossed it.
+        self.keep_bytes = keep_bytes
+        self.size = 0
+        self.oversized = False
+        self._on_oversized: list[Callable[[], None]] = []
+        # Oversized only: `chunks[0]` is chunk number `_base`; the live readers' next
+        # chunk numbers; bytes held in `chunks`; the writer waiting for room.
+        self._base = 0
+        self._cursors: dict[int, int] = {}
+        self._held = 0
+        self._room: asyncio.Future[None] | None = None
+        self._readers = 0
 
     # -- the writer side (the flight's task) --------------------------------------
 
@@ -62,7 +95,58 @@ class Flight:
 
     def publish(self, chunk: bytes) -> None:
         self.chunks.append(chunk)
+        self.size += len(chunk)
+        if self.oversized:
+            self._held += len(chunk)
+            self._trim()
+        elif self.keep_bytes is not None and self.size > self.keep_bytes:
+            self.oversized, self._held = True, self.size
+            for callback in self._on_oversized:
+                callback()
+            self._trim()
         self._notify()
+
+    def on_oversized(self, callback: Callable[[], None]) -> None:
+        self._on_oversized.append(callback)
+
+    def _all_live(self) -> bool:
+        return 0 < len(self._cursors) >= self.followers
+
+    def _trim(self) -> None:
+        """Drop the chunks every follower has sent, but a tail (oversized only)."""
+        if not self._all_live():
+            return  # someone waits for the end (to convert): it needs every chunk
+        sent = min(self._cursors.values()) - self._base
+        drop = 0
+        held = self._held
+        while drop < sent and held - len(self.chunks[drop]) >= TAIL_BYTES:
+            held -= len(self.chunks[drop])
+            drop += 1
+        if drop:
+            del self.chunks[:drop]
+            self._base += drop
+            self._held = held
+
+    async def room(self) -> None:
+        """(The writer) wait while the live followers lag more than the cap behind."""
+        limit = self.keep_bytes
+        while (
+            self.oversized and limit is not None and self._held > limit + TAIL_BYTES
+            and self._all_live() and not self.done
+        ):  # fmt: skip
+            self._room = asyncio.get_running_loop().create_future()
+            await self._room
+
+    def _advanced(self, reader: int, position: int) -> None:
+        self._cursors[reader] = position
+        if self.oversized:
+            self._trim()
+            self._wake_writer()
+
+    def _wake_writer(self) -> None:
+        room = self._room
+        if room is not None and not room.done():
+            room.set_result(None)
 
     def fail(self, failure: UpstreamFailure | Shed) -> None:
         self.failure = failure
@@ -76,6 +160,7 @@ class Flight:
             return
         self.done, self.complete = True, complete
         self._notify()
+        self._wake_writer()
 
     def on_landed(self, callback: Callable[[], None]) -> None:
         """Run `callback` when the flight's task has ended (after it stored the entry)."""
@@ -93,7 +178,13 @@ class Flight:
 
         task = self._task = asyncio.get_running_loop().create_task(guarded())
         # A task cancelled before its first step never runs `guarded`, finally included.
-        task.add_done_callback(lambda _: self._land())
+        task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        self._land()
+        if not task.cancelled() and (error := task.exception()) is not None:
+            # Retrieved and said once (not "exception was never retrieved" at exit).
+            log.error("flight failed: %r", error, exc_info=error)
 
     def _land(self) -> None:
         if self._landed:
@@ -112,6 +203,8 @@ class Flight:
         self.followers -= 1
         if self.followers <= 0 and not self.done and self._task is not None:
             self._task.cancel()
+        else:
+            self._wake_writer()
 
     async def wait_started(self) -> None:
         """Until status and headers are known (or the call failed before them)."""
@@ -122,16 +215,28 @@ class Flight:
         while not self.done:
             await self._changed()
 
+    async def wait_done_or_oversized(self) -> None:
+        while not self.done and not self.oversized:
+            await self._changed()
+
     async def follow(self) -> AsyncIterator[bytes]:
         """Every chunk, from the first, as soon as it exists."""
-        sent = 0
-        while True:
-            while sent < len(self.chunks):
-                yield self.chunks[sent]
-                sent += 1
-            if self.done:
-                return
-            await self._changed()
+        self._readers += 1
+        reader = self._readers
+        sent = self._base  # (0: nothing is dropped before every follower reads live)
+        self._cursors[reader] = sent
+        try:
+            while True:
+                while sent - self._base < len(self.chunks):
+                    yield self.chunks[sent - self._base]
+                    sent += 1
+                    self._advanced(reader, sent)
+                if self.done:
+                    return
+                await self._changed()
+        finally:
+            del self._cursors[reader]
+            self._wake_writer()
 
     @property
     def body(self) -> bytes:
@@ -164,6 +269,8 @@ class FlightRegistry:
                 del self._flights[key]
 
         flight.on_landed(forget)
+        # Too big to keep: a new identical request could not replay it from the start.
+        flight.on_oversized(forget)
 
     def __len__(self) -> int:
         return len(self._flights)

@@ -14,7 +14,8 @@ models, its own limits and an expiry:
         tokensPerDay: 2000000
         weight: 2                   # its share of a busy GPU, against weight-1 keys
         priorities: [interactive, batch]   # classes it may use; the first is its default
-        admin: false                # may read /admin/queue and /admin/usage
+        admin: false                # may read /admin/*, may unload models
+        cacheGroup: team-a          # shares cache entries with it (GATEWAY_CACHE_SCOPE=group)
         expires: 2027-01-01T00:00:00Z
 """
 
@@ -38,6 +39,16 @@ from llm_gateway.settings import Settings
 KEY_PREFIX = "llmsk-"
 # Longer than any key we mint, short enough that hashing junk costs nothing.
 MAX_KEY_LENGTH = 256
+
+
+def cache_namespace(scope: str, name: str, group: str | None = None) -> str:
+    """The part of a cache key that says who may share the entry: "" (every key),
+    "k.<name>:" (one key) or "g.<group>:" (a group's keys)."""
+    if scope == "shared":
+        return ""
+    if scope == "group" and group:
+        return f"g.{group}:"
+    return f"k.{name}:"
 
 
 def digest_of(key: str) -> str:
@@ -68,6 +79,8 @@ class ApiKey:
     # Allowed priority classes (indexes into PRIORITIES), the default first.
     priorities: tuple[int, ...] = tuple(range(len(PRIORITIES)))
     admin: bool = False
+    # The cache entries this key may share (see `cache_namespace`); "" shares all.
+    cache_namespace: str = ""
 
     def allows(self, model: str) -> bool:
         if self.models is None:
@@ -91,6 +104,7 @@ class _KeyEntry(BaseModel):
     weight: float = Field(1.0, gt=0, le=1000)
     priorities: list[str] | None = Field(None, min_length=1)
     admin: bool = False
+    cache_group: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     expires: datetime | None = None
 
     @field_validator("priorities")
@@ -162,14 +176,17 @@ class KeyRing:
     @classmethod
     def from_settings(cls, settings: Settings) -> KeyRing:
         keys: dict[str, ApiKey] = {}
+        scope = settings.cache_scope
         for digest in settings.api_keys:
+            name = f"key-{digest[:8]}"
             keys[digest] = ApiKey(
-                name=f"key-{digest[:8]}",
+                name=name,
                 digest=digest,
                 requests_per_minute=settings.requests_per_minute,
                 max_concurrent=settings.max_concurrent_per_key,
                 tokens_per_minute=settings.tokens_per_minute,
                 tokens_per_day=settings.tokens_per_day,
+                cache_namespace=cache_namespace(scope, name),
             )
         if settings.api_keys_file is not None:
             for name, entry in _read_keys_file(settings.api_keys_file).keys.items():
@@ -194,6 +211,7 @@ class KeyRing:
                         else tuple(range(len(PRIORITIES)))
                     ),
                     admin=entry.admin,
+                    cache_namespace=cache_namespace(scope, name, entry.cache_group),
                 )
         return cls(keys)
 

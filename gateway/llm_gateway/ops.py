@@ -36,6 +36,10 @@ async def health() -> JSONBody:
 async def ready(request: Request) -> JSONBody:
     services = _services(request)
     redis_ok = await services.guard.ping()
+    if services.cache_shares_state:
+        cache_redis = "shared"  # the cache is in the state Redis (GATEWAY_REDIS_URL)
+    else:
+        cache_redis = "ok" if await services.cache_guard.ping() else "unavailable"
     upstream = "ok"
     try:
         # Context-managed: the connection goes back to the pool (or is dropped) even
@@ -56,6 +60,8 @@ async def ready(request: Request) -> JSONBody:
             "upstream": upstream,
             # Redis is a helper: without it requests are served uncached (X-Cache: BYPASS).
             "redis": "ok" if redis_ok else "unavailable",
+            # The cache's own Redis (GATEWAY_CACHE_REDIS_URL), or "shared" without one.
+            "cache_redis": cache_redis,
         },
         status_code=200 if ok else 503,
     )

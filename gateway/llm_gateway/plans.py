@@ -23,9 +23,15 @@ NO_CACHE = CachePlan(None, lookup=False, store=False)
 
 
 def cache_plan(
-    mode: str, kind: Kind, data: dict[str, Any], headers: dict[str, str], digest: str | None
+    mode: str,
+    kind: Kind,
+    data: dict[str, Any],
+    headers: dict[str, str],
+    digest: str | None,
+    namespace: str = "",
 ) -> CachePlan | None:
-    """The plan; None when the request would be cacheable but its model's digest is unknown."""
+    """The plan; None when the request would be cacheable but its model's digest is unknown.
+    `namespace`: who may share the entry (and the upstream call), `keys.cache_namespace`."""
     if mode == "off" or is_load_only(kind, data):
         return NO_CACHE
     if mode == "deterministic" and not is_deterministic(kind, data):
@@ -35,7 +41,7 @@ def cache_plan(
     directives = headers.get("cache-control", "").lower()
     no_store = "no-store" in directives
     no_cache = no_store or "no-cache" in directives
-    key = cache_key(kind, normalize_model(data["model"]), digest, data)
+    key = cache_key(kind, normalize_model(data["model"]), digest, data, namespace)
     return CachePlan(key, lookup=not no_cache, store=not no_store)
 
 

@@ -13,6 +13,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 
@@ -23,16 +24,18 @@ from llm_gateway.asgi_io import (
     Reply,
     Scope,
     Send,
+    StreamCut,
     cancel_on_disconnect,
     header_map,
     read_body,
 )
-from llm_gateway.cache.canonical import Kind
+from llm_gateway.cache.canonical import Kind, is_load_only
 from llm_gateway.cache.entry import Entry
-from llm_gateway.catalog import ModelCatalog
+from llm_gateway.catalog import ModelCatalog, visible_models
 from llm_gateway.checks import Gatekeeper, ticket_for
 from llm_gateway.errors import GatewayError, error_body
 from llm_gateway.flight import Flight, FlightRegistry
+from llm_gateway.keep_alive import KeepAlivePolicy
 from llm_gateway.keys import ApiKey
 from llm_gateway.metrics import GatewayMetrics
 from llm_gateway.observe import Recorder, RequestRecord, request_id_from
@@ -72,6 +75,9 @@ class Call:
     # Generation requests: where usage is counted, and the tokens they may cost.
     usage: UsageTarget | None = None
     estimate: Estimate | None = None
+    api_key: ApiKey | None = None
+    # Pass-through with a parameter: the upstream path built from it (else route.path).
+    upstream_path: str | None = None
 
     async def reply(self, reply: Reply) -> None:
         """Send `reply`, noting its status and when its first byte left."""
@@ -106,6 +112,9 @@ class Proxy:
         self.recorder = recorder
         self.metrics = metrics
         self.tracing = tracing
+        self.keep_alive = KeepAlivePolicy(
+            settings.keep_alive_min_seconds, settings.keep_alive_max_seconds
+        )
 
     async def handle(self, route: ProxyRoute, scope: Scope, receive: Receive, send: Send) -> None:
         headers = header_map(scope)
@@ -145,6 +154,11 @@ class Proxy:
             await Reply(exc.status, {**reply_headers, **exc.headers}, body).send_to(send)
         except ClientGone:
             record.status = 499
+        except StreamCut as cut:
+            # The head (200) is out: the connection ends without the body's end.
+            log.warning("%s %s: upstream broke off a streamed answer: %s",
+                        scope["method"], scope["path"], cut)  # fmt: skip
+            record.status = 502
         except Exception:
             log.exception("unhandled error on %s %s", scope["method"], scope["path"])
             record.status = 500
@@ -162,6 +176,7 @@ class Proxy:
                 api_key = self.gatekeeper.authenticate(call.headers)
                 span.set_attribute("llm.key", api_key.name if api_key else "-")
         if api_key is not None:
+            call.api_key = api_key
             call.record.key = api_key.name
             call.limits = Limits(
                 api_key.name,
@@ -170,6 +185,16 @@ class Proxy:
                 api_key.tokens_per_minute,
                 api_key.tokens_per_day,
             )
+        if call.route.model_in_path:
+            # Built from the parsed parameter, one percent-encoded segment: the client's
+            # raw path never reaches the upstream (no dot segment, no encoded slash).
+            model = call.scope["path"].removeprefix(call.route.path_prefix)
+            if not model or model.endswith("/"):  # a trailing slash: no redirect, a 404
+                raise GatewayError(404, f"no such endpoint: {call.scope['path']}")
+            if len(model) > 256 or not model.isprintable():
+                raise GatewayError(400, "invalid model name")
+            self.gatekeeper.check_model(api_key, model)
+            call.upstream_path = call.route.path_prefix + quote(model, safe="")
         if call.scope["method"] == "POST":
             call.body = await read_body(call.receive, call.headers, self.settings.max_body_bytes)
         if call.route.needs_model:
@@ -189,14 +214,19 @@ class Proxy:
     def _shape(self, call: Call, api_key: ApiKey | None, model: str) -> None:
         """What a generation request becomes before anything else looks at it."""
         settings = self.settings
-        if settings.runner_options == "strip" and strip_runner_options(call.data):
-            # One runner shape per model: no client can force a reload (and the cache
-            # key is that of the request Ollama really runs).
+        kind = call.route.kind
+        assert kind is not None
+        # One runner shape per model: no client can force a reload (and the cache key
+        # is that of the request Ollama really runs).
+        changed = settings.runner_options == "strip" and bool(strip_runner_options(call.data))
+        if "keep_alive" in call.data and not kind.is_openai:
+            admin = api_key is None or api_key.admin
+            load_only = is_load_only(kind, call.data)
+            changed = self.keep_alive.apply(call.data, load_only, admin) or changed
+        if changed:
             call.body = orjson.dumps(call.data)
         if self.dispatcher is not None:
             call.ticket = ticket_for(api_key, call.headers, model, settings.queue_deadline_seconds)
-        kind = call.route.kind
-        assert kind is not None
         call.estimate = estimate(kind, call.data, settings.quota_estimate_tokens)
         call.usage = UsageTarget(call.record.key, call.record.model, utc_day())
 
@@ -204,14 +234,17 @@ class Proxy:
         """Limits and cache lookup; None when Redis could not be asked (limits fail open)."""
         limits = call.limits
         cost = call.estimate.total if call.estimate is not None else 0
+        needed = call.estimate.needed if call.estimate is not None else 0
         if self.tracing is None:
-            admission = await self.admitter.admit(limits, lookup_key, now_ms(), cost, call.usage)
+            admission = await self.admitter.admit(
+                limits, lookup_key, now_ms(), cost, call.usage, needed
+            )
         else:
             with self.tracing.step(
                 "admission", **{"db.system.name": "redis", "llm.cache.lookup": bool(lookup_key)}
             ) as span:
                 admission = await self.admitter.admit(
-                    limits, lookup_key, now_ms(), cost, call.usage
+                    limits, lookup_key, now_ms(), cost, call.usage, needed
                 )
                 outcome = (
                     "unavailable"
@@ -245,25 +278,29 @@ class Proxy:
         try:
             async with cancel_on_disconnect(call.receive) as gone:
                 started = time.perf_counter()
-                # The path as the client sent it (still percent-encoded).
-                path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
-                query = scope.get("query_string", b"").decode("latin-1")
+                path = call.upstream_path or call.route.path
+                api_key = call.api_key
                 if self.dispatcher is not None and call.route.endpoint == "ps":
-                    pool = joined_ps(self.dispatcher.instances)
-                    await call.reply(Reply(200, call.reply_headers, pool))
+                    content = joined_ps(self.dispatcher.instances)
+                    if api_key is not None:
+                        content = visible_models("ps", content, api_key)
+                    await call.reply(Reply(200, call.reply_headers, content))
                     return
                 upstream = (
                     self.upstream if self.dispatcher is None else self.dispatcher.any_upstream()
                 )
                 try:
                     async with upstream.request(
-                        scope["method"], path, call.body or None, call.headers, query
+                        scope["method"], path, call.body or None, call.headers
                     ) as response:
                         content = await response.read()
                 except UpstreamFailure as failure:
                     self.metrics.upstream_errors.labels(failure.reason).inc()
                     raise failure_error(failure) from None
                 call.record.upstream_seconds = time.perf_counter() - started
+                if api_key is not None and response.status == 200:
+                    # A key sees only the models it may use.
+                    content = visible_models(call.route.endpoint, content, api_key)
                 await call.reply(
                     Reply(response.status, call.reply_headers, content, response.content_type)
                 )
@@ -276,12 +313,15 @@ class Proxy:
         """Generations and embeddings: the cache, coalescing, stale-if-error."""
         data, record, reply_headers = call.data, call.record, call.reply_headers
         mode = self.settings.cache_mode
-        plan = cache_plan(mode, kind, data, call.headers, self.catalog.digest(data["model"]))
+        # Who may share the entry and the upstream call (GATEWAY_CACHE_SCOPE).
+        space = call.api_key.cache_namespace if call.api_key is not None else ""
+        digest = self.catalog.digest(data["model"])
+        plan = cache_plan(mode, kind, data, call.headers, digest, space)
         if plan is None:
             # A model pulled since the last refresh, or one the upstream does not have.
             await self.catalog.refresh_if_stale()
             digest = self.catalog.digest(data["model"])
-            plan = cache_plan(mode, kind, data, call.headers, digest) or NO_CACHE
+            plan = cache_plan(mode, kind, data, call.headers, digest, space) or NO_CACHE
         wanted = wanted_form(kind, data)
         admission = await self._admit(call, plan.key if plan.lookup else None)
         lease = admission.lease if admission is not None else None
@@ -357,7 +397,9 @@ class Proxy:
                     return hit, None, None
             elif entry is not None:
                 stale = entry
-        looked_up = plan.key is not None and plan.lookup and admission is not None
+        looked_up = (
+            plan.key is not None and plan.lookup and admission is not None and admission.looked_up
+        )
         record.cache = "MISS" if looked_up else "BYPASS"
         flight = self.flights.get(plan.key) if plan.key is not None else None
         if flight is not None:

@@ -1,11 +1,13 @@
 """What a request costs in tokens: its estimate at admission, its real count at the end.
 
-A request is admitted against an estimate (the prompt's length in characters / 4,
+A request is charged an estimate at admission (the prompt's length in characters / 4,
 plus its `num_predict` / `max_tokens`, else `GATEWAY_QUOTA_ESTIMATE_TOKENS`), and
 settled with what Ollama reported (`prompt_eval_count` + `eval_count`, or `usage` on
 /v1). A stream that ends early (client gone, upstream failure) is settled with what
 it had produced: its content chunks (Ollama sends one token per chunk) and the
 prompt estimate, since Ollama reports the prompt's count only in the final chunk.
+Admission refuses only what the remaining quota cannot cover: the prompt, and the
+completion cap when the request gives one (`Estimate.needed`), never the guess.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ import orjson
 
 from llm_gateway.cache.canonical import Kind
 from llm_gateway.cache.entry import Form
-from llm_gateway.cache.forms import ndjson_lines, sse_events
 
 # Characters per token of an average English prompt: good enough for an estimate that
 # the real count settles anyway.
@@ -50,10 +51,19 @@ class Charge:
 class Estimate:
     prompt: int
     completion: int
+    # The completion is the request's own cap (num_predict / max_tokens), not a guess.
+    capped: bool = False
 
     @property
     def total(self) -> int:
         return self.prompt + self.completion
+
+    @property
+    def needed(self) -> int:
+        """What must fit a quota for the request to go: the prompt and a completion cap
+        the request gave; a guessed completion is no reason to refuse (the real count
+        settles it, and a request that runs over leaves a debt the next ones wait out)."""
+        return self.prompt + (self.completion if self.capped else min(1, self.completion))
 
 
 def utc_day(now_s: float | None = None) -> str:
@@ -104,24 +114,45 @@ def estimate(kind: Kind, data: dict[str, Any], default_completion: int) -> Estim
     asked: Any = options.get("num_predict") if isinstance(options, dict) else None
     if asked is None:
         asked = data.get("max_completion_tokens", data.get("max_tokens"))
-    completion = asked if isinstance(asked, int) and asked > 0 else default_completion
-    return Estimate(prompt, completion)
+    capped = isinstance(asked, int) and not isinstance(asked, bool) and asked > 0
+    return Estimate(prompt, asked if capped else default_completion, capped)
 
 
 def partial_completion(form: Form, body: bytes) -> int:
-    """Tokens an unfinished stream carried: its complete content chunks."""
+    """Tokens an unfinished stream carried: its complete content chunks.
+
+    The body is the upstream's, so anything may be in it (an HTML error page, a cut
+    line, binary): what does not parse as a chunk counts nothing, and never raises.
+    """
     if form is Form.NDJSON:
         cut = body.rfind(b"\n")
-        lines = ndjson_lines(body[: cut + 1]) if cut >= 0 else []
-        return sum(1 for line in lines if not line.get("done") and "error" not in line)
+        chunks = _objects(body[: cut + 1].split(b"\n")) if cut >= 0 else []
+        return sum(1 for line in chunks if not line.get("done") and "error" not in line)
     if form is Form.SSE:
         cut = body.rfind(b"\n\n")
-        try:
-            events = sse_events(body[: cut + 2]) if cut >= 0 else []
-        except orjson.JSONDecodeError:
-            return 0
-        return sum(1 for e in events if any(_has_content(c) for c in e.get("choices") or []))
+        blocks = body[: cut + 2].split(b"\n\n") if cut >= 0 else []
+        payloads = [b.strip()[5:] for b in blocks if b.strip().startswith(b"data:")]
+        events = _objects(payloads)
+        return sum(1 for e in events if any(_has_content(c) for c in _list(e.get("choices"))))
     return 0
+
+
+def _objects(lines: list[bytes]) -> list[dict[str, Any]]:
+    objects = []
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            value = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(value, dict):
+            objects.append(value)
+    return objects
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def _has_content(choice: Any) -> bool:

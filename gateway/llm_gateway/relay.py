@@ -95,8 +95,10 @@ class Relay:
         flights: FlightRegistry,
         metrics: GatewayMetrics,
         tracing: Tracing | None = None,
+        max_entry_bytes: int | None = None,
     ) -> None:
         self._upstream = upstream
+        self._max_entry_bytes = max_entry_bytes
         self._tracing = tracing
         self._dispatcher = dispatcher
         self._admitter = admitter
@@ -106,16 +108,17 @@ class Relay:
 
     def launch(self, out: Outbound) -> Flight:
         """A new flight, registered for coalescing, its upstream call under way."""
-        flight = Flight(out.plan.key, out.wanted.form, out.wanted.include_usage)
+        flight = Flight(
+            out.plan.key, out.wanted.form, out.wanted.include_usage, self._max_entry_bytes
+        )
 
         async def run(flight: Flight) -> None:
-            settled = False
             try:
                 await self._call(flight, out)
-                settled = True
             finally:
-                if not settled:
-                    # Cancelled (every client gone): settle what was used so far, without
+                if not flight.settled:
+                    # Cancelled (every client gone), or failed on something unforeseen:
+                    # the slot is freed and what was used settled all the same, without
                     # holding up the cancellation.
                     asyncio.get_running_loop().create_task(self._settle(flight, out, failed=True))
 
@@ -168,7 +171,9 @@ class Relay:
         live = flight.form is not Form.JSON
         async for chunk in response.chunks():
             flight.publish(chunk)
-            if live:
+            if flight.oversized:
+                await flight.room()  # read no faster than the followers send
+            elif live:
                 # Let followers forward it now, before this task reads on or does its
                 # end-of-stream work: the first byte is what clients wait for.
                 await asyncio.sleep(0)
@@ -241,24 +246,24 @@ class Relay:
         if complete:
             flight.usage = usage_of(out.kind, flight.form, content)
             self._observe_speed(flight, out.model_label)
-        entry = None
-        if complete and out.plan.key is not None and out.plan.store:
+        settled = self._settle(flight, out, failed=status >= 400)
+        if complete and out.plan.key is not None and out.plan.store and not flight.oversized:
             tokens = flight.usage.total if flight.usage is not None else 0
             entry = self._lifetime.record(out.plan.key, flight.form, content, now_ms(), tokens)
-        # Store before the followers' responses end: a client that asks again right
-        # after its answer, through any replica, finds the entry (read-your-writes).
-        await self._settle(flight, out, failed=status >= 400, store=entry)
+            # Store before the followers' responses end: a client that asks again right
+            # after its answer, through any replica, finds the entry (read-your-writes).
+            # Two commands, sent together (one trip when the cache shares the Redis).
+            await asyncio.gather(self._admitter.store(*entry), settled)
+        else:
+            await settled
         flight.finish(complete)
 
-    async def _settle(
-        self,
-        flight: Flight,
-        out: Outbound,
-        failed: bool,
-        store: tuple[str, bytes, int] | None = None,
-    ) -> None:
-        """The launching request's Redis side, in one trip: the entry, its slot, its
-        tokens (what Ollama reported, or what a cut stream had produced) and its usage."""
+    async def _settle(self, flight: Flight, out: Outbound, failed: bool) -> None:
+        """The launching request's Redis side, in one trip: its slot, its tokens (what
+        Ollama reported, or what a cut stream had produced) and its usage. Once."""
+        if flight.settled:
+            return
+        flight.settled = True
         prompt, completion = self._tokens_used(flight, out)
         if prompt or completion:
             key = out.usage.key_name if out.usage is not None else "-"
@@ -275,7 +280,6 @@ class Relay:
         }
         await self._admitter.settle(
             out.lease,
-            store,
             charge=out.charge,
             tokens=prompt + completion,
             usage=out.usage,
@@ -287,7 +291,12 @@ class Relay:
         usage = flight.usage
         if usage is not None and (usage.prompt_tokens or usage.generated_tokens):
             return usage.prompt_tokens, usage.generated_tokens
-        completion = partial_completion(flight.form, flight.body) if flight.status else 0
+        if flight.oversized and flight.status == 200 and out.estimate is not None:
+            # Too big to hold whole: what Ollama reported went by unread; the estimate
+            # admission charged stands.
+            return out.estimate.prompt, out.estimate.completion
+        # Only a 200 carries tokens: an error page in any form counts none.
+        completion = partial_completion(flight.form, flight.body) if flight.status == 200 else 0
         if not completion:
             return 0, 0  # nothing came back: Ollama did no work worth counting
         prompt = out.estimate.prompt if out.estimate is not None else 0

@@ -9,8 +9,11 @@ byte (or answered 5xx), an expired entry still kept in Redis is served instead
 from __future__ import annotations
 
 import math
+from collections.abc import AsyncIterator
 
-from llm_gateway.asgi_io import Reply
+import orjson
+
+from llm_gateway.asgi_io import Reply, StreamCut
 from llm_gateway.cache.canonical import Kind
 from llm_gateway.cache.entry import Entry, Form
 from llm_gateway.cache.forms import convert
@@ -21,6 +24,33 @@ from llm_gateway.plans import Wanted
 from llm_gateway.relay import now_ms
 from llm_gateway.routing.shed import Shed
 from llm_gateway.upstream import UpstreamFailure
+
+
+async def _through(flight: Flight) -> AsyncIterator[bytes]:
+    """The flight's chunks as they come; cut (no clean end) if the upstream failed."""
+    async for chunk in flight.follow():
+        yield chunk
+    if flight.failure is not None:
+        raise StreamCut(flight.failure.message)
+
+
+def _upstream_error(kind: Kind, status: int, flight: Flight, headers: dict[str, str]) -> Reply:
+    """Ollama's own error answer (404 unknown model, 500 ...) as is; anything else (an
+    HTML page from a proxy, a 204, junk) becomes a JSON error with the same meaning."""
+    body = flight.body
+    if 400 <= status < 600 and _is_error_object(body):
+        return Reply(status, headers, body, JSON_TYPE)
+    answered = 502 if status < 400 or status > 599 else status
+    message = f"upstream answered {status} ({flight.content_type or 'no content type'})"
+    return Reply(answered, headers, error_body(answered, message, kind.is_openai), JSON_TYPE)
+
+
+def _is_error_object(body: bytes) -> bool:
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(value, dict) and "error" in value
 
 
 def failure_error(failure: UpstreamFailure | Shed) -> GatewayError:
@@ -74,14 +104,19 @@ async def follow(
             error = failure_error(flight.failure)
             body = error_body(error.status, error.message, kind.is_openai)
             return Reply(error.status, {**headers, **error.headers}, body)
-    if status != 200:  # Ollama's own error answer (404 unknown model, 500 ...): as is
+    if status != 200:
         await flight.wait_done()
-        return Reply(status, headers, flight.body, flight.content_type)
+        return _upstream_error(kind, status, flight, headers)
     same_form = wanted.form is flight.form and (
         wanted.form is not Form.SSE or wanted.include_usage == flight.include_usage
     )
     if same_form and wanted.form is not Form.JSON:
         return Reply(200, headers, content_type=flight.content_type, stream=flight.follow())
+    if same_form:
+        await flight.wait_done_or_oversized()
+        if not flight.done:
+            # Bigger than the cache may keep: streamed through, never held whole.
+            return Reply(200, headers, content_type=flight.content_type, stream=_through(flight))
     await flight.wait_done()
     if not flight.complete:
         fallback = _stale(kind, stale, wanted, record, headers)

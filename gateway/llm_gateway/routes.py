@@ -22,6 +22,15 @@ class ProxyRoute:
     def openai(self) -> bool:
         return self.path.startswith("/v1/")
 
+    @property
+    def model_in_path(self) -> bool:
+        """`/v1/models/{model}`: the path names a model (checked, and re-encoded)."""
+        return self.path.endswith("{model:path}")
+
+    @property
+    def path_prefix(self) -> str:
+        return self.path.split("{", 1)[0]
+
 
 PROXY_ROUTES: tuple[ProxyRoute, ...] = (
     ProxyRoute("/api/generate", ("POST",), "generate", Kind.GENERATE, True),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
@@ -28,6 +29,8 @@ from llm_gateway.settings import Settings
 from llm_gateway.tracing import Tracing
 from llm_gateway.upstream import Timeouts, Upstream
 
+log = logging.getLogger("llm_gateway")
+
 
 @dataclass
 class Services:
@@ -37,6 +40,8 @@ class Services:
     upstreams: list[Upstream]
     dispatcher: Dispatcher | None
     guard: RedisGuard
+    # The response cache's Redis: `guard` itself when GATEWAY_CACHE_REDIS_URL is unset.
+    cache_guard: RedisGuard
     catalog: ModelCatalog
     flights: FlightRegistry
     proxy: Proxy
@@ -103,6 +108,16 @@ class Services:
             settings.redis_url, settings.redis_timeout_seconds, settings.redis_ca_file
         )
         guard = RedisGuard(redis_client, settings.redis_retry_after_seconds, metrics)
+        cache_guard = guard
+        if settings.cache_redis_url is not None:
+            # Its own guard: a dead or slow cache Redis is a miss, and never makes the
+            # limits skip the state Redis.
+            cache_client = connect(
+                settings.cache_redis_url,
+                settings.redis_timeout_seconds,
+                settings.cache_redis_ca_file or settings.redis_ca_file,
+            )
+            cache_guard = RedisGuard(cache_client, settings.redis_retry_after_seconds, metrics)
         if dispatcher is not None and settings.share_in_flight:
             dispatcher.peers = PeerSync(
                 guard,
@@ -117,6 +132,7 @@ class Services:
             lease_seconds=settings.total_timeout_seconds + 60,
             usage_retention_days=settings.usage_retention_days,
             hits_cost_tokens=settings.quota_hits_cost_tokens,
+            cache=cache_guard,
         )
         lifetime = EntryLifetime(settings.cache_ttl_seconds, settings.cache_stale_seconds)
         catalog = ModelCatalog(any_upstream, metrics, settings.model_refresh_seconds)
@@ -124,10 +140,21 @@ class Services:
         flights = FlightRegistry()
         proxy = Proxy(
             settings=settings,
-            gatekeeper=Gatekeeper(keyring, metrics, settings.max_messages),
+            gatekeeper=Gatekeeper(
+                keyring, metrics, settings.max_messages, settings.max_embed_inputs
+            ),
             upstream=upstream,
             admitter=admitter,
-            relay=Relay(upstream, dispatcher, admitter, lifetime, flights, metrics, tracing),
+            relay=Relay(
+                upstream,
+                dispatcher,
+                admitter,
+                lifetime,
+                flights,
+                metrics,
+                tracing,
+                settings.cache_max_entry_bytes,
+            ),
             dispatcher=dispatcher,
             catalog=catalog,
             flights=flights,
@@ -136,14 +163,25 @@ class Services:
             tracing=tracing,
         )
         return cls(
-            settings, metrics, upstreams, dispatcher, guard, catalog, flights, proxy, access_log
-        )
+            settings, metrics, upstreams, dispatcher, guard, cache_guard, catalog, flights,
+            proxy, access_log,
+        )  # fmt: skip
+
+    @property
+    def cache_shares_state(self) -> bool:
+        return self.cache_guard is self.guard
 
     def any_upstream(self) -> Upstream:
         """The upstream for requests any instance answers (readiness, model listing)."""
         return self.dispatcher.any_upstream() if self.dispatcher else self.upstreams[0]
 
     async def start(self) -> None:
+        if self.cache_shares_state and self.settings.cache_mode != "off":
+            log.warning(
+                "the response cache shares the state Redis (GATEWAY_REDIS_URL): under "
+                "memory pressure its eviction policy applies to limits and usage too; "
+                "set GATEWAY_CACHE_REDIS_URL to give the cache a Redis of its own"
+            )
         for upstream in self.upstreams:
             await upstream.start()
         if self.dispatcher is not None:
@@ -163,5 +201,7 @@ class Services:
         for upstream in self.upstreams:
             await upstream.aclose()
         await self.guard.aclose()
+        if not self.cache_shares_state:
+            await self.cache_guard.aclose()
         if self.proxy.tracing is not None:
             self.proxy.tracing.shutdown()  # sends what is still batched

@@ -20,9 +20,14 @@ class Settings(BaseSettings):
     upstream_url: str = "http://127.0.0.1:11434"
     # PEM bundle of the CAs trusted for an https:// upstream (default: the system's).
     upstream_ca_file: Path | None = None
+    # State: limits, quota debts, usage, routing state (run it with noeviction).
     redis_url: str = "redis://127.0.0.1:6379/0"
     # PEM bundle of the CAs trusted for a rediss:// Redis (default: the system's).
     redis_ca_file: Path | None = None
+    # The response cache's own Redis (allkeys-lru), so that cache pressure can never
+    # evict state; unset: the cache shares GATEWAY_REDIS_URL (said at start and in /ready).
+    cache_redis_url: str | None = None
+    cache_redis_ca_file: Path | None = None
 
     # SHA-256 hex digests of accepted keys; the plain keys are never stored.
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -30,12 +35,26 @@ class Settings(BaseSettings):
     auth_disabled: bool = False
 
     cache_mode: Literal["deterministic", "all", "off"] = "deterministic"
+    # Who shares a cache entry (and a coalesced call): every key ("shared": a hit then
+    # tells any key that someone sent the same request), each key alone ("key"), or
+    # the keys of one `cacheGroup` in the keys file ("group"; a key without one: alone).
+    cache_scope: Literal["shared", "key", "group"] = "key"
     cache_ttl_seconds: int = Field(3600, ge=1)
     # Expired entries are kept this much longer, to be served if the upstream fails.
     cache_stale_seconds: int = Field(86400, ge=0)
+    # A bigger answer is streamed through, never stored (and never held whole).
+    cache_max_entry_bytes: int = Field(1024 * 1024, ge=1024)
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     # A conversation longer than this is an abuse of the queue, not a chat.
     max_messages: int = Field(10000, ge=1)
+    # A request's keep_alive is clamped to this range (seconds); a model stays loaded
+    # for every key, so none may pin it for ever or unload it after its own answer.
+    # Unload-only requests (keep_alive 0, nothing to generate) are for admin keys.
+    keep_alive_min_seconds: float = Field(60.0, ge=0)
+    keep_alive_max_seconds: float = Field(3600.0, gt=0)
+    # Inputs of one embedding request: each is a vector in the answer (10,000 short
+    # inputs are a 233 MB answer).
+    max_embed_inputs: int = Field(2048, ge=1)
 
     # Defaults for keys that do not set their own limits.
     requests_per_minute: int = Field(600, ge=1)
@@ -134,11 +153,16 @@ class Settings(BaseSettings):
             raise ValueError("GATEWAY_OLLAMA_INSTANCES names an instance twice")
         return urls
 
-    @field_validator("redis_url")
+    @field_validator("cache_redis_url", mode="before")
     @classmethod
-    def _redis_url(cls, value: str) -> str:
-        if not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("GATEWAY_REDIS_URL must start with redis://, rediss:// or unix://")
+    def _unset_if_empty(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("redis_url", "cache_redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("a Redis URL must start with redis://, rediss:// or unix://")
         return value
 
     @field_validator("host")
@@ -157,6 +181,14 @@ class Settings(BaseSettings):
             raise ValueError(
                 "GATEWAY_ROUTING=model-aware needs GATEWAY_OLLAMA_INSTANCES "
                 "(comma-separated base URLs of the Ollama instances)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _keep_alive_range(self) -> Settings:
+        if self.keep_alive_min_seconds > self.keep_alive_max_seconds:
+            raise ValueError(
+                "GATEWAY_KEEP_ALIVE_MIN_SECONDS must be <= GATEWAY_KEEP_ALIVE_MAX_SECONDS"
             )
         return self
 

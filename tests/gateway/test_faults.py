@@ -149,7 +149,12 @@ def test_ready_reports_upstream_and_redis(
     gateway = gateway_factory(GATEWAY_UPSTREAM_URL=upstream.url, GATEWAY_REDIS_URL=own_redis.url)
     ready = httpx.get(f"{gateway.url}/ready")
     assert ready.status_code == 200
-    assert ready.json() == {"status": "ready", "upstream": "ok", "redis": "ok"}
+    assert ready.json() == {
+        "status": "ready",
+        "upstream": "ok",
+        "redis": "ok",
+        "cache_redis": "shared",
+    }
     own_redis.stop()
     degraded = httpx.get(f"{gateway.url}/ready")
     assert degraded.status_code == 200  # still serving, uncached

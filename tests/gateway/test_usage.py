@@ -64,7 +64,8 @@ def replicas(
         ops="    admin: true\n",
     )
     emulator.configure(tokens=12)
-    one = start(gateway_factory, emulator, redis_server, keys)
+    # The keys share the cache: hits and followers across keys are what this counts.
+    one = start(gateway_factory, emulator, redis_server, keys, GATEWAY_CACHE_SCOPE="shared")
     two = gateway_factory(**{k: v for k, v in one.env.items() if k != "GATEWAY_PORT"})
     return keys, one, two
 

@@ -202,10 +202,13 @@ def canonical_request(kind: Kind, body: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def cache_key(kind: Kind, model: str, model_digest: str, body: Mapping[str, Any]) -> str:
+def cache_key(
+    kind: Kind, model: str, model_digest: str, body: Mapping[str, Any], namespace: str = ""
+) -> str:
+    """`namespace` says who may share the entry ("" every key; `keys.cache_namespace`)."""
     material = [KEY_VERSION, kind.value, model, model_digest, canonical_request(kind, body)]
     blob = orjson.dumps(material, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
-    return f"llm:c{KEY_VERSION}:{hashlib.sha256(blob).hexdigest()}"
+    return f"llm:c{KEY_VERSION}:{namespace}{hashlib.sha256(blob).hexdigest()}"
 
 
 def effective_options(kind: Kind, body: Mapping[str, Any]) -> dict[str, Any]:

@@ -77,19 +77,24 @@ def is_complete(kind: Kind, form: Form, status: int, body: bytes) -> bool:
     return last.get("done") is True
 
 
+def _count(value: Any) -> int:
+    """A token count from the upstream's answer; anything but a number counts 0."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        return 0
+    return int(value)
+
+
 def usage_of(kind: Kind, form: Form, body: bytes) -> Usage | None:
     last = final_object(form, body)
     if last is None:
         return None
     usage = last.get("usage")
     if isinstance(usage, dict):
-        return Usage(
-            int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0), 0.0
-        )
+        return Usage(_count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens")), 0)
     if kind.is_openai or ("eval_count" not in last and "prompt_eval_count" not in last):
         return None
     return Usage(
-        int(last.get("prompt_eval_count") or 0),
-        int(last.get("eval_count") or 0),
-        int(last.get("eval_duration") or 0) / 1e9,
+        _count(last.get("prompt_eval_count")),
+        _count(last.get("eval_count")),
+        _count(last.get("eval_duration")) / 1e9,
     )

@@ -85,6 +85,16 @@ class Entry:
             )
         )
 
+    @staticmethod
+    def peek(raw: bytes) -> tuple[int, int] | None:
+        """`(fresh_until_ms, tokens)` of an encoded entry, without its body; None if not one."""
+        if len(raw) < _HEADER or not raw.startswith(MAGIC):
+            return None
+        try:
+            return int(raw[_FRESH_UNTIL]), int(raw[_TOKENS])
+        except ValueError:
+            return None
+
     @classmethod
     def decode(cls, raw: bytes) -> Entry | None:
         """The entry, or None for anything that is not one (old versions, corruption)."""

@@ -5,13 +5,19 @@
 -- KEYS[4] tpm GCRA tat        KEYS[5] tokens used today (counter)  KEYS[6] usage hash (today)
 -- ARGV[1] now (ms)            ARGV[2] limits? (1/0)                ARGV[3] ms per request (rpm)
 -- ARGV[4] burst window (ms)   ARGV[5] max concurrent               ARGV[6] lease id
--- ARGV[7] lease until (ms)    ARGV[8] look up the cache? (1/0)     ARGV[9] token estimate
+-- ARGV[7] lease until (ms)    ARGV[9] token estimate
+-- ARGV[8] the cache: 0 no lookup, 1 GET KEYS[3] here (the cache shares this Redis),
+--         2 looked up by the caller in the cache's own Redis: ARGV[16] fresh until (ms),
+--         ARGV[17] the entry's tokens
 -- ARGV[10] ms per token (tpm; 0: no minute quota)                  ARGV[11] tokens per day (0: none)
 -- ARGV[12] seconds the day counter lives                            ARGV[13] usage retention (s; 0: off)
 -- ARGV[14] usage field prefix (model label and '|')                 ARGV[15] hits cost tokens? (1/0)
+-- ARGV[18] tokens that must fit for the request to go (its prompt, and its completion cap
+--          when it gives one): the rest of the estimate is a guess, no reason to refuse
 --
 -- Returns {verdict, remaining, reset_ms, retry_ms, cached entry or false,
---          tokens remaining (-1: no minute quota), tokens reset (ms)}.
+--          tokens remaining (-1: no minute quota), tokens reset (ms)}; over the daily
+--          quota, tokens remaining are the day's (the window that refused).
 -- Verdicts: 0 go upstream (the entry, if any, is stale), 1 fresh hit, 2 over rpm,
 --           3 too many concurrent, 4 over tokens per minute, 5 over tokens per day.
 
@@ -22,7 +28,7 @@ local window = tonumber(ARGV[4])
 local max_concurrent = tonumber(ARGV[5])
 local lease_id = ARGV[6]
 local lease_until = tonumber(ARGV[7])
-local lookup = ARGV[8] == '1'
+local lookup = ARGV[8]
 local estimate = tonumber(ARGV[9])
 local token_interval = tonumber(ARGV[10])
 local per_day = tonumber(ARGV[11])
@@ -30,6 +36,7 @@ local day_ttl = tonumber(ARGV[12])
 local usage_ttl = tonumber(ARGV[13])
 local prefix = ARGV[14]
 local hits_cost = ARGV[15] == '1'
+local needed = tonumber(ARGV[18])
 
 -- Usage is bookkeeping: a refused write (Redis out of memory) must not cost the
 -- request its answer, so it goes through pcall.
@@ -62,23 +69,25 @@ end
 -- A request bigger than the whole quota is judged as exactly the quota, so it can
 -- still run when the key has spent nothing.
 local token_tat = 0
-local function tokens_fit(cost)
+-- `need` must fit; `cost` is what is charged (settled with the real count at the end).
+-- Returns the verdict (0: fits), the retry (ms) and, over the day, the day's tokens left.
+local function tokens_fit(need, cost)
   if token_interval > 0 then
     local quota = math.floor(window / token_interval)
     local tat = tonumber(redis.call('GET', KEYS[4]) or now)
     if tat < now then tat = now end
-    token_tat = tat + math.min(cost, quota) * token_interval
-    if token_tat - now > window then
-      return 4, token_tat - now - window
+    if tat + math.min(need, quota) * token_interval - now > window then
+      return 4, tat + math.min(need, quota) * token_interval - now - window, 0
     end
+    token_tat = tat + math.min(cost, quota) * token_interval
   end
   if per_day > 0 then
     local used = tonumber(redis.call('GET', KEYS[5]) or 0)
-    if used + math.min(cost, per_day) > per_day then
-      return 5, 0
+    if used + math.min(need, per_day) > per_day then
+      return 5, 0, math.max(0, per_day - used)
     end
   end
-  return 0, 0
+  return 0, 0, 0
 end
 local function charge(cost)
   if token_interval > 0 then
@@ -98,35 +107,43 @@ end
 
 -- The cache: a fresh hit answers now, costing a request but no concurrency slot.
 local value = false
-if lookup then
+local fresh_until, entry_tokens = 0, 0
+if lookup == '1' then
   value = redis.call('GET', KEYS[3])
-  if value and FRESH_UNTIL > now then
-    local cost = 0
-    if hits_cost then
-      cost = ENTRY_TOKENS
-      if limits then
-        local over, retry = tokens_fit(cost)
-        if over > 0 then
-          count({requests = 1, errors = 1})
-          return {over, remaining, reset, retry, false, 0, retry}
-        end
+  if value then
+    fresh_until = FRESH_UNTIL or 0
+    entry_tokens = ENTRY_TOKENS or 0
+  end
+elseif lookup == '2' then
+  fresh_until = tonumber(ARGV[16])
+  entry_tokens = tonumber(ARGV[17])
+end
+if fresh_until > now then
+  local cost = 0
+  if hits_cost then
+    cost = entry_tokens
+    if limits then
+      local over, retry, left_today = tokens_fit(cost, cost)
+      if over > 0 then
+        count({requests = 1, errors = 1})
+        return {over, remaining, reset, retry, false, over == 5 and left_today or 0, retry}
       end
     end
-    if limits then
-      redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil(new_tat - now))
-      if hits_cost then charge(cost) end
-    end
-    count({requests = 1, cache_hits = 1})
-    local left, left_reset = tokens_left()
-    return {1, remaining, reset, 0, value, left, left_reset}
   end
+  if limits then
+    redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil(new_tat - now))
+    if hits_cost then charge(cost) end
+  end
+  count({requests = 1, cache_hits = 1})
+  local left, left_reset = tokens_left()
+  return {1, remaining, reset, 0, value, left, left_reset}
 end
 
 if limits then
-  local over, retry = tokens_fit(estimate)
+  local over, retry, left_today = tokens_fit(math.min(needed, estimate), estimate)
   if over > 0 then
     count({requests = 1, errors = 1})
-    return {over, remaining, reset, retry, false, 0, retry}
+    return {over, remaining, reset, retry, false, over == 5 and left_today or 0, retry}
   end
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
   if redis.call('ZCARD', KEYS[2]) >= max_concurrent then

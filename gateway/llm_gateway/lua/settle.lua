@@ -1,44 +1,45 @@
--- The end of a request's Redis side, in one trip: store its cache entry, free its
--- concurrency slot, settle its token charge with the real count, and add its usage.
--- Run by admission.py (Admitter.settle), after the upstream answered (or failed)
--- and before the clients' responses end, so a client asking again finds the entry.
+-- The end of a request's Redis side, in one trip: free its concurrency slot, settle
+-- its token charge with the real count, and add its usage.
+-- Run by admission.py (Admitter.settle), after the upstream answered (or failed).
+-- The cache entry is NOT written here: that is a command of its own (Admitter.store,
+-- on the cache's Redis), so a refused or failed write can cost the entry, never the
+-- slot, the quota or the usage.
 --
--- KEYS[1] cache entry        KEYS[2] concurrency leases   KEYS[3] tpm GCRA tat
--- KEYS[4] tokens used today  KEYS[5] usage hash (today)
--- ARGV[1] entry ('' = none)  ARGV[2] entry lifetime (ms)  ARGV[3] lease id ('' = none)
--- ARGV[4] tokens: real count minus what admission charged (may be negative)
--- ARGV[5] ms per token (tpm; 0: none)   ARGV[6] tokens per day (0: none)
--- ARGV[7] usage retention (s; 0: off)   ARGV[8] usage field prefix   ARGV[9] now (ms)
--- ARGV[10...] usage field, increment, field, increment ...
+-- KEYS[1] concurrency leases   KEYS[2] tpm GCRA tat   KEYS[3] tokens used today
+-- KEYS[4] usage hash (today)
+-- ARGV[1] lease id ('' = none)
+-- ARGV[2] tokens: real count minus what admission charged (may be negative)
+-- ARGV[3] ms per token (tpm; 0: none)   ARGV[4] tokens per day (0: none)
+-- ARGV[5] usage retention (s; 0: off)   ARGV[6] usage field prefix   ARGV[7] now (ms)
+-- ARGV[8...] usage field, increment, field, increment ...
 
-if ARGV[1] ~= '' then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end
-if ARGV[3] ~= '' then redis.call('ZREM', KEYS[2], ARGV[3]) end
+if ARGV[1] ~= '' then redis.call('ZREM', KEYS[1], ARGV[1]) end
 
-local delta = tonumber(ARGV[4])
+local delta = tonumber(ARGV[2])
 if delta ~= 0 then
-  local token_interval = tonumber(ARGV[5])
+  local token_interval = tonumber(ARGV[3])
   if token_interval > 0 then
     -- The tat lives exactly as long as it is ahead of now: a missing key is "now".
-    local now = tonumber(ARGV[9])
-    local tat = math.max(tonumber(redis.call('GET', KEYS[3]) or now), now)
+    local now = tonumber(ARGV[7])
+    local tat = math.max(tonumber(redis.call('GET', KEYS[2]) or now), now)
     local new_tat = tat + delta * token_interval
     if new_tat > now then
-      redis.call('SET', KEYS[3], new_tat, 'PX', math.ceil(new_tat - now))
+      redis.call('SET', KEYS[2], new_tat, 'PX', math.ceil(new_tat - now))
     else
-      redis.call('DEL', KEYS[3])
+      redis.call('DEL', KEYS[2])
     end
   end
-  if tonumber(ARGV[6]) > 0 and redis.call('EXISTS', KEYS[4]) == 1 then
-    redis.call('INCRBY', KEYS[4], delta)
+  if tonumber(ARGV[4]) > 0 and redis.call('EXISTS', KEYS[3]) == 1 then
+    redis.call('INCRBY', KEYS[3], delta)
   end
 end
 
-local usage_ttl = tonumber(ARGV[7])
-if usage_ttl > 0 and #ARGV > 9 then
-  for i = 10, #ARGV, 2 do
+local usage_ttl = tonumber(ARGV[5])
+if usage_ttl > 0 and #ARGV > 7 then
+  for i = 8, #ARGV, 2 do
     local n = tonumber(ARGV[i + 1])
-    if n ~= 0 then redis.call('HINCRBY', KEYS[5], ARGV[8] .. ARGV[i], n) end
+    if n ~= 0 then redis.call('HINCRBY', KEYS[4], ARGV[6] .. ARGV[i], n) end
   end
-  redis.call('EXPIRE', KEYS[5], usage_ttl)
+  redis.call('EXPIRE', KEYS[4], usage_ttl)
 end
 return 1
