@@ -48,6 +48,8 @@ class ApiKeyEntry(BaseModel):
     # Priority classes the key may use, its default first (the gateway's classes).
     priorities: list[Literal["interactive", "batch"]] | None = Field(None, min_length=1)
     admin: bool | None = None
+    # The keys that share cache entries with it (the gateway's GATEWAY_CACHE_SCOPE=group).
+    cache_group: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     # Kept as written (ISO 8601); the gateway parses it.
     expires: str | None = None
 
