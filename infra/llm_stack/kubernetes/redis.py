@@ -20,6 +20,7 @@ from llm_stack.kubernetes import names as n
 from llm_stack.kubernetes import workload as w
 from llm_stack.redis_conf import RedisRole
 from llm_stack.shared.redis import (
+    BIND_DUAL_STACK,
     CLI_PASSWORD_PATH,
     CONF_PATH,
     DATA_DIR,
@@ -63,7 +64,11 @@ class RedisStatefulSet(pulumi.ComponentResource):
             (n.REDIS, names.redis) if role == "state" else (n.REDIS_CACHE, names.redis_cache)
         )
         selector = names.selector(pod_role)
-        conf = secret_text(password.apply(lambda pw: render_redis_conf(config, role, pw)))
+        # Dual-stack clusters reach Redis over IPv6 too.
+        bind = BIND_DUAL_STACK if kube.ipv6 else "0.0.0.0"
+        conf = secret_text(
+            password.apply(lambda pw: render_redis_conf(config, role, pw, bind=bind))
+        )
         self.secret = k8s.core.v1.Secret(
             f"{name}-config",
             metadata=w.metadata(names, pod_role, names.object(pod_role, "config"), namespace),

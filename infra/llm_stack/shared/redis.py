@@ -31,11 +31,15 @@ def health_test(password_path: str = CLI_PASSWORD_PATH) -> list[str]:
     return ["CMD-SHELL", f'REDISCLI_AUTH="$(cat {password_path})" redis-cli ping | grep -q PONG']
 
 
-def render_redis_conf(config: StackConfig, role: RedisRole, password: str) -> str:
+# Every IPv4 address, and IPv6 where the kernel has it (`-`: optional, Redis >= 7).
+BIND_DUAL_STACK = "* -::*"
+
+
+def render_redis_conf(
+    config: StackConfig, role: RedisRole, password: str, *, bind: str = "0.0.0.0"
+) -> str:
     """redis.conf of the stack's state or cache Redis (inside its container)."""
-    return redis_conf(
-        config, password, role=role, port=REDIS_PORT, bind="0.0.0.0", data_dir=DATA_DIR
-    )
+    return redis_conf(config, password, role=role, port=REDIS_PORT, bind=bind, data_dir=DATA_DIR)
 
 
 def redis_url(host: str, password: str, db: int = 0) -> str:

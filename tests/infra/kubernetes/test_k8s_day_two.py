@@ -460,5 +460,11 @@ def test_dual_stack() -> None:
         if "ipBlock" in peer
     ]
     assert blocks == ["0.0.0.0/0", "::/0"]
+    redis_conf = next(
+        r.plain("stringData")["redis.conf"]
+        for r in kube_resources(run)
+        if r.type.endswith("Secret") and r.plain("metadata")["name"] == "llm-k8s-redis-config"
+    )
+    assert "bind * -::*" in redis_conf.splitlines()
     # IPv4-only stays IPv4-only.
     assert "[::]" not in render_conf(config_of(k8s_values()))
