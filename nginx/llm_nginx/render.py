@@ -123,14 +123,21 @@ FORWARDED_HEADERS = (
     ("traceparent", "$http_traceparent"),
     ("tracestate", "$http_tracestate"),
 )
+# A path ending in a slash (other than `/`): no route of the gateway does, and a
+# framework's answer to one is a redirect, whose Location a client may follow in clear.
+TRAILING_SLASH_REGEX = r"~^/[^?]*/(?:\?|$)"
+# Map variable -> (status, body) of each refusal, checked in this order.
 EDGE_REFUSALS = {
-    "llm_refused_path": error_body(
-        "refused path: no dot segments, empty segments or encoded slashes"
+    "llm_refused_path": (
+        400,
+        error_body("refused path: no dot segments, empty segments or encoded slashes"),
     ),
-    "llm_secret_in_url": error_body(
-        "an API key never goes in the URL: send it in the Authorization header"
+    "llm_secret_in_url": (
+        400,
+        error_body("an API key never goes in the URL: send it in the Authorization header"),
     ),
-    "llm_control_in_header": error_body("a header value holds a control character"),
+    "llm_control_in_header": (400, error_body("a header value holds a control character")),
+    "llm_trailing_slash": (404, error_body("not found")),
 }
 
 
@@ -173,6 +180,7 @@ def render_nginx_conf(config: StackConfig, topology: NginxTopology) -> str:
             error_prefix=ERROR_PREFIX,
             wire_status=WIRE_STATUS,
             refused_path_regex=REFUSED_PATH_REGEX,
+            trailing_slash_regex=TRAILING_SLASH_REGEX,
             secret_query_regex=SECRET_QUERY_REGEX,
             key_prefix=KEY_PREFIX,
             control_bytes_regex=CONTROL_BYTES_REGEX,

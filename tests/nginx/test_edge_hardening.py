@@ -295,3 +295,19 @@ def test_the_admin_usage_key_name_filter_still_passes(edge: NginxServer) -> None
     answer = send_raw(edge, request("/admin/usage?since=7d&by=key&key=ops"))
     assert answer.status == 200
     assert answer.from_backend
+
+
+@pytest.mark.parametrize(
+    "target", ["/api/generate/", "/v1/chat/completions/", "/admin/queue/", "/api/tags/?x=1"]
+)
+def test_a_trailing_slash_is_a_json_404_never_a_redirect(edge: NginxServer, target: str) -> None:
+    for method in (b"GET", b"POST"):
+        answer = send_raw(edge, request(target, method=method, headers={b"Content-Length": b"0"}))
+        assert assert_edge_json_error(answer, 404) == "not found"
+        assert "location" not in answer.headers
+
+
+def test_the_root_path_still_reaches_the_gateway(edge: NginxServer) -> None:
+    answer = send_raw(edge, request("/"))
+    assert answer.status == 200
+    assert answer.from_backend
