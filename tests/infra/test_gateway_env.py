@@ -54,6 +54,12 @@ def test_the_gateway_reads_back_every_value(
     assert settings.total_timeout_seconds == gateway.timeouts.total_seconds
     assert settings.shutdown_grace_seconds == gateway.shutdown_grace_seconds
     assert settings.log_prompts is gateway.log_prompts
+    assert settings.cache_redis_url is None  # none given here; every platform gives one
+    assert settings.cache_scope == gateway.cache_scope
+    assert settings.cache_max_entry_bytes == gateway.cache_max_entry_bytes
+    assert settings.max_embed_inputs == gateway.max_embed_inputs
+    assert settings.keep_alive_min_seconds == gateway.keep_alive_min_seconds
+    assert settings.keep_alive_max_seconds == gateway.keep_alive_max_seconds
 
 
 def test_digests_and_explicit_no_auth(
@@ -190,7 +196,7 @@ def test_least_conn_routes_everything_upstream(prod_config: StackConfig) -> None
     assert not any(name.startswith("OTEL_") for name in env)
 
 
-def test_the_tenancy_knobs_reach_the_gateway() -> None:
+def test_the_tenancy_knobs_reach_the_gateway(monkeypatch: pytest.MonkeyPatch) -> None:
     config = parse_stack_config(
         {
             "environment": "test",
@@ -206,7 +212,7 @@ def test_the_tenancy_knobs_reach_the_gateway() -> None:
         "test",
     )
     env = gateway_environment(
-        config, upstream_url="x", redis_url=REDIS_URL, api_keys_file=KEYS_FILE,
+        config, upstream_url="http://n:8080", redis_url=REDIS_URL, api_keys_file=KEYS_FILE,
         instance_urls=INSTANCES,
     )  # fmt: skip
     assert env["GATEWAY_CACHE_SCOPE"] == "group"
@@ -214,6 +220,10 @@ def test_the_tenancy_knobs_reach_the_gateway() -> None:
     assert env["GATEWAY_MAX_EMBED_INPUTS"] == "64"
     assert env["GATEWAY_KEEP_ALIVE_MIN_SECONDS"] == "30"
     assert env["GATEWAY_KEEP_ALIVE_MAX_SECONDS"] == "600.5"
+    settings = settings_from({**env, "GATEWAY_CACHE_REDIS_URL": "redis://c:6379/0"}, monkeypatch)
+    assert settings.cache_scope == "group"
+    assert settings.cache_redis_url == "redis://c:6379/0"
+    assert settings.keep_alive_max_seconds == 600.5
     # The defaults: each key its own cache entries.
     assert gateway_environment(
         parse_stack_config({"ollama": {"models": ["m"]}}, "t"),
