@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import pytest
 import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -112,16 +113,47 @@ def _settled(state: redis.Redis, requests: int, timeout: float = 10.0) -> tuple[
         time.sleep(0.02)
 
 
+def _router_idle(
+    http: httpx.Client, admin: dict[str, str], timeout: float = 10.0
+) -> dict[str, int]:
+    """Requests queued and in flight on the router, once both are 0 (or the bound passed)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        snapshot = http.get("/admin/queue", headers=admin).json()
+        busy = {
+            "queued": snapshot["queued"],
+            "in_flight": sum(i["in_flight"] for i in snapshot["instances"]),
+        }
+        if not any(busy.values()) or time.monotonic() > deadline:
+            return busy
+        time.sleep(0.02)
+
+
+ROUTED = {
+    "GATEWAY_ROUTING": "model-aware",
+    "GATEWAY_POLL_SECONDS": "0.2",
+    "GATEWAY_QUEUE_DEADLINE_SECONDS": "3",
+    "GATEWAY_SHARE_IN_FLIGHT": "false",
+}
+
+
+@pytest.mark.parametrize("routing", ["upstream", "model-aware"])
 def test_nothing_an_upstream_sends_leaks_a_slot_or_a_usage_record(
-    tmp_path: Path, gateway_factory: GatewayFactory, own_redis: RedisServer
+    tmp_path: Path, gateway_factory: GatewayFactory, own_redis: RedisServer, routing: str
 ) -> None:
+    """Model-aware routing: nor a router slot or a queue position (an instance that
+    answers junk is still the one that answered: no retry, no slot kept)."""
     current: list[Answer] = []
 
     async def script(seen: Seen, connection: Connection) -> None:
         await connection.send(current[-1].wire())
         connection.close()
 
-    keys = Keys(tmp_path, team="    maxConcurrent: 1\n    tokensPerMinute: 10000000\n")
+    keys = Keys(
+        tmp_path,
+        team="    maxConcurrent: 1\n    tokensPerMinute: 10000000\n",
+        ops="    admin: true\n",
+    )
     state = own_redis.client()
     numbers = itertools.count(1)
     with ScriptedOllama(script) as upstream:
@@ -131,6 +163,11 @@ def test_nothing_an_upstream_sends_leaks_a_slot_or_a_usage_record(
             GATEWAY_AUTH_DISABLED="false",
             GATEWAY_API_KEYS_FILE=str(keys.file),
             GATEWAY_IDLE_TIMEOUT_SECONDS="5",
+            **(
+                {**ROUTED, "GATEWAY_OLLAMA_INSTANCES": upstream.url}
+                if routing != "upstream"
+                else {}
+            ),
         )
         http = httpx.Client(base_url=gateway.url, headers=keys.auth("team"), timeout=30)
 
@@ -155,6 +192,8 @@ def test_nothing_an_upstream_sends_leaks_a_slot_or_a_usage_record(
                 )
                 assert "error" in reply.json()
             assert _settled(state, n) == (0, n), answer
+            if routing != "upstream":
+                assert _router_idle(http, keys.auth("ops")) == {"queued": 0, "in_flight": 0}
 
         try:
             one()

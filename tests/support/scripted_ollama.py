@@ -1,7 +1,8 @@
 """A scripted Ollama: exact response bytes per request, on connections the test can see.
 
-It stands where Ollama would, in front of a real gateway process. `/api/tags` always
-gets a plain answer (the gateway reads it at start); every other request is a
+It stands where Ollama would, in front of a real gateway process. `/api/tags`, `/api/ps`
+(the model loaded) and `/api/version` always get a plain answer (the gateway reads
+them at start, and a router polls /api/ps); every other request is a
 generation, numbered in arrival order and answered by the test's `Script`, whose
 answer text names the request (`answer <number> to <prompt>`), so a test can tell
 which request an answer belongs to. Each request is noted with the connection it
@@ -134,6 +135,25 @@ TAGS = orjson.dumps(
 )
 
 
+PS = orjson.dumps(
+    {
+        "models": [
+            {
+                "name": f"{MODEL}:latest",
+                "model": f"{MODEL}:latest",
+                "size": 2019393189,
+                "digest": DIGEST,
+                "expires_at": "2099-01-01T00:00:00Z",
+                "size_vram": 2019393189,
+                "context_length": 4096,
+            }
+        ]
+    }
+)
+# The GETs answered plainly, whatever the script.
+PLAIN = {b"/api/tags": TAGS, b"/api/ps": PS, b"/api/version": b'{"version":"0.13.0"}'}
+
+
 class Connection:
     """One accepted connection, as a script sees it."""
 
@@ -199,9 +219,10 @@ class ScriptedOllama:
             request_head, body = await read_request(reader)
             method, path = request_head.split(b" ", 2)[:2]
             self.requests.append((connection.number, f"{method.decode()} {path.decode()}"))
-            if path == b"/api/tags":
+            plain = PLAIN.get(path)
+            if plain is not None:
                 await connection.send(
-                    JSON_HEAD + b"content-length: %d\r\n\r\n%s" % (len(TAGS), TAGS)
+                    JSON_HEAD + b"content-length: %d\r\n\r\n%s" % (len(plain), plain)
                 )
                 continue
             data = orjson.loads(body)
@@ -245,7 +266,7 @@ class ScriptedOllama:
         prompts = {s.number: s for s in self.seen}
         lines, number = [], 0
         for connection, request in self.requests:
-            if request.endswith("/api/tags"):
+            if request.split(" ")[-1].encode() in PLAIN:
                 lines.append(f"conn {connection}: {request}")
                 continue
             number += 1
