@@ -74,6 +74,8 @@ def test_the_pack_serves_every_policy(analyzer: analyzer_pb2_grpc.AnalyzerStub) 
         "kubernetes-pod-security",
         "kubernetes-distinct-gpus",
         "kubernetes-secrets",
+        "kubernetes-route-timeouts",
+        "kubernetes-prestop-grace",
         "kubernetes-default-deny",
     }
 

@@ -215,6 +215,50 @@ def secrets_from_secrets(resource_type: str, props: Mapping[str, Any]) -> list[s
     return problems
 
 
+HTTP_ROUTE = "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute"
+# The grace period the kubelet gives a pod that sets none.
+DEFAULT_GRACE_SECONDS = 30
+
+
+def route_timeouts(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    """Every HTTPRoute rule says its request timeout: unset, each Gateway picks its own,
+    and Envoy Gateway's 15 s for the whole response cuts every longer generation."""
+    if resource_type != HTTP_ROUTE:
+        return []
+    what = _describe(resource_type, props)
+    return [
+        f"{what}: rule {index} sets no timeouts.request (Envoy Gateway cuts responses at 15 s)"
+        for index, rule in enumerate((props.get("spec") or {}).get("rules") or [])
+        if not ((rule or {}).get("timeouts") or {}).get("request")
+    ]
+
+
+def _sleep_seconds(hook: Any) -> int | None:
+    command = ((hook or {}).get("exec") or {}).get("command") or []
+    if len(command) == 2 and command[0] == "sleep" and str(command[1]).isdigit():
+        return int(command[1])
+    return None
+
+
+def pre_stop_within_grace(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    """A preStop sleep ends before the grace period does: the kubelet counts the hook
+    in the grace period, so a sleep as long leaves the process no time to stop cleanly."""
+    pod = pod_spec_of(resource_type, props)
+    if pod is None:
+        return []
+    grace = pod.get("terminationGracePeriodSeconds")
+    grace = DEFAULT_GRACE_SECONDS if grace is None else int(grace)
+    problems = []
+    for where, container in _pod_containers(resource_type, props, init=False):
+        sleep = _sleep_seconds((container.get("lifecycle") or {}).get("preStop"))
+        if sleep is not None and sleep >= grace:
+            problems.append(
+                f"{where}: its preStop sleeps {sleep} s of a {grace} s grace period, "
+                "leaving no time for a graceful stop"
+            )
+    return problems
+
+
 KUBERNETES_RULES: dict[str, Callable[[str, Mapping[str, Any]], list[str]]] = {
     "kubernetes-pinned-images": pinned_images,
     "kubernetes-probes": probes,
@@ -222,6 +266,8 @@ KUBERNETES_RULES: dict[str, Callable[[str, Mapping[str, Any]], list[str]]] = {
     "kubernetes-pod-security": pod_security,
     "kubernetes-distinct-gpus": distinct_gpus,
     "kubernetes-secrets": secrets_from_secrets,
+    "kubernetes-route-timeouts": route_timeouts,
+    "kubernetes-prestop-grace": pre_stop_within_grace,
 }
 
 

@@ -46,6 +46,13 @@ _DESCRIPTIONS = {
     "kubernetes-secrets": (
         "Secret-named variables come from Secrets; ConfigMaps hold no keys or passwords."
     ),
+    "kubernetes-route-timeouts": (
+        "Every HTTPRoute rule sets its request timeout (implementations' defaults cut "
+        "long generations: Envoy Gateway's is 15 s)."
+    ),
+    "kubernetes-prestop-grace": (
+        "A container's preStop sleep ends before its pod's grace period does."
+    ),
 }
 
 

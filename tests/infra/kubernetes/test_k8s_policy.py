@@ -109,6 +109,21 @@ def _key_in_config_map(r: list[View]) -> None:
     config_map["data"]["key.pem"] = "-----BEGIN PRIVATE KEY-----\nabc\n"
 
 
+def _route_without_timeouts(r: list[View]) -> None:
+    for rule in _workload(r, "HTTPRoute", "edge")["spec"]["rules"]:
+        del rule["timeouts"]
+
+
+def _grace_shorter_than_pre_stop(r: list[View]) -> None:
+    _pod(r, "Deployment", "gateway")["terminationGracePeriodSeconds"] = 10
+
+
+def _no_grace_and_a_long_pre_stop(r: list[View]) -> None:
+    pod = _pod(r, "Deployment", "edge")
+    del pod["terminationGracePeriodSeconds"]  # the default 30 s, under a 30 s sleep
+    _first(pod)["lifecycle"]["preStop"]["exec"]["command"] = ["sleep", "30"]
+
+
 def _no_default_deny(r: list[View]) -> None:
     r[:] = [v for v in r if not v[2].get("metadata", {}).get("name", "").endswith("default-deny")]
 
@@ -125,6 +140,9 @@ BREAKAGES: list[tuple[Callable[[list[View]], None], str, int]] = [
     (_all_gpus, "kubernetes-distinct-gpus", 1),
     (_literal_secret, "kubernetes-secrets", 1),
     (_key_in_config_map, "kubernetes-secrets", 1),
+    (_route_without_timeouts, "kubernetes-route-timeouts", 1),
+    (_grace_shorter_than_pre_stop, "kubernetes-prestop-grace", 1),
+    (_no_grace_and_a_long_pre_stop, "kubernetes-prestop-grace", 1),
     # Every workload of the namespace is reported: Ollama, both Redis, gateway, edge.
     (_no_default_deny, "kubernetes-default-deny", 5),
 ]
