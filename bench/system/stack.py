@@ -114,6 +114,7 @@ def stack_config(scale: float, mode: Mode | None = None, layout: Layout = TWO_GP
         runner_options=mode.runner_options if mode else "strip",
         replicas=mode.replicas if mode else 1,
         share_in_flight=mode.share_in_flight if mode else False,
+        **({} if mode is None or mode.affinity is None else {"prefix_affinity": mode.affinity}),
         cache_mode="off",
         requests_per_minute=UNLIMITED_RPM,
         max_concurrent_per_key=UNLIMITED_CONCURRENCY,

@@ -143,6 +143,12 @@ class GatewayConfig(_Section):
     # Replicas share what they have in flight and waiting through Redis (model-aware
     # routing): together they take no more than each instance's slots, in priority order.
     share_in_flight: bool = True
+    # Prefix affinity (model-aware routing): a request that can start now goes to the
+    # instance likely to hold its prompt's prefix in its KV/prompt caches (a chat's
+    # follow-up, a shared system prompt), unless that puts the instance more than
+    # `affinity_load_share` x the mean load; never waits for a busy instance for it.
+    prefix_affinity: bool = True
+    affinity_load_share: float = Field(1.25, ge=1.0, le=10.0)
     # strip: runner options that force a reload (num_ctx, num_batch, num_gpu, main_gpu,
     # use_mmap, num_thread) are removed from requests; pass: sent on as clients wrote them.
     runner_options: Literal["strip", "pass"] = "strip"

@@ -20,6 +20,7 @@ FIRST_TOKEN_BUCKETS = (
 OVERHEAD_BUCKETS = (
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
 )  # fmt: skip
+CACHED_TOKEN_BUCKETS = (0, 128, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536)
 TOKENS_PER_SECOND_BUCKETS = (1, 2, 5, 10, 20, 30, 50, 75, 100, 150, 200, 300, 500, 1000)
 
 OTHER_MODEL = "other"
@@ -143,6 +144,22 @@ class GatewayMetrics:
         self.model_loads = Counter(
             "llm_model_loads", "Model loads on an instance, started by this gateway or seen.",
             ["ollama_instance", "model"], registry=r,
+        )  # fmt: skip
+        # Prefix affinity (model-aware routing): estimates from what was sent where.
+        self.affinity_hits = Counter(
+            "llm_affinity_hits",
+            "Requests sent to an instance estimated to hold a prefix of their prompt.",
+            ["ollama_instance", "model"], registry=r,
+        )  # fmt: skip
+        self.affinity_cached_tokens = Histogram(
+            "llm_affinity_cached_tokens",
+            "Prompt tokens per request estimated to be cached where it was sent.",
+            ["model"], buckets=CACHED_TOKEN_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.prompt_tokens_estimated = Counter(
+            "llm_prompt_tokens_estimated",
+            "Prompt tokens sent to each instance, estimated cached there or to evaluate.",
+            ["ollama_instance", "part"], registry=r,
         )  # fmt: skip
         self.upstream_retries = Counter(
             "llm_upstream_retries", "Requests sent again on another instance, by reason.",

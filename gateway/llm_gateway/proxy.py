@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import quote
 
@@ -48,6 +48,7 @@ from llm_gateway.request_id import SCOPE_KEY
 from llm_gateway.routes import ProxyRoute
 from llm_gateway.routing.dispatcher import Dispatcher
 from llm_gateway.routing.grant import Ticket
+from llm_gateway.routing.prefix import prompt_blocks, rendered
 from llm_gateway.routing.report import joined_ps
 from llm_gateway.routing.runner_options import strip_runner_options
 from llm_gateway.settings import Settings
@@ -226,7 +227,12 @@ class Proxy:
         if changed:
             call.body = orjson.dumps(call.data)
         if self.dispatcher is not None:
-            call.ticket = ticket_for(api_key, call.headers, model, settings.queue_deadline_seconds)
+            ticket = ticket_for(api_key, call.headers, model, settings.queue_deadline_seconds)
+            if self.dispatcher.affinity is not None:
+                text = rendered(kind, call.data)
+                blocks = prompt_blocks(text, ticket.model)
+                ticket = replace(ticket, prefix=blocks, prompt_chars=len(text))
+            call.ticket = ticket
         call.estimate = estimate(kind, call.data, settings.quota_estimate_tokens)
         call.usage = UsageTarget(call.record.key, call.record.model, utc_day())
 

@@ -25,6 +25,7 @@ from llm_gateway.routing.dispatcher import Dispatcher
 from llm_gateway.routing.fair_queue import FairQueue
 from llm_gateway.routing.instances import Instance, instance_name
 from llm_gateway.routing.peers import PeerSync
+from llm_gateway.routing.prefix import Affinity
 from llm_gateway.settings import Settings
 from llm_gateway.tracing import Tracing
 from llm_gateway.upstream import Timeouts, Upstream
@@ -95,6 +96,9 @@ class Services:
                 poll_seconds=settings.poll_seconds,
                 load_patience=settings.load_patience_seconds,
                 weights_size=lambda model: catalog_holder[0].size(model),
+                affinity=Affinity(settings.affinity_cache_tokens, settings.affinity_load_share)
+                if settings.prefix_affinity
+                else None,
             )
             upstreams = [i.upstream for i in instances]
             any_upstream = dispatcher.any_upstream

@@ -104,6 +104,13 @@ class Settings(BaseSettings):
     # strip: remove the runner options that force a model reload (num_ctx, num_batch,
     # num_gpu, main_gpu, use_mmap, num_thread) from every request; pass: keep them.
     runner_options: Literal["strip", "pass"] = "strip"
+    # Prefix affinity (model-aware routing): a request that can start now goes to the
+    # instance likely to hold its prompt's prefix in its caches, unless that instance
+    # would be over `affinity_load_share` x the mean load; `affinity_cache_tokens`: what
+    # one instance's caches hold (its slots' contexts and llama-server's host cache).
+    prefix_affinity: bool = True
+    affinity_load_share: float = Field(1.25, ge=1.0, le=10.0)
+    affinity_cache_tokens: int = Field(65536, ge=1024)
 
     # How often /api/tags is read to learn model digests (a re-pull changes the key).
     model_refresh_seconds: float = Field(10.0, gt=0)

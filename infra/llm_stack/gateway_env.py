@@ -129,6 +129,8 @@ def gateway_environment(
             "GATEWAY_QUEUE_DEADLINE_SECONDS": _number(queue.deadline_seconds),
             "GATEWAY_LOAD_PATIENCE_SECONDS": _number(queue.load_patience_seconds),
             "GATEWAY_SHARE_IN_FLIGHT": _flag(gateway.share_in_flight),
+            "GATEWAY_PREFIX_AFFINITY": _flag(gateway.prefix_affinity),
+            "GATEWAY_AFFINITY_LOAD_SHARE": _number(gateway.affinity_load_share),
         }
         if ollama.vram_gb is not None:
             env["GATEWAY_INSTANCE_VRAM_GB"] = _number(ollama.vram_gb)

@@ -149,6 +149,55 @@ def _load_panels(config: StackConfig) -> list[PanelSpec]:
     ]  # fmt: skip
 
 
+def _affinity_panels(config: StackConfig) -> list[PanelSpec]:
+    gateway = config.gateway
+    state = "on" if gateway.prefix_affinity else "off in this stack (gateway.prefixAffinity)"
+    return [
+        PanelSpec(
+            "Prefix affinity hits per minute by instance",
+            "Requests sent to an instance the router estimates still holds a prefix of "
+            "their prompt in its KV or prompt cache (a chat's follow-up, a shared system "
+            f"prompt): there only the rest of the prompt is evaluated. Affinity is {state}; "
+            "it yields to load (no instance more than "
+            f"{gateway.affinity_load_share:g}x the mean) and never waits for a busy instance.",
+            [Query(
+                per_minute(promql.gateway_rate(
+                    "llm_affinity_hits_total", RATE, f"{OLLAMA_INSTANCE}"
+                )),
+                INSTANCE,
+            )],
+            unit=units.RequestsPerMinute, width=8,
+        ),
+        PanelSpec(
+            "Estimated cached prompt tokens per request p50 / p95",
+            "Prompt tokens the router estimates were already cached where each request "
+            "went (from what it sent there, aged by each instance's cache size).",
+            [
+                Query(promql.histogram_quantile(q, "llm_affinity_cached_tokens", RATE, ""),
+                      f"p{round(q * 100)}")
+                for q in (0.5, 0.95)
+            ],
+            width=8,
+        ),
+        PanelSpec(
+            "Prompt tokens per second by instance: estimated evaluated / cached",
+            "Prompt tokens sent to each instance, split by the router's estimate into the "
+            "part its caches held and the part it had to evaluate (prefill, the time to "
+            "first token). Evaluated tokens spread evenly is balanced prefill work.",
+            [Query(
+                promql.gateway_rate(
+                    "llm_prompt_tokens_estimated_total", RATE, f"{OLLAMA_INSTANCE}, part"
+                ),
+                f"{INSTANCE} {{{{part}}}}",
+            )],
+            width=8,
+        ),
+    ]  # fmt: skip
+
+
 def routing_row(config: StackConfig) -> list[PanelSpec]:
-    """Panels of the Routing row, four lines of 24 columns."""
-    return [*_queue_panels(config), *_instance_panels(config), *_load_panels(config)]
+    """Panels of the Routing row, five lines of 24 columns."""
+    return [
+        *_queue_panels(config), *_instance_panels(config), *_load_panels(config),
+        *_affinity_panels(config),
+    ]  # fmt: skip

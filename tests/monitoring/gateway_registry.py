@@ -46,6 +46,10 @@ def populated_registry() -> CollectorRegistry:
     m.instance_model_loaded.labels(OLLAMA, MODEL).set(1)
     m.model_loads.labels(OLLAMA, MODEL).inc()
     m.upstream_retries.labels("busy").inc()
+    m.affinity_hits.labels(OLLAMA, MODEL).inc()
+    m.affinity_cached_tokens.labels(MODEL).observe(1500)
+    m.prompt_tokens_estimated.labels(OLLAMA, "cached").inc(1500)
+    m.prompt_tokens_estimated.labels(OLLAMA, "evaluated").inc(40)
     # Usage per key.
     m.key_tokens.labels("team-a", MODEL, "prompt").inc(30)
     m.key_tokens.labels("team-a", MODEL, "completion").inc(120)

@@ -35,6 +35,8 @@ PER_INSTANCE = {
     "llm_instance_in_flight",
     "llm_instance_model_loaded",
     "llm_model_loads_total",
+    "llm_affinity_hits_total",
+    "llm_prompt_tokens_estimated_total",
 }
 STACKS = ["dev", "prod", "routing"]
 

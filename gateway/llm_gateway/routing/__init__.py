@@ -3,7 +3,10 @@
 - `instances.py`: what the router believes about each instance (models resident, this
   gateway's requests in flight, health), kept true by polling `/api/ps`.
 - `placement.py`: the pure choice of an instance for one request for one model, each
-  candidate ranked (`_ready_rank`, `_load_rank`), with the reason for the log.
+  candidate ranked (`_ready_rank`, `_load_rank`, prefix affinity within a load bound),
+  with the reason for the log.
+- `prefix.py`: prefix affinity: a prompt's chained block hashes, and per instance the
+  blocks it was sent (an estimate of its KV and prompt caches).
 - `fair_queue.py`: the waiting requests, by priority class, weighted fair per key.
 - `dispatcher.py`: `Dispatcher`: acquire (queue, admit or shed), pump and dispatch in
   fair order whenever a slot frees or a load becomes possible, release; each decision

@@ -15,6 +15,10 @@ from that estimate; a request whose deadline passes in the queue is refused then
 one overtaken so far that it clearly cannot start in time is refused as soon as that
 shows. With nothing measured yet nobody is shed early.
 
+With prefix affinity (`prefix.py`), a request that can start now goes to the instance
+likely to hold its prompt's prefix in its caches, within a bound on load
+(`placement.py`); what was sent where is the estimate of those caches.
+
 Across replicas, a freed slot goes to the best waiting request of any replica
 (`fairness.py`); a model loaded nowhere gets an instance reserved after its load
 patience (`patience.py`). Each decision is logged at debug level
@@ -46,6 +50,7 @@ from llm_gateway.routing.instances import Instance, InstancePoller
 from llm_gateway.routing.patience import LoadPatience
 from llm_gateway.routing.peers import PeerSync, PeerView
 from llm_gateway.routing.placement import Choice, choose
+from llm_gateway.routing.prefix import Affinity
 from llm_gateway.routing.report import InstanceGauges, snapshot
 from llm_gateway.routing.shed import (
     Shed,
@@ -74,8 +79,11 @@ class Dispatcher:
         load_patience: float,
         weights_size: Callable[[str], int] = lambda model: 0,
         clock: Clock | None = None,
+        affinity: Affinity | None = None,
     ) -> None:
         self.clock: Clock = clock or SystemClock()
+        # Prefix affinity (`prefix.py`); None: off.
+        self.affinity = affinity
         # Set when replicas share their in-flight counts (`peers.py`).
         self.peers: PeerSync | None = None
         self.fairness = CrossReplica(self.clock)
@@ -126,6 +134,8 @@ class Dispatcher:
             deadline=arrived + ticket.deadline_seconds,
             future=asyncio.get_running_loop().create_future(),
             exclude=exclude,
+            prefix=ticket.prefix if self.affinity is not None else (),
+            prompt_chars=ticket.prompt_chars,
         )
         try:
             self.queue.push(waiter)
@@ -222,6 +232,7 @@ class Dispatcher:
                 choice = choose(
                     self.instances, model, self.measured.size(model),
                     replicate=self._wants_copy(model), exclude=waiter.exclude,
+                    **self._affinity_of(waiter),
                 )  # fmt: skip
                 if choice is not None:
                     placeable.append((waiter, choice))
@@ -234,6 +245,16 @@ class Dispatcher:
         self._gauges.update(self.instances)
         if self.peers is not None:
             self.peers.changed()
+
+    def _affinity_of(self, waiter: Waiter) -> dict[str, Any]:
+        """choose()'s prefix arguments for `waiter` (none without affinity or a prefix)."""
+        affinity, blocks = self.affinity, waiter.prefix
+        if affinity is None or not blocks:
+            return {}
+        return {
+            "prefix": lambda instance: affinity.matched(instance.name, blocks),
+            "load_share": affinity.load_share,
+        }
 
     def _wants_copy(self, model: str) -> bool:
         """A second copy of a loaded model pays off when a slot's worth of work waits."""
@@ -248,6 +269,8 @@ class Dispatcher:
         loads = instance.dispatched(model, self.measured.size(model), at)
         if loads:
             self._metrics.model_loads.labels(instance.name, self._label(model)).inc()
+        if self.affinity is not None and waiter.prefix:
+            self._followed(instance, waiter, loads)
         waited = at - waiter.enqueued_at
         self._metrics.queue_wait.labels(self._label(model), PRIORITIES[waiter.priority]).observe(
             waited
@@ -262,6 +285,20 @@ class Dispatcher:
             grant.release()
             return
         waiter.future.set_result(grant)
+
+    def _followed(self, instance: Instance, waiter: Waiter, loads: bool) -> None:
+        """Note where a prompt went: that instance's caches now likely hold it."""
+        assert self.affinity is not None
+        if loads:
+            self.affinity.lost(instance.name)  # a new runner starts with empty caches
+        cached, evaluated = self.affinity.sent(instance.name, waiter.prefix, waiter.prompt_chars)
+        metrics = self._metrics
+        model = self._label(waiter.model)
+        if cached:
+            metrics.affinity_hits.labels(instance.name, model).inc()
+        metrics.affinity_cached_tokens.labels(model).observe(cached)
+        metrics.prompt_tokens_estimated.labels(instance.name, "cached").inc(cached)
+        metrics.prompt_tokens_estimated.labels(instance.name, "evaluated").inc(evaluated)
 
     def _cull(self) -> None:
         """Shed, as soon as it shows, every waiter that clearly cannot start in time."""
@@ -287,6 +324,8 @@ class Dispatcher:
         instance.finished(model, at)
         if failure == "down":
             instance.up = False  # passive health: the poll brings it back
+            if self.affinity is not None:
+                self.affinity.lost(instance.name)  # its caches went with it
         if failure is not None:
             residency = instance.models.get(model)
             if grant.loads and residency is not None and residency.in_flight == 0:
@@ -314,4 +353,6 @@ class Dispatcher:
     # -- what an admin may see ---------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
-        return snapshot(self.instances, self.queue, self.measured.models, self.clock.now())
+        return snapshot(
+            self.instances, self.queue, self.measured.models, self.clock.now(), self.affinity
+        )

@@ -43,6 +43,9 @@ class Waiter:
     # Instances this waiter must not go to (one that just failed it).
     exclude: frozenset[str] = frozenset()
     active: bool = True
+    # Prefix affinity: the prompt's chained block hashes and its length (`prefix.py`).
+    prefix: tuple[bytes, ...] = ()
+    prompt_chars: int = 0
 
     @property
     def order(self) -> tuple[int, float, int]:

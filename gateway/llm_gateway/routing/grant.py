@@ -31,6 +31,9 @@ class Ticket:
     priority: int  # index into PRIORITIES
     weight: float = 1.0
     deadline_seconds: float = 120.0
+    # Prefix affinity (`prefix.py`): the prompt's chained block hashes and its length.
+    prefix: tuple[bytes, ...] = ()
+    prompt_chars: int = 0
 
 
 class Grant:

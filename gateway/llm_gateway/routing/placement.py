@@ -1,7 +1,12 @@
 """Where one request for a model should go now, from what the router knows: a pure choice.
 
 In order of preference:
-1. an instance that has the model loaded and a free slot (fewest in flight first);
+1. an instance that has the model loaded and a free slot: with prefix affinity, the one
+   likely to hold the longest prefix of the prompt in its caches (`prefix.py`), unless
+   that would put it more than `load_share` above the mean load of the model's
+   instances (bounded loads); else, or on a tie, the fewest in flight. Only instances
+   that can start the request now compete: nobody waits for a busy instance just for
+   its cache;
 2. an instance where the model can load without evicting a model that has work: room
    beside the loaded ones first, else by unloading idle models only. A second copy of
    a model already loaded elsewhere only ever loads beside (never evicts), and only
@@ -18,7 +23,8 @@ preference between instances that can all take the request belongs there.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+import math
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 from llm_gateway.routing.instances import Instance
@@ -29,6 +35,7 @@ class Choice:
     instance: Instance
     loads: bool  # the request starts a load of its model there
     why: str = ""  # for the decision log
+    matched: int = 0  # leading prompt blocks the instance likely holds (prefix affinity)
 
 
 def _ready_rank(instance: Instance, model: str) -> tuple[int, int, str]:
@@ -42,6 +49,33 @@ def _load_rank(instance: Instance, beside: bool, evicted: int) -> tuple[int, int
     return (instance.loading, 0 if beside else 1, evicted, instance.in_flight, instance.name)
 
 
+def _within_bound(instance: Instance, model: str, usable: Sequence[Instance], share: float) -> bool:
+    """Bounded loads: one more request keeps `instance` within `share` above the mean
+    of the instances serving the model (busy ones included)."""
+    serving = [i for i in usable if i.resident(model) is not None]
+    total = sum(i.models[model].total for i in serving) + 1
+    bound = math.ceil(share * total / max(len(serving), 1))
+    return instance.models[model].total + 1 <= bound
+
+
+def _by_prefix(
+    ready: Sequence[Instance],
+    usable: Sequence[Instance],
+    model: str,
+    prefix: Callable[[Instance], int],
+    share: float,
+) -> Choice | None:
+    """The ready instance likely holding the longest prefix, within the load bound."""
+    scored = [(prefix(i), i) for i in ready]
+    scored = [(m, i) for m, i in scored if m and _within_bound(i, model, usable, share)]
+    best = max((m for m, _ in scored), default=0)
+    if not best:
+        return None
+    instance = min((i for m, i in scored if m == best), key=lambda i: _ready_rank(i, model))
+    why = f"holds {best} blocks of the prompt's prefix (estimated), {instance.in_flight} in flight"
+    return Choice(instance, loads=False, why=why, matched=best)
+
+
 def choose(
     instances: Sequence[Instance],
     model: str,
@@ -49,13 +83,21 @@ def choose(
     *,
     replicate: bool = False,
     exclude: Collection[str] = (),
+    prefix: Callable[[Instance], int] | None = None,
+    load_share: float = 1.25,
 ) -> Choice | None:
+    """Where the request goes now, or None (it waits). `prefix`: leading prompt blocks
+    an instance likely holds (prefix affinity; None: off)."""
     usable = [
         i
         for i in instances
         if i.usable and i.name not in exclude and i.reserved_for in (None, model)
     ]
     ready = [i for i in usable if i.free_slot(model)]
+    if ready and prefix is not None:
+        followed = _by_prefix(ready, usable, model, prefix, load_share)
+        if followed is not None:
+            return followed
     if ready:
         best = min(ready, key=lambda i: _ready_rank(i, model))
         why = f"loaded there, {best.models[model].total} of its {best.num_parallel} slots taken"

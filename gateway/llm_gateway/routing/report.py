@@ -15,6 +15,7 @@ from llm_gateway.metrics import GatewayMetrics
 from llm_gateway.routing.estimates import ModelStats
 from llm_gateway.routing.fair_queue import PRIORITIES, FairQueue
 from llm_gateway.routing.instances import Instance, State
+from llm_gateway.routing.prefix import Affinity
 
 
 def snapshot(
@@ -22,8 +23,10 @@ def snapshot(
     queue: FairQueue,
     stats: Mapping[str, ModelStats],
     now: float,
+    affinity: Affinity | None = None,
 ) -> dict[str, Any]:
-    """GET /admin/queue: each model's queue and measurements, each instance's state."""
+    """GET /admin/queue: each model's queue and measurements, each instance's state
+    (with prefix affinity, what the router estimates its caches hold)."""
     queues: dict[str, dict[str, Any]] = {}
     for model in queue.models():
         oldest = queue.oldest(model)
@@ -38,6 +41,7 @@ def snapshot(
         "routing": "model-aware",
         "queued": len(queue),
         "max_depth": queue.max_depth,
+        "prefix_affinity": affinity is not None,
         "queues": queues,
         "instances": [
             {
@@ -56,6 +60,7 @@ def snapshot(
                     for r in i.models.values()
                 },
                 "loads_started": dict(i.loads),
+                **({"affinity": affinity.view(i.name)} if affinity is not None else {}),
             }
             for i in instances
         ],

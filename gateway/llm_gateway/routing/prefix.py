@@ -1,0 +1,170 @@
+"""Prefix affinity: which instance most likely still holds a prompt's prefix in its caches.
+
+Ollama's runner, llama-server, keeps each slot's KV cache (and a host-memory prompt
+cache) and evaluates only the part of a prompt its cache does not start with. A
+follow-up turn of a chat, an agent's next step or a request on a long shared system
+prompt is cheap on the instance that served its prefix and pays its whole prefill
+anywhere else.
+
+The router cannot see those caches; it estimates them from what it sent where. A
+prompt (its rendered text: system, messages in order, or prompt) is cut into blocks of
+`BLOCK_CHARS` characters; each block's hash is chained with the one before, so it names
+the whole prefix up to it (as vLLM's prefix caching names KV blocks). Each instance's
+`PrefixIndex` keeps the hashes of the blocks it was sent, least recently used first, up
+to what its caches hold (`capacity_tokens`, at `CHARS_PER_TOKEN`); older blocks are
+forgotten as the instance's caches would have dropped them. A new runner (a load) or
+an instance that went down starts empty.
+
+The choice among instances that can start a request now is `placement.py`'s: this
+module only says how many leading blocks each instance likely holds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from llm_gateway.cache.canonical import Kind
+
+BLOCK_CHARS = 512
+# Roughly what a tokenizer makes of English text: ~4 characters a token.
+CHARS_PER_TOKEN = 4
+_SEP = "\x1e"  # between the parts of a rendered prompt
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):  # OpenAI content parts
+        return "".join(p.get("text", "") for p in value if isinstance(p, dict))
+    return ""
+
+
+def rendered(kind: Kind, data: Mapping[str, Any]) -> str:
+    """The prompt as the model's template lays it out, in order (roles and contents)."""
+    if kind in (Kind.CHAT, Kind.OPENAI_CHAT):
+        messages = data.get("messages")
+        if not isinstance(messages, list):
+            return ""
+        parts = [
+            f"{m.get('role', '')}:{_text(m.get('content'))}"
+            for m in messages
+            if isinstance(m, dict)
+        ]
+        return _SEP.join(parts)
+    if kind in (Kind.GENERATE, Kind.OPENAI_COMPLETIONS):
+        parts = [str(data.get("template") or ""), str(data.get("system") or "")]
+        prompt = data.get("prompt")
+        parts.append(prompt if isinstance(prompt, str) else "")
+        return _SEP.join(parts)
+    return ""  # embeddings: no generation, nothing cached worth following
+
+
+def prompt_blocks(text: str, model: str) -> tuple[bytes, ...]:
+    """Chained hashes of a rendered prompt's whole blocks (a partial last one is left
+    out), for `model` (another model's caches hold nothing of it)."""
+    blocks = []
+    digest = hashlib.blake2b(model.encode(), digest_size=8).digest()
+    for start in range(0, len(text) - BLOCK_CHARS + 1, BLOCK_CHARS):
+        chunk = text[start : start + BLOCK_CHARS].encode()
+        digest = hashlib.blake2b(digest + chunk, digest_size=8).digest()
+        blocks.append(digest)
+    return tuple(blocks)
+
+
+def block_tokens(blocks: int) -> int:
+    """Tokens in `blocks` blocks, roughly."""
+    return blocks * BLOCK_CHARS // CHARS_PER_TOKEN
+
+
+class PrefixIndex:
+    """The blocks one instance was sent, least recently used first, up to a capacity."""
+
+    __slots__ = ("_blocks", "capacity")
+
+    def __init__(self, capacity_blocks: int) -> None:
+        self.capacity = max(capacity_blocks, 1)
+        self._blocks: OrderedDict[bytes, None] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._blocks)
+
+    def matched(self, blocks: Iterable[bytes]) -> int:
+        """How many leading blocks of a prompt this instance likely holds."""
+        count = 0
+        for block in blocks:
+            if block not in self._blocks:
+                break
+            count += 1
+        return count
+
+    def sent(self, blocks: Iterable[bytes]) -> None:
+        """A prompt went there: its blocks are the most recently used."""
+        held = self._blocks
+        for block in blocks:
+            held[block] = None
+            held.move_to_end(block)
+        while len(held) > self.capacity:
+            held.popitem(last=False)
+
+    def clear(self) -> None:
+        self._blocks.clear()
+
+
+class Affinity:
+    """Every instance's `PrefixIndex`, and how much load may follow a prefix.
+
+    `capacity_tokens`: what one instance's caches hold (its slots' context and its host
+    prompt cache). `load_share`: a request follows its prefix only to an instance whose
+    requests in flight, with it, stay within this share above the mean (consistent
+    hashing with bounded loads).
+    """
+
+    def __init__(self, capacity_tokens: int, load_share: float) -> None:
+        self.capacity_blocks = max(capacity_tokens * CHARS_PER_TOKEN // BLOCK_CHARS, 1)
+        self.load_share = load_share
+        self._indexes: dict[str, PrefixIndex] = {}
+        # Per instance: requests sent with an estimated hit, and estimated tokens.
+        self.hits: dict[str, int] = {}
+        self.cached_tokens: dict[str, int] = {}
+        self.evaluated_tokens: dict[str, int] = {}
+
+    def _index(self, instance: str) -> PrefixIndex:
+        index = self._indexes.get(instance)
+        if index is None:
+            index = self._indexes[instance] = PrefixIndex(self.capacity_blocks)
+        return index
+
+    def matched(self, instance: str, blocks: tuple[bytes, ...]) -> int:
+        index = self._indexes.get(instance)
+        return 0 if index is None or not blocks else index.matched(blocks)
+
+    def sent(self, instance: str, blocks: tuple[bytes, ...], prompt_chars: int) -> tuple[int, int]:
+        """A request went to `instance`: its estimated cached and evaluated tokens."""
+        index = self._index(instance)
+        cached = block_tokens(index.matched(blocks))
+        index.sent(blocks)
+        if cached:
+            self.hits[instance] = self.hits.get(instance, 0) + 1
+        evaluated = max(prompt_chars // CHARS_PER_TOKEN - cached, 0)
+        self.cached_tokens[instance] = self.cached_tokens.get(instance, 0) + cached
+        self.evaluated_tokens[instance] = self.evaluated_tokens.get(instance, 0) + evaluated
+        return cached, evaluated
+
+    def lost(self, instance: str) -> None:
+        """The instance's caches are gone (it went down, or its model was loaded anew)."""
+        index = self._indexes.get(instance)
+        if index is not None:
+            index.clear()
+
+    def view(self, instance: str) -> dict[str, int]:
+        index = self._indexes.get(instance)
+        return {
+            "blocks": 0 if index is None else len(index),
+            "capacity_blocks": self.capacity_blocks,
+            "hits": self.hits.get(instance, 0),
+            "estimated_cached_tokens": self.cached_tokens.get(instance, 0),
+            "estimated_evaluated_tokens": self.evaluated_tokens.get(instance, 0),
+        }

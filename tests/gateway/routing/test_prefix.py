@@ -1,0 +1,208 @@
+"""Prefix affinity: a prompt goes where its prefix is likely cached, within a load bound.
+
+llama-server (Ollama's runner) evaluates only the part of a prompt its slot's KV cache
+(or its host prompt cache) does not already start with; the router estimates those
+caches from what it sent where (`prefix.py`) and prefers, among the instances that
+can start a request now, the one holding the longest prefix (`placement.py`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from llm_gateway.cache.canonical import Kind
+from llm_gateway.metrics import GatewayMetrics
+from llm_gateway.routing.clock import ManualClock
+from llm_gateway.routing.dispatcher import Dispatcher
+from llm_gateway.routing.fair_queue import FairQueue
+from llm_gateway.routing.grant import Ticket
+from llm_gateway.routing.instances import Instance
+from llm_gateway.routing.placement import choose
+from llm_gateway.routing.prefix import (
+    BLOCK_CHARS,
+    Affinity,
+    PrefixIndex,
+    block_tokens,
+    prompt_blocks,
+    rendered,
+)
+from prometheus_client import CollectorRegistry
+
+from tests.gateway.routing.conftest import busy, instance
+
+SYSTEM = "You are a careful assistant. " * 60  # ~1,700 characters: 3 whole blocks
+
+
+def chat(*turns: str) -> dict[str, Any]:
+    messages = [{"role": "system", "content": SYSTEM}]
+    for number, text in enumerate(turns):
+        messages.append({"role": "user" if number % 2 == 0 else "assistant", "content": text})
+    return {"model": "m", "messages": messages}
+
+
+def blocks_of(data: dict[str, Any], kind: Kind = Kind.CHAT) -> tuple[bytes, ...]:
+    return prompt_blocks(rendered(kind, data), "m")
+
+
+# -- the blocks ------------------------------------------------------------------------
+
+
+def test_a_follow_up_shares_every_block_of_the_turn_before() -> None:
+    first = blocks_of(chat("What is a KV cache? " * 20))
+    follow = blocks_of(chat("What is a KV cache? " * 20, "It keeps... " * 40, "And then?"))
+    assert len(first) >= 3
+    assert follow[: len(first)] == first
+    # A different system prompt changes every block: the hashes name whole prefixes.
+    other = blocks_of({"messages": [{"role": "system", "content": "x" + SYSTEM}]})
+    assert not set(other) & set(first)
+
+
+def test_blocks_are_per_model_and_whole_blocks_only() -> None:
+    text = "a" * (BLOCK_CHARS * 2 + 10)
+    assert len(prompt_blocks(text, "m")) == 2
+    assert prompt_blocks(text, "m") != prompt_blocks(text, "n")
+    assert prompt_blocks("short", "m") == ()
+
+
+def test_generate_renders_template_system_and_prompt() -> None:
+    data = {"system": "s" * 600, "prompt": "p" * 600}
+    assert len(blocks_of(data, Kind.GENERATE)) == 2
+    assert rendered(Kind.EMBED, {"input": "x" * 2000}) == ""
+
+
+def test_the_index_forgets_the_least_recently_used_blocks() -> None:
+    """What an instance's slots and host cache hold is bounded: older prefixes go."""
+    index = PrefixIndex(capacity_blocks=4)
+    old, new = (b"o1", b"o2", b"o3"), (b"n1", b"n2", b"n3")
+    index.sent(old)
+    index.sent(new)
+    assert index.matched(new) == 3
+    assert index.matched(old) == 0  # o1 and o2 were dropped first, so o3 starts nothing
+    assert len(index) == 4
+
+
+# -- the choice --------------------------------------------------------------------------
+
+
+def test_a_ready_instance_holding_the_prefix_wins_over_a_less_loaded_one() -> None:
+    a, b = busy(instance("a", "m"), "m", 1), instance("b", "m")
+    held = {"a": 5, "b": 0}
+    choice = choose([a, b], "m", prefix=lambda i: held[i.name])
+    assert choice is not None
+    assert (choice.instance.name, choice.matched) == ("a", 5)
+    # Without affinity: fewest in flight.
+    plain = choose([a, b], "m")
+    assert plain is not None
+    assert plain.instance.name == "b"
+
+
+def test_the_longest_prefix_wins_and_ties_go_to_the_least_loaded() -> None:
+    a, b, c = instance("a", "m"), busy(instance("b", "m"), "m", 1), instance("c", "m")
+    held = {"a": 3, "b": 7, "c": 7}
+    choice = choose([a, b, c], "m", prefix=lambda i: held[i.name])
+    assert choice is not None
+    assert choice.instance.name == "c"
+
+
+def test_a_busy_instance_is_never_waited_for_when_another_can_start_now() -> None:
+    """The instance holding the prefix has every slot taken: the request starts now on
+    another instance rather than wait there for its cache."""
+    a, b = busy(instance("a", "m"), "m", 2), instance("b", "m")
+    choice = choose([a, b], "m", prefix=lambda i: 9 if i.name == "a" else 0)
+    assert choice is not None
+    assert (choice.instance.name, choice.matched) == ("b", 0)
+
+
+def test_load_stays_bounded_above_the_mean() -> None:
+    """Consistent hashing with bounded loads: the holder of the prefix is skipped when
+    one more request would put it over load_share x the mean of the model's instances."""
+    a = busy(instance("a", "m", num_parallel=8), "m", 3)
+    b = instance("b", "m", num_parallel=8)
+    c = instance("c", "m", num_parallel=8)
+    prefer_a = {"prefix": lambda i: 4 if i.name == "a" else 0}
+    # 3 in flight + this one over 3 instances: mean 1.33; 1.25x that, rounded up, is 2.
+    choice = choose([a, b, c], "m", load_share=1.25, **prefer_a)
+    assert choice is not None
+    assert choice.instance.name != "a"
+    # A looser bound lets it follow its prefix.
+    choice = choose([a, b, c], "m", load_share=3.0, **prefer_a)
+    assert choice is not None
+    assert choice.instance.name == "a"
+
+
+# -- through the dispatcher ------------------------------------------------------------
+
+
+def dispatcher(*instances: Instance, affinity: Affinity | None) -> Dispatcher:
+    return Dispatcher(
+        list(instances), FairQueue(100), GatewayMetrics(CollectorRegistry()),
+        label=lambda model: model, poll_seconds=60, load_patience=60, clock=ManualClock(),
+        affinity=affinity,
+    )  # fmt: skip
+
+
+def ticket(data: dict[str, Any]) -> Ticket:
+    text = rendered(Kind.CHAT, data)
+    return Ticket("m", "k", 0, prefix=prompt_blocks(text, "m"), prompt_chars=len(text))
+
+
+async def test_each_conversation_stays_on_the_instance_that_served_it() -> None:
+    a, b, c = instance("a", "m"), instance("b", "m"), instance("c", "m")
+    d = dispatcher(a, b, c, affinity=Affinity(capacity_tokens=100_000, load_share=1.25))
+    homes = {}
+    for name in ("x", "y", "z"):
+        turn = chat(f"conversation {name} " * 100)
+        grant = await asyncio.wait_for(d.acquire(ticket(turn)), 0.5)
+        homes[name] = grant.instance.name
+        grant.release()
+    for name in ("x", "y", "z"):
+        follow = chat(f"conversation {name} " * 100, "an answer " * 50, "more?")
+        grant = await asyncio.wait_for(d.acquire(ticket(follow)), 0.5)
+        assert grant.instance.name == homes[name]
+        grant.release()
+    registry = d._metrics.registry
+    hits = sum(
+        registry.get_sample_value("llm_affinity_hits_total", {"ollama_instance": i, "model": "m"})
+        or 0.0
+        for i in "abc"
+    )
+    assert hits >= 3
+    snap = d.snapshot()
+    assert snap["prefix_affinity"] is True
+    assert sum(i["affinity"]["hits"] for i in snap["instances"]) >= 3
+    assert all(i["affinity"]["estimated_cached_tokens"] >= 0 for i in snap["instances"])
+
+
+async def test_without_affinity_the_least_loaded_instance_is_chosen() -> None:
+    a, b = instance("a", "m"), instance("b", "m")
+    d = dispatcher(a, b, affinity=None)
+    turn = chat("hello " * 200)
+    first = await d.acquire(ticket(turn))
+    second = await d.acquire(ticket(chat("hello " * 200, "hi " * 100, "again")))
+    assert first.instance is not second.instance  # one slot each: load decides
+    first.release()
+    second.release()
+    assert "affinity" not in d.snapshot()["instances"][0]
+
+
+async def test_a_down_instance_or_a_new_load_forgets_its_caches() -> None:
+    a, b = instance("a", "m"), instance("b", "m")
+    affinity = Affinity(capacity_tokens=100_000, load_share=1.25)
+    d = dispatcher(a, b, affinity=affinity)
+    turn = chat("remember me " * 100)
+    grant = await d.acquire(ticket(turn))
+    home = grant.instance.name
+    assert affinity.matched(home, ticket(turn).prefix) > 0
+    grant.release("down")
+    assert affinity.matched(home, ticket(turn).prefix) == 0
+
+
+def test_estimated_tokens_add_up() -> None:
+    affinity = Affinity(capacity_tokens=100_000, load_share=1.25)
+    blocks = (b"1", b"2", b"3")
+    assert affinity.sent("a", blocks, 2000) == (0, 500)
+    assert affinity.sent("a", blocks, 2100) == (block_tokens(3), 525 - block_tokens(3))
+    view = affinity.view("a")
+    assert view["hits"] == 1
+    assert view["estimated_cached_tokens"] == block_tokens(3)
