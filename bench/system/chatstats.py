@@ -32,7 +32,8 @@ NOTES = (
     "simulated s; prompt tokens from the emulators' counters (evaluated: not found in a "
     "slot's or the host cache); busy share: time each instance's GPU computed over the "
     "run. The ideal sends every turn of a conversation to one instance (round robin over "
-    "conversations), without the gateway, whatever the load."
+    "conversations), through a gateway of its own that passes everything to it, whatever "
+    "the load."
 )
 AFFINITY = "model-aware + affinity"
 IDEAL = "ideal (pinned)"

@@ -89,6 +89,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--seed", type=int, default=12)
     parser.add_argument("--workloads", help="comma-separated subset, e.g. W1,W3")
+    parser.add_argument(
+        "--modes", help="comma-separated subset of the modes by label, e.g. least-conn"
+    )
     parser.add_argument("--out", type=Path, default=HERE, help="where results and plots go")
     parser.add_argument("--max-requests", type=int, default=4000, help="cap per run")
     parser.add_argument("--probe-requests", type=int, default=3, help="per model")
@@ -231,17 +234,16 @@ class Bench:
         started = time.perf_counter()
         stack.reset()
         stack.preload(workload.preload)
-        gateways = None if mode.direct else stack.start_gateways(mode)
-        urls = [] if gateways is None else gateways.urls
+        gateways = stack.start_gateways(mode)
+        urls = gateways.urls
 
         def route(conversation: Conversation) -> tuple[int, str]:
-            if not urls:
-                pinned = pinned_instance(conversation)
-                return pinned, stack.emulator_urls[pinned]
-            replica = conversation.index % len(urls)
+            # Pinned: gateway i passes everything to instance i.
+            number = pinned_instance(conversation) if mode.pinned else conversation.index
+            replica = number % len(urls)
             return replica, urls[replica]
 
-        model_aware = mode.routing == "model-aware" and gateways is not None
+        model_aware = mode.routing == "model-aware"
         sampler = _sampler(stack, urls, model_aware)
         key = stack.keys[CHAT_KEY]
 
@@ -378,6 +380,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     names = args.workloads.split(",") if args.workloads else (["W1", "W2"] if args.smoke else [])
     if names:
         workloads = select(workloads, names)
+    if args.modes:
+        wanted = {m.strip() for m in args.modes.split(",")}
+        workloads = [
+            replace(w, modes=tuple(m for m in w.modes if m.label in wanted)) for w in workloads
+        ]
     if args.smoke:  # one gateway per run: each replica costs seconds of start-up
         workloads = [
             replace(w, modes=tuple(m for m in w.modes if m.replicas == 1)) for w in workloads

@@ -232,11 +232,11 @@ class BenchStack:
 
     # -- gateways --------------------------------------------------------------------
 
-    def gateway_env(self, mode: Mode, port: int) -> dict[str, str]:
+    def gateway_env(self, mode: Mode, port: int, upstream: str | None = None) -> dict[str, str]:
         assert self.redis is not None
         env = gateway_environment(
             stack_config(self.scale, mode, self.layout),
-            upstream_url=self.balancer_url,
+            upstream_url=upstream or self.balancer_url,
             redis_url=self.redis.url,
             instance_urls=self.emulator_urls,
             api_keys_file=str(self.keys_file),
@@ -247,15 +247,17 @@ class BenchStack:
         return env
 
     def start_gateways(self, mode: Mode) -> Gateways:
+        """The mode's replicas; pinned: one gateway per instance, straight to it."""
         procs: list[ManagedProcess] = []
-        ports = [free_port() for _ in range(mode.replicas)]
-        for port in ports:
+        count = len(self.emulator_urls) if mode.pinned else mode.replicas
+        ports = [free_port() for _ in range(count)]
+        for number, port in enumerate(ports):
             self._gateway_count += 1
             log = self.workdir / f"gateway-{self._gateway_count}.log"
             argv = [sys.executable, "-m", "llm_gateway"]
-            procs.append(
-                ManagedProcess(argv, port, log, env=self.gateway_env(mode, port), cwd=ROOT)
-            )
+            upstream = self.emulator_urls[number] if mode.pinned else None
+            env = self.gateway_env(mode, port, upstream)
+            procs.append(ManagedProcess(argv, port, log, env=env, cwd=ROOT))
         try:
             with ThreadPoolExecutor(len(procs)) as pool:
                 list(pool.map(lambda proc: proc.start(), procs))

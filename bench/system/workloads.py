@@ -108,8 +108,9 @@ class Mode:
     share_in_flight: bool = False
     # Prefix affinity within model-aware placement; None: the stack's default.
     affinity: bool | None = None
-    # No gateway: the client sends each conversation to its own instance (W5's ideal).
-    direct: bool = False
+    # W5's ideal: one gateway per instance, passing everything to it (upstream routing),
+    # and the client sends each conversation to one of them: pinned, load ignored.
+    pinned: bool = False
 
 
 LEAST_CONN = Mode("least-conn", "least-conn")
@@ -122,7 +123,7 @@ LEAST_CONN_PASS = Mode("least-conn, pass (raw clients)", "least-conn", runner_op
 ALL_MODES = (LEAST_CONN, MODEL_AWARE, MODEL_AWARE_X2, MODEL_AWARE_X2_SHARED)
 NO_AFFINITY = Mode("model-aware, no affinity", "model-aware", affinity=False)
 AFFINITY = Mode("model-aware + affinity", "model-aware", affinity=True)
-IDEAL = Mode("ideal (pinned)", "model-aware", direct=True)
+IDEAL = Mode("ideal (pinned)", "least-conn", pinned=True)
 CHAT_MODES = (LEAST_CONN, NO_AFFINITY, AFFINITY, IDEAL)
 
 

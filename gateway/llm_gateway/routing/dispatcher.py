@@ -248,12 +248,14 @@ class Dispatcher:
 
     def _affinity_of(self, waiter: Waiter) -> dict[str, Any]:
         """choose()'s prefix arguments for `waiter` (none without affinity or a prefix)."""
-        affinity, blocks = self.affinity, waiter.prefix
+        affinity, blocks, model = self.affinity, waiter.prefix, waiter.model
         if affinity is None or not blocks:
             return {}
+        serving = sum(1 for i in self.instances if i.usable and i.resident(model))
         return {
             "prefix": lambda instance: affinity.matched(instance.name, blocks),
             "load_share": affinity.load_share,
+            "over_share": lambda instance: affinity.over_share(model, instance.name, serving),
         }
 
     def _wants_copy(self, model: str) -> bool:
@@ -269,8 +271,10 @@ class Dispatcher:
         loads = instance.dispatched(model, self.measured.size(model), at)
         if loads:
             self._metrics.model_loads.labels(instance.name, self._label(model)).inc()
-        if self.affinity is not None and waiter.prefix:
-            self._followed(instance, waiter, loads)
+        if self.affinity is not None:
+            self.affinity.dispatched(model, instance.name)
+            if waiter.prefix:
+                self._followed(instance, waiter, loads)
         waited = at - waiter.enqueued_at
         self._metrics.queue_wait.labels(self._label(model), PRIORITIES[waiter.priority]).observe(
             waited

@@ -4,7 +4,8 @@ In order of preference:
 1. an instance that has the model loaded and a free slot: with prefix affinity, the one
    likely to hold the longest prefix of the prompt in its caches (`prefix.py`), unless
    that would put it more than `load_share` above the mean load of the model's
-   instances (bounded loads); else, or on a tie, the fewest in flight. Only instances
+   instances, now or over its recent requests (bounded loads); else the fewest in
+   flight. Only instances
    that can start the request now compete: nobody waits for a busy instance just for
    its cache;
 2. an instance where the model can load without evicting a model that has work: room
@@ -51,11 +52,18 @@ def _load_rank(instance: Instance, beside: bool, evicted: int) -> tuple[int, int
 
 def _within_bound(instance: Instance, model: str, usable: Sequence[Instance], share: float) -> bool:
     """Bounded loads: one more request keeps `instance` within `share` above the mean
-    of the instances serving the model (busy ones included)."""
+    of the instances serving the model (busy ones included), rounded up."""
     serving = [i for i in usable if i.resident(model) is not None]
     total = sum(i.models[model].total for i in serving) + 1
     bound = math.ceil(share * total / max(len(serving), 1))
     return instance.models[model].total + 1 <= bound
+
+
+def _affinity_rank(instance: Instance, model: str) -> tuple[int, int, float, str]:
+    """Among equally good holders: fewest in flight, then the least recently used (a
+    prefix many requests share, such as a system prompt, is spread, not piled up)."""
+    residency = instance.models[model]
+    return (residency.in_flight, instance.in_flight, residency.last_used, instance.name)
 
 
 def _by_prefix(
@@ -64,14 +72,19 @@ def _by_prefix(
     model: str,
     prefix: Callable[[Instance], int],
     share: float,
+    over_share: Callable[[Instance], bool],
 ) -> Choice | None:
-    """The ready instance likely holding the longest prefix, within the load bound."""
+    """The ready instance likely holding the longest prefix, within the load bounds."""
     scored = [(prefix(i), i) for i in ready]
-    scored = [(m, i) for m, i in scored if m and _within_bound(i, model, usable, share)]
+    scored = [
+        (m, i)
+        for m, i in scored
+        if m and _within_bound(i, model, usable, share) and not over_share(i)
+    ]
     best = max((m for m, _ in scored), default=0)
     if not best:
         return None
-    instance = min((i for m, i in scored if m == best), key=lambda i: _ready_rank(i, model))
+    instance = min((i for m, i in scored if m == best), key=lambda i: _affinity_rank(i, model))
     why = f"holds {best} blocks of the prompt's prefix (estimated), {instance.in_flight} in flight"
     return Choice(instance, loads=False, why=why, matched=best)
 
@@ -85,9 +98,11 @@ def choose(
     exclude: Collection[str] = (),
     prefix: Callable[[Instance], int] | None = None,
     load_share: float = 1.25,
+    over_share: Callable[[Instance], bool] = lambda instance: False,
 ) -> Choice | None:
     """Where the request goes now, or None (it waits). `prefix`: leading prompt blocks
-    an instance likely holds (prefix affinity; None: off)."""
+    an instance likely holds (prefix affinity; None: off); `over_share`: the instance
+    took more than its share of the model's recent requests (no affinity to it then)."""
     usable = [
         i
         for i in instances
@@ -95,7 +110,7 @@ def choose(
     ]
     ready = [i for i in usable if i.free_slot(model)]
     if ready and prefix is not None:
-        followed = _by_prefix(ready, usable, model, prefix, load_share)
+        followed = _by_prefix(ready, usable, model, prefix, load_share, over_share)
         if followed is not None:
             return followed
     if ready:

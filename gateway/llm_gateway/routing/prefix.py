@@ -22,13 +22,15 @@ module only says how many leading blocks each instance likely holds.
 from __future__ import annotations
 
 import hashlib
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from llm_gateway.cache.canonical import Kind
 
 BLOCK_CHARS = 512
+# The recent requests of a model over which each instance's share of them is bounded.
+SHARE_WINDOW = 60
 # Roughly what a tokenizer makes of English text: ~4 characters a token.
 CHARS_PER_TOKEN = 4
 _SEP = "\x1e"  # between the parts of a rendered prompt
@@ -130,6 +132,8 @@ class Affinity:
         self.hits: dict[str, int] = {}
         self.cached_tokens: dict[str, int] = {}
         self.evaluated_tokens: dict[str, int] = {}
+        # Per model: the instances its last SHARE_WINDOW requests went to.
+        self._recent: dict[str, deque[str]] = {}
 
     def _index(self, instance: str) -> PrefixIndex:
         index = self._indexes.get(instance)
@@ -140,6 +144,24 @@ class Affinity:
     def matched(self, instance: str, blocks: tuple[bytes, ...]) -> int:
         index = self._indexes.get(instance)
         return 0 if index is None or not blocks else index.matched(blocks)
+
+    def over_share(self, model: str, instance: str, serving: int) -> bool:
+        """Whether `instance` took more than `load_share` x an even share of the model's
+        recent requests (over `serving` instances): bounded loads over time, since
+        conversations that stay where they started pile up work the in-flight count
+        of a moment does not show."""
+        recent = self._recent.get(model)
+        if recent is None or len(recent) < SHARE_WINDOW // 2 or serving <= 1:
+            return False
+        share = sum(1 for name in recent if name == instance) / len(recent)
+        return share > self.load_share / serving
+
+    def dispatched(self, model: str, instance: str) -> None:
+        """A request of `model` went to `instance` (with or without a prefix)."""
+        recent = self._recent.get(model)
+        if recent is None:
+            recent = self._recent[model] = deque(maxlen=SHARE_WINDOW)
+        recent.append(instance)
 
     def sent(self, instance: str, blocks: tuple[bytes, ...], prompt_chars: int) -> tuple[int, int]:
         """A request went to `instance`: its estimated cached and evaluated tokens."""

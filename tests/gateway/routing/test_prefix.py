@@ -21,6 +21,7 @@ from llm_gateway.routing.instances import Instance
 from llm_gateway.routing.placement import choose
 from llm_gateway.routing.prefix import (
     BLOCK_CHARS,
+    SHARE_WINDOW,
     Affinity,
     PrefixIndex,
     block_tokens,
@@ -129,6 +130,28 @@ def test_load_stays_bounded_above_the_mean() -> None:
     choice = choose([a, b, c], "m", load_share=3.0, **prefer_a)
     assert choice is not None
     assert choice.instance.name == "a"
+
+
+def test_an_instance_over_its_share_of_recent_requests_gets_no_affinity() -> None:
+    """Bounded loads over time: conversations that stay where they began pile work on
+    one instance that no in-flight count of a moment shows; past load_share x an even
+    share of the model's recent requests, that instance is not followed to."""
+    affinity = Affinity(capacity_tokens=100_000, load_share=1.25)
+    for n in range(SHARE_WINDOW):
+        affinity.dispatched("m", "a" if n % 2 == 0 else ("b" if n % 4 == 1 else "c"))
+    assert affinity.over_share("m", "a", serving=3)  # 50% > 1.25 / 3
+    assert not affinity.over_share("m", "b", serving=3)  # 25%
+    assert not affinity.over_share("m", "a", serving=1)
+    a, b = busy(instance("a", "m", num_parallel=4), "m", 1), instance("b", "m", num_parallel=4)
+    followed = choose([a, b], "m", prefix=lambda i: 5 if i.name == "a" else 0)
+    assert followed is not None
+    assert followed.instance.name == "a"  # within the in-flight bound
+    choice = choose(
+        [a, b], "m", prefix=lambda i: 5 if i.name == "a" else 0,
+        over_share=lambda i: affinity.over_share("m", i.name, serving=3),
+    )  # fmt: skip
+    assert choice is not None
+    assert choice.instance.name == "b"
 
 
 # -- through the dispatcher ------------------------------------------------------------
