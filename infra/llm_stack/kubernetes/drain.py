@@ -55,6 +55,8 @@ IDLE_SCRIPT: Final = 'trap "exit 0" TERM INT; while :; do sleep 3600 & wait $!; 
 # gateway answers) still waits until the gateways' DNS dropped this pod.
 DRAIN_SCRIPT: Final = """\
 set -u
+# A hook's output reaches no log; the container's own stdout does.
+if [ -w "$LLM_DRAIN_LOG" ]; then exec >>"$LLM_DRAIN_LOG" 2>&1; fi
 LLM_GATEWAY_ADMIN_KEY=$(cat "$LLM_DRAIN_KEY_FILE")
 export LLM_GATEWAY_ADMIN_KEY
 if llm-gateway drain --url "$LLM_DRAIN_GATEWAY_URL" --instance "$LLM_DRAIN_INSTANCE" \
@@ -142,6 +144,8 @@ def sidecar(config: StackConfig, secret_name: pulumi.Input[str]) -> dict[str, An
             {"name": "LLM_DRAIN_TIMEOUT", "value": str(shutdown.drain_timeout_seconds(config))},
             {"name": "LLM_DRAIN_DNS_SECONDS", "value": str(shutdown.OLLAMA_DNS_SECONDS)},
             {"name": "LLM_DRAIN_MARKER", "value": MARKER},
+            # The sidecar's PID 1 (its idle loop) writes to the container log.
+            {"name": "LLM_DRAIN_LOG", "value": "/proc/1/fd/1"},
             # Where `llm-gateway drain` finds the gateway, and the key it sends (read
             # into LLM_GATEWAY_ADMIN_KEY by the hook only, never in an argument).
             {"name": "LLM_DRAIN_GATEWAY_URL", "value": gateway_url},
