@@ -25,6 +25,7 @@ import orjson
 MAX_REQUESTS = 50_000
 MAX_SECONDS = 900.0
 RETRY_PAUSE = 0.25
+STAGGER = 0.25
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,8 @@ class Load:
         return self.samples
 
     async def _client(self, index: int, deadline: float) -> None:
+        # Staggered starts, so that requests begin and end all the time, not in waves.
+        await asyncio.sleep(index * STAGGER)
         limits = httpx.Limits(max_keepalive_connections=0)
         timeout = httpx.Timeout(60.0, connect=10.0)
         async with httpx.AsyncClient(verify=self.context, limits=limits, timeout=timeout) as http:

@@ -19,7 +19,7 @@ from llm_stack.local.source import load_source
 
 from bench.rollout.load import Load, Sample
 from bench.rollout.operations import Operation
-from bench.rollout.plot import in_flight
+from bench.rollout.plot import per_second, plot
 from bench.rollout.report import damage, markdown, p95, results
 from bench.rollout.stack import MODEL, LocalStack, stack_file
 
@@ -131,7 +131,14 @@ def test_results_and_markdown_total_planned_and_naive_apart() -> None:
     assert "| replace gateway replica | gateway-0 | naive | 2.0 | 4 | 1 | 1 | 1 | 100 |" in text
 
 
-def test_in_flight_counts_open_requests() -> None:
-    times, counts = in_flight([_s(0.0, 1.0), _s(0.5, 1.5)], step=0.5)
-    assert times == [0.0, 0.5, 1.0, 1.5]
-    assert counts == [1, 2, 1, 0]
+def test_per_second_counts_what_ended_in_each_second() -> None:
+    assert per_second(SAMPLES, "ok") == [0, 0, 1, 1, 0, 0, 0, 1]
+    assert per_second(SAMPLES, "cut") == [0, 0, 0, 0, 1, 0, 0, 0]
+    assert per_second(SAMPLES, "failed") == [0, 0, 0, 0, 1, 0, 0, 0]
+    assert per_second([], "ok") == []
+
+
+def test_the_plot_is_written(tmp_path: Path) -> None:
+    ops = [Operation("replace gateway replica", "gateway-0", "naive", 2.0, 4.0)]
+    plot(SAMPLES, ops, tmp_path / "load.png")
+    assert (tmp_path / "load.png").read_bytes().startswith(b"\x89PNG")
