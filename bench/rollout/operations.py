@@ -42,6 +42,8 @@ READY_TIMEOUT = 60.0
 DRAIN_TIMEOUT = 60.0
 # `docker stop`'s default grace before SIGKILL.
 DOCKER_STOP_GRACE = 10.0
+# The stack's stop timeout for a gateway: its shutdown grace (stack.py) + 5 s.
+GATEWAY_STOP_GRACE = 25.0
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,8 @@ class Operator:
         self.clock = clock
         self.ca = ca
         self._renewals = 0
+        # Services that outlived their stop grace and were killed.
+        self.killed: list[str] = []
 
     # -- helpers ------------------------------------------------------------------------
     def _drain_cli(self, *args: str) -> str:
@@ -123,12 +127,14 @@ class Operator:
         return states
 
     def _restart(self, service: Service, sig: int, grace: float | None = None) -> Service:
-        """Stop `service` with `sig` (SIGKILL after `grace`), wait for its successor."""
+        """Stop `service` with `sig` (SIGKILL after `grace`, as Docker's stop timeout
+        does), wait for its successor."""
         os.killpg(service.pid, sig)
         if grace is not None:
             try:
                 _wait(f"{service.name} to stop", lambda: _gone(service.pid), grace)
             except RuntimeError:
+                self.killed.append(service.name)
                 os.killpg(service.pid, signal.SIGKILL)
         _wait(f"{service.name} to stop", lambda: _gone(service.pid))
         _wait(
@@ -179,11 +185,15 @@ class Operator:
         def body() -> str:
             old = self.stack.service(name)
             if planned:
-                new = self._restart(old, signal.SIGTERM)
+                new = self._restart(old, signal.SIGTERM, GATEWAY_STOP_GRACE)
             else:
                 new = self._restart(old, signal.SIGKILL)
             _wait(f"{name} to answer", lambda: _answers(f"http://127.0.0.1:{new.port}/health"))
-            return "SIGTERM: streams finished within the grace" if planned else "SIGKILL"
+            if not planned:
+                return "SIGKILL"
+            if name in self.killed:
+                return f"SIGTERM, then SIGKILL: still running after {GATEWAY_STOP_GRACE:g}s"
+            return "SIGTERM: its streams finished within the grace"
 
         way = "planned" if planned else "naive"
         return self._timed("replace gateway replica", name, way, body)
