@@ -47,8 +47,10 @@ up: $(VENV) docker-engine
 preview: $(VENV) docker-engine
 	@set -e; $(WITH_PULUMI); mkdir -p $(STATE_DIR); pulumi preview --stack $(STACK) --policy-pack infra/policy
 
+# --run-program: the Ollama containers carry before_delete hooks (a drain through the
+# gateway), which Pulumi can run only with the program loaded.
 down: $(VENV) docker-engine
-	@set -e; $(WITH_PULUMI); pulumi destroy --stack $(STACK) --yes
+	@set -e; $(WITH_PULUMI); pulumi destroy --stack $(STACK) --yes --run-program
 
 # The docker provider talks to the engine even for a preview.
 docker-engine:

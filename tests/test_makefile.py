@@ -105,7 +105,7 @@ def test_preview_and_down_use_the_same_pulumi(tmp_path: Path) -> None:
     assert _make(tmp_path, bin_dir, "down", "STACK=prod").returncode == 0
     assert _calls(tmp_path) == [
         "preview --stack prod --policy-pack infra/policy [passphrase=]",
-        "destroy --stack prod --yes [passphrase=]",
+        "destroy --stack prod --yes --run-program [passphrase=]",
     ]
 
 
