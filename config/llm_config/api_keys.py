@@ -13,6 +13,7 @@ Same shape as the `keys:` map of `GATEWAY_API_KEYS_FILE` (see `llm_gateway.keys`
         weight: 2
         priorities: [interactive, batch]
         admin: false
+        semanticCache: true        # rephrased questions may hit (gateway.semanticCache)
         expires: 2027-01-01T00:00:00Z
 
 Checked here, before any resource exists, so a typo fails the deploy with the key's
@@ -50,6 +51,7 @@ class ApiKeyEntry(BaseModel):
     admin: bool | None = None
     # The keys that share cache entries with it (the gateway's GATEWAY_CACHE_SCOPE=group).
     cache_group: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    semantic_cache: bool | None = None
     # Kept as written (ISO 8601); the gateway parses it.
     expires: str | None = None
 

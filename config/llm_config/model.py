@@ -131,6 +131,22 @@ class TracingConfig(_Section):
         return self
 
 
+class SemanticCacheConfig(_Section):
+    """A rephrased question answered from the cache (docs/semantic-cache.md). Off by
+    default; when on, for the `models` listed (empty: every model) and for the keys
+    whose entry in the keys file says `semanticCache: true`."""
+
+    enabled: bool = False
+    # An embedding model the stack pulls (listed in ollama.models).
+    embed_model: ModelName = "all-minilm"
+    # Cosine similarity a paraphrase must reach (guards decide the rest): 0.85 gives 0
+    # false hits on the project's labelled set (bench/semantic/results.md).
+    threshold: float = Field(0.85, ge=0.5, le=1)
+    models: list[ModelName] = Field(default_factory=list)
+    # An embedding slower than this is a miss (it never holds a request longer).
+    embed_timeout_seconds: float = Field(0.5, gt=0, le=30)
+
+
 class GatewayConfig(_Section):
     replicas: int = Field(1, ge=1, le=16)
     # least-conn: every request to the nginx balancer (least_conn, blind to models);
@@ -173,6 +189,7 @@ class GatewayConfig(_Section):
     # (keep_alive 0 and nothing to generate) are for admin keys.
     keep_alive_min_seconds: float = Field(60.0, ge=0)
     keep_alive_max_seconds: float = Field(3600.0, gt=0)
+    semantic_cache: SemanticCacheConfig = Field(default_factory=SemanticCacheConfig)
     # Defaults for keys that do not set their own limits.
     requests_per_minute: int = Field(600, ge=1)
     max_concurrent_per_key: int = Field(16, ge=1)
@@ -342,7 +359,7 @@ class StackConfig(_Section):
             raise ValueError("edge.tls: prod serves a provided certificate, not 'self-signed'")
         if self.balancer.port == self.balancer.status_port:
             raise ValueError("balancer.port and balancer.statusPort must differ")
-        problems = platform_problems(self)
+        problems = platform_problems(self) + semantic_problems(self)
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -351,6 +368,28 @@ class StackConfig(_Section):
     def max_body_bytes(self) -> int:
         """One body cap for the whole path: the edge refuses first, the gateway agrees."""
         return self.edge.max_body_mb * 1024 * 1024
+
+
+def _tagged(name: str) -> str:
+    return name if ":" in name else f"{name}:latest"
+
+
+def semantic_problems(config: StackConfig) -> list[str]:
+    """The semantic cache asks for models the stack does not pull."""
+    semantic = config.gateway.semantic_cache
+    if not semantic.enabled:
+        return []
+    pulled = {_tagged(m) for m in config.ollama.models}
+    problems = []
+    if _tagged(semantic.embed_model) not in pulled:
+        problems.append(
+            f"gateway.semanticCache.embedModel: {semantic.embed_model!r} is not in "
+            "ollama.models (the stack pulls the embedding model like the others)"
+        )
+    missing = [m for m in semantic.models if _tagged(m) not in pulled]
+    if missing:
+        problems.append(f"gateway.semanticCache.models: not in ollama.models: {missing}")
+    return problems
 
 
 def platform_problems(config: StackConfig) -> list[str]:

@@ -16,6 +16,7 @@ models, its own limits and an expiry:
         priorities: [interactive, batch]   # classes it may use; the first is its default
         admin: false                # may read /admin/*, may unload models
         cacheGroup: team-a          # shares cache entries with it (GATEWAY_CACHE_SCOPE=group)
+        semanticCache: true         # rephrased questions may hit (GATEWAY_SEMANTIC_CACHE)
         expires: 2027-01-01T00:00:00Z
 """
 
@@ -81,6 +82,8 @@ class ApiKey:
     admin: bool = False
     # The cache entries this key may share (see `cache_namespace`); "" shares all.
     cache_namespace: str = ""
+    # May be answered by the semantic cache (when the stack turns it on).
+    semantic_cache: bool = False
 
     def allows(self, model: str) -> bool:
         if self.models is None:
@@ -105,6 +108,7 @@ class _KeyEntry(BaseModel):
     priorities: list[str] | None = Field(None, min_length=1)
     admin: bool = False
     cache_group: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    semantic_cache: bool = False
     expires: datetime | None = None
 
     @field_validator("priorities")
@@ -212,6 +216,7 @@ class KeyRing:
                     ),
                     admin=entry.admin,
                     cache_namespace=cache_namespace(scope, name, entry.cache_group),
+                    semantic_cache=entry.semantic_cache,
                 )
         return cls(keys)
 

@@ -165,6 +165,33 @@ class GatewayMetrics:
             "llm_upstream_retries", "Requests sent again on another instance, by reason.",
             ["reason"], registry=r,
         )  # fmt: skip
+        # The semantic cache: every lookup by outcome (hit, miss, near_miss: the best
+        # candidate just under the threshold, refused: over it but refused by a guard,
+        # embed_failed, redis_unavailable, no_embed_model), its time, what refused.
+        self.semantic_lookups = Counter(
+            "llm_semantic_cache_lookups", "Semantic cache lookups, by model and outcome.",
+            ["model", "outcome"], registry=r,
+        )  # fmt: skip
+        self.semantic_lookup_seconds = Histogram(
+            "llm_semantic_cache_lookup_seconds",
+            "Time of a semantic lookup: the index read, the embedding when needed, the scan.",
+            ["model"], buckets=OVERHEAD_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.semantic_embed_seconds = Histogram(
+            "llm_semantic_cache_embed_seconds",
+            "Time of the embedding calls a semantic lookup made (vectors not yet in Redis).",
+            buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.semantic_refusals = Counter(
+            "llm_semantic_cache_refusals",
+            "Candidates over the threshold that a guard refused, by guard.",
+            ["guard"], registry=r,
+        )  # fmt: skip
+        self.semantic_embed_errors = Counter(
+            "llm_semantic_cache_embed_errors",
+            "Embedding calls that failed (each a semantic miss), by reason.",
+            ["reason"], registry=r,
+        )  # fmt: skip
         # Usage per key (names from the keys file, models from the catalogue or `other`).
         self.key_tokens = Counter(
             "llm_key_tokens", "Tokens used per key and model, by type (prompt, completion).",

@@ -51,6 +51,7 @@ from llm_gateway.routing.grant import Ticket
 from llm_gateway.routing.prefix import prompt_blocks, rendered
 from llm_gateway.routing.report import joined_ps
 from llm_gateway.routing.runner_options import strip_runner_options
+from llm_gateway.semantic import Lookup, SemanticCache, SemanticHit
 from llm_gateway.settings import Settings
 from llm_gateway.tracing import Tracing, finish_request
 from llm_gateway.upstream import Upstream, UpstreamFailure
@@ -101,6 +102,7 @@ class Proxy:
         recorder: Recorder,
         metrics: GatewayMetrics,
         tracing: Tracing | None = None,
+        semantic: SemanticCache | None = None,
     ) -> None:
         self.settings = settings
         self.gatekeeper = gatekeeper
@@ -116,6 +118,7 @@ class Proxy:
         self.keep_alive = KeepAlivePolicy(
             settings.keep_alive_min_seconds, settings.keep_alive_max_seconds
         )
+        self.semantic = semantic
 
     async def handle(self, route: ProxyRoute, scope: Scope, receive: Receive, send: Send) -> None:
         headers = header_map(scope)
@@ -339,6 +342,11 @@ class Proxy:
                 found = self._look_up(kind, plan, wanted, admission, call)
                 span.set_attribute("llm.cache", record.cache)
         hit, stale, flight = found
+        semantic = None
+        if hit is None and flight is None and record.cache == "MISS" and plan.store:
+            semantic = await self._semantic_lookup(call, kind)
+            if semantic is not None and semantic.hit is not None:
+                hit = self._semantic_reply(call, kind, semantic.hit, wanted)
         if hit is not None:
             await call.reply(hit)
             if admission is not None and admission.verdict is not Verdict.HIT:
@@ -375,6 +383,11 @@ class Proxy:
                 record.generated_tokens = flight.usage.generated_tokens
             if launched:
                 await self._release(lease)  # (the flight has settled this request)
+                stored = flight.complete and not flight.oversized
+                if semantic is not None and stored and plan.key is not None:
+                    # The exact cache stored the answer (before the flight finished).
+                    assert self.semantic is not None
+                    await self.semantic.remember(semantic, plan.key, call.ticket)
             else:
                 # Not the request that launched the flight: it answers for itself.
                 served = "coalesced" if record.cache == "COALESCED" else "cache_hits"
@@ -385,6 +398,40 @@ class Proxy:
                     else (0, 0)
                 )
                 await self._finish(call, lease, charge, served, tokens)
+
+    async def _semantic_lookup(self, call: Call, kind: Kind) -> Lookup | None:
+        """A missed, storable request that the semantic cache may answer: its lookup."""
+        semantic, data, key = self.semantic, call.data, call.api_key
+        # No key: auth is disabled, and the stack's switch alone decides.
+        if semantic is None or not semantic.applies(
+            data["model"], key is None or key.semantic_cache
+        ):
+            return None
+        # The exact cache's sharing scope: the same entries, by meaning.
+        namespace = key.cache_namespace if key is not None else ""
+        digest = self.catalog.digest(data["model"])
+        if digest is None:
+            return None
+        if self.tracing is None:
+            return await semantic.lookup(
+                kind, data, data["model"], digest, namespace, call.ticket, call.record.model
+            )
+        with self.tracing.step("semantic lookup") as span:
+            found = await semantic.lookup(
+                kind, data, data["model"], digest, namespace, call.ticket, call.record.model
+            )
+            span.set_attribute("llm.semantic.hit", found is not None and found.hit is not None)
+            return found
+
+    def _semantic_reply(
+        self, call: Call, kind: Kind, hit: SemanticHit, wanted: Wanted
+    ) -> Reply | None:
+        headers = {**call.reply_headers, "X-Cache-Similarity": f"{hit.similarity:.4f}"}
+        reply = replay(kind, hit.entry, wanted, "SEMANTIC", headers)
+        if reply is not None:
+            call.record.cache = "SEMANTIC"
+            reply.tokens = hit.entry.tokens
+        return reply
 
     def _look_up(
         self, kind: Kind, plan: CachePlan, wanted: Wanted, admission: Admission | None, call: Call

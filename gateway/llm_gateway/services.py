@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
@@ -15,17 +16,18 @@ from llm_gateway.cache.lifetime import EntryLifetime
 from llm_gateway.catalog import ModelCatalog
 from llm_gateway.checks import Gatekeeper
 from llm_gateway.flight import FlightRegistry
-from llm_gateway.keys import KeyRing
+from llm_gateway.keys import KeyRing, normalize_model
 from llm_gateway.metrics import GatewayMetrics
 from llm_gateway.observe import AccessLog, Recorder
 from llm_gateway.proxy import Proxy
 from llm_gateway.redis_guard import RedisGuard, connect
-from llm_gateway.relay import Relay
+from llm_gateway.relay import Relay, now_ms
 from llm_gateway.routing.dispatcher import Dispatcher
 from llm_gateway.routing.fair_queue import FairQueue
 from llm_gateway.routing.instances import Instance, instance_name
 from llm_gateway.routing.peers import PeerSync
 from llm_gateway.routing.prefix import Affinity
+from llm_gateway.semantic import Embedder, SemanticCache, SemanticSettings
 from llm_gateway.settings import Settings
 from llm_gateway.tracing import Tracing
 from llm_gateway.upstream import Timeouts, Upstream
@@ -142,6 +144,11 @@ class Services:
         catalog = ModelCatalog(any_upstream, metrics, settings.model_refresh_seconds)
         catalog_holder.append(catalog)
         flights = FlightRegistry()
+        semantic = (
+            _semantic_cache(settings, cache_guard, any_upstream, dispatcher, catalog, metrics)
+            if settings.semantic_cache
+            else None
+        )
         proxy = Proxy(
             settings=settings,
             gatekeeper=Gatekeeper(
@@ -165,6 +172,7 @@ class Services:
             recorder=Recorder(metrics, access_log),
             metrics=metrics,
             tracing=tracing,
+            semantic=semantic,
         )
         return cls(
             settings, metrics, upstreams, dispatcher, guard, cache_guard, catalog, flights,
@@ -209,3 +217,28 @@ class Services:
             await self.cache_guard.aclose()
         if self.proxy.tracing is not None:
             self.proxy.tracing.shutdown()  # sends what is still batched
+
+
+def _semantic_cache(
+    settings: Settings,
+    guard: RedisGuard,
+    any_upstream: Callable[[], Upstream],
+    dispatcher: Dispatcher | None,
+    catalog: ModelCatalog,
+    metrics: GatewayMetrics,
+) -> SemanticCache:
+    ttl = settings.cache_ttl_seconds + settings.cache_stale_seconds
+    config = SemanticSettings(
+        enabled=True,
+        embed_model=settings.semantic_embed_model,
+        threshold=settings.semantic_threshold,
+        models=frozenset(normalize_model(m) for m in settings.semantic_models),
+        embed_timeout_seconds=settings.semantic_embed_timeout_seconds,
+        max_candidates=settings.semantic_max_candidates,
+        ttl_seconds=ttl,
+    )
+    embedder = Embedder(
+        guard, any_upstream, dispatcher, settings.semantic_embed_model,
+        settings.semantic_embed_timeout_seconds, ttl, metrics,
+    )  # fmt: skip
+    return SemanticCache(config, guard, embedder, catalog.digest, metrics, now_ms)

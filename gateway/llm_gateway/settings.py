@@ -44,6 +44,16 @@ class Settings(BaseSettings):
     cache_stale_seconds: int = Field(86400, ge=0)
     # A bigger answer is streamed through, never stored (and never held whole).
     cache_max_entry_bytes: int = Field(1024 * 1024, ge=1024)
+    # The semantic cache (llm_gateway.semantic): off unless turned on; then for the
+    # models listed (none listed: every model) and the keys whose `semanticCache` is true.
+    semantic_cache: bool = False
+    semantic_embed_model: str = "all-minilm"
+    semantic_threshold: float = Field(0.85, gt=0, le=1)
+    semantic_models: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # An embedding slower than this is a miss (it never holds the request longer).
+    semantic_embed_timeout_seconds: float = Field(0.5, gt=0, le=30)
+    # Candidates kept per scope (requests equal but for their last user message).
+    semantic_max_candidates: int = Field(64, ge=1, le=1024)
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     # A conversation longer than this is an abuse of the queue, not a chat.
     max_messages: int = Field(10000, ge=1)
@@ -138,6 +148,13 @@ class Settings(BaseSettings):
                     "GATEWAY_API_KEYS holds SHA-256 hex digests of keys (64 hex characters), "
                     "not the keys themselves; mint one with `llm-gateway keys new --name NAME`"
                 )
+        return value
+
+    @field_validator("semantic_models", mode="before")
+    @classmethod
+    def _split_models(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
     @field_validator("upstream_url")

@@ -96,6 +96,15 @@ def gateway_environment(
         "GATEWAY_USAGE_RETENTION_DAYS": str(gateway.usage_retention_days),
         "GATEWAY_TRACING": _flag(gateway.tracing.enabled),
     }
+    semantic = gateway.semantic_cache
+    env["GATEWAY_SEMANTIC_CACHE"] = _flag(semantic.enabled)
+    if semantic.enabled:
+        env |= {
+            "GATEWAY_SEMANTIC_EMBED_MODEL": semantic.embed_model,
+            "GATEWAY_SEMANTIC_THRESHOLD": _number(semantic.threshold),
+            "GATEWAY_SEMANTIC_MODELS": ",".join(semantic.models),
+            "GATEWAY_SEMANTIC_EMBED_TIMEOUT_SECONDS": _number(semantic.embed_timeout_seconds),
+        }
     quotas = gateway.quotas
     if quotas.tokens_per_minute is not None:
         env["GATEWAY_TOKENS_PER_MINUTE"] = str(quotas.tokens_per_minute)

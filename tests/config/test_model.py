@@ -53,6 +53,15 @@ def test_model_aware_routing_with_its_settings() -> None:
         ({"gateway": {"quotas": {"tokensPerMinute": 0}}}, "tokensPerMinute"),
         ({"gateway": {"runnerOptions": "keep"}}, "runnerOptions"),
         ({"ollama": {"models": ["a"], "contextLength": 10}}, "contextLength"),
+        ({"gateway": {"semanticCache": {"enabled": True}}}, "embedModel"),
+        ({"gateway": {"semanticCache": {"threshold": 0.2}}}, "threshold"),
+        (
+            {
+                "ollama": {"models": ["llama3.2:1b", "all-minilm"]},
+                "gateway": {"semanticCache": {"enabled": True, "models": ["qwen2.5"]}},
+            },
+            "semanticCache.models",
+        ),
     ],
 )
 def test_bad_values_name_their_key(sections: dict[str, Any], problem: str) -> None:
@@ -75,7 +84,7 @@ def test_the_config_package_and_the_gateway_read_one_keys_file_shape() -> None:
             "digest": "ab" * 32, "models": ["llama3.2"], "requestsPerMinute": 60,
             "maxConcurrent": 4, "tokensPerMinute": 20000, "tokensPerDay": 2000000,
             "weight": 2, "priorities": ["interactive", "batch"], "admin": True,
-            "expires": "2027-01-01T00:00:00Z",
+            "semanticCache": True, "expires": "2027-01-01T00:00:00Z",
         },
         "batchy": {"digest": "cd" * 32, "priorities": ["batch"]},
     }  # fmt: skip
@@ -83,8 +92,22 @@ def test_the_config_package_and_the_gateway_read_one_keys_file_shape() -> None:
     parsed = _KeysFile.model_validate(json.loads(keys_file_text(keys)))
     assert parsed.keys["team-a"].weight == 2
     assert parsed.keys["team-a"].admin is True
+    assert parsed.keys["team-a"].semantic_cache is True
+    assert parsed.keys["batchy"].semantic_cache is False
     assert parsed.keys["batchy"].priorities == ["batch"]
     assert validate_api_keys({"x": {"digest": "ab" * 32, "priorities": ["urgent"]}})
+
+
+def test_semantic_cache_is_off_by_default_and_names_pulled_models() -> None:
+    assert config().gateway.semantic_cache.enabled is False
+    stack = config(
+        ollama={"models": ["llama3.2:1b", "all-minilm:latest"]},
+        gateway={"semanticCache": {"enabled": True, "models": ["llama3.2:1b"], "threshold": 0.9}},
+    )
+    semantic = stack.gateway.semantic_cache
+    assert (semantic.embed_model, semantic.models, semantic.threshold) == (
+        "all-minilm", ["llama3.2:1b"], 0.9,
+    )  # fmt: skip
 
 
 def test_unknown_keys_in_a_section_are_errors() -> None:

@@ -62,6 +62,39 @@ def test_the_gateway_reads_back_every_value(
     assert settings.keep_alive_max_seconds == gateway.keep_alive_max_seconds
 
 
+def test_semantic_cache_settings_reach_the_gateway(
+    prod_config: StackConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = gateway_environment(
+        prod_config, upstream_url="http://b:8080", redis_url=REDIS_URL,
+        api_keys_file=KEYS_FILE, instance_urls=INSTANCES,
+    )  # fmt: skip
+    assert env["GATEWAY_SEMANTIC_CACHE"] == "false"
+    assert settings_from(env, monkeypatch).semantic_cache is False
+    ollama = prod_config.ollama.model_copy(
+        update={"models": [*prod_config.ollama.models, "all-minilm"]}
+    )
+    semantic = prod_config.gateway.semantic_cache.model_copy(
+        update={"enabled": True, "threshold": 0.9, "models": list(ollama.models[:1])}
+    )
+    on = prod_config.model_copy(
+        update={
+            "ollama": ollama,
+            "gateway": prod_config.gateway.model_copy(update={"semantic_cache": semantic}),
+        }
+    )
+    env = gateway_environment(
+        on, upstream_url="http://b:8080", redis_url=REDIS_URL,
+        api_keys_file=KEYS_FILE, instance_urls=INSTANCES,
+    )  # fmt: skip
+    settings = settings_from(env, monkeypatch)
+    assert settings.semantic_cache is True
+    assert settings.semantic_embed_model == "all-minilm"
+    assert settings.semantic_threshold == 0.9
+    assert settings.semantic_models == list(ollama.models[:1])
+    assert settings.semantic_embed_timeout_seconds == semantic.embed_timeout_seconds
+
+
 def test_digests_and_explicit_no_auth(
     dev_config: StackConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:

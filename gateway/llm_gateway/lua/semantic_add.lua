@@ -1,0 +1,19 @@
+-- The semantic index: remember one entry under its scope key, keep the set bounded.
+-- KEYS[1] scope key (a hash: entry key -> candidate); ARGV: entry key, candidate,
+-- seconds to live, the most candidates kept. Over the cap, random others leave
+-- (HRANDFIELD, Redis >= 6.2): the set stays small, so a lookup stays one scan.
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+local cap = tonumber(ARGV[4])
+local n = redis.call('HLEN', KEYS[1])
+if n > cap then
+  local victims = redis.call('HRANDFIELD', KEYS[1], n - cap + 1)
+  local removed = 0
+  for _, field in ipairs(victims) do
+    if field ~= ARGV[1] and removed < n - cap then
+      redis.call('HDEL', KEYS[1], field)
+      removed = removed + 1
+    end
+  end
+end
+return n
