@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import json
 import os
 import re
 import resource
@@ -435,31 +437,34 @@ def main() -> None:
 @dataclass
 class SemanticCost:
     candidates: int
-    lookups: int
-    lookup_ms: float  # mean time of a lookup that missed (index read, embedding, scan)
-    embed_ms: float  # mean time of its embedding call
+    # Per lookup that made an embedding call and missed: the lookup's time minus its
+    # embedding call's (the index read, the vector's store, the scan, the guards).
+    beyond_embed_ms: list[float]
+    embed_ms: list[float]
     outcomes: dict[str, float]
 
-    @property
-    def overhead_ms(self) -> float:
-        return self.lookup_ms - self.embed_ms
+    def p(self, values: list[float], q: float) -> float:
+        ordered = sorted(values)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
 
 
-def _semantic_sums(url: str) -> tuple[float, float, float, float, dict[str, float]]:
+def _outcomes(url: str) -> dict[str, float]:
     from tests.support.gateway import metric_value
 
     text = httpx.get(f"{url}/metrics", timeout=5).text
-    outcomes = {
+    return {
         o: metric_value(text, "llm_semantic_cache_lookups_total", outcome=o)
         for o in ("hit", "miss", "near_miss", "refused", "embed_failed", "redis_unavailable")
     }
-    return (
-        metric_value(text, "llm_semantic_cache_lookup_seconds_sum"),
-        metric_value(text, "llm_semantic_cache_lookup_seconds_count"),
-        metric_value(text, "llm_semantic_cache_embed_seconds_sum"),
-        metric_value(text, "llm_semantic_cache_embed_seconds_count"),
-        outcomes,
-    )
+
+
+def _access_lines(log: Path) -> list[dict[str, object]]:
+    lines = []
+    for line in log.read_text(errors="replace").splitlines():
+        if line.startswith("{"):
+            with contextlib.suppress(ValueError):
+                lines.append(json.loads(line))
+    return lines
 
 
 def semantic_miss_cost(stack: Stack, requests: int) -> list[SemanticCost]:
@@ -467,11 +472,11 @@ def semantic_miss_cost(stack: Stack, requests: int) -> list[SemanticCost]:
     the semantic cache on, the emulator serving the real all-MiniLM-L6-v2, one scope
     holding 1 (then 64) stored questions, and `requests` new questions in it, one after
     another, each missing (an index read, a real embedding call, a scan of the scope).
-    The gateway's own metrics time the lookups and, inside them, the embedding calls."""
+    The gateway's access log times each lookup and the embedding call inside it."""
     emulator = stack.emulator("emulator-semantic", 0.0)
-    url, _ = stack.gateway(
+    url, proc = stack.gateway(
         "gateway-semantic", emulator,
-        {"GATEWAY_AUTH_DISABLED": "true", "GATEWAY_API_KEYS": "",
+        {"GATEWAY_AUTH_DISABLED": "true", "GATEWAY_API_KEYS": "", "GATEWAY_LOG_LEVEL": "info",
          "GATEWAY_SEMANTIC_CACHE": "true", "GATEWAY_SEMANTIC_EMBED_TIMEOUT_SECONDS": "30"},
     )  # fmt: skip
     r = stack.redis.client()
@@ -501,19 +506,23 @@ def semantic_miss_cost(stack: Stack, requests: int) -> list[SemanticCost]:
     results = []
     for candidates in (1, 64):
         fill(candidates)
-        before = _semantic_sums(url)
+        before = _outcomes(url)
         for i in range(requests):
             ask(f"Explain how step {i} of database migration plan {candidates} works.")
-        after = _semantic_sums(url)
-        lookups = after[1] - before[1]
-        outcomes = {o: after[4][o] - before[4][o] for o in after[4]}
+        after = _outcomes(url)
+        time.sleep(0.5)  # the access log is flushed every 0.2 s
+        lines = [
+            line for line in _access_lines(proc.log_path)[-requests:]
+            if line.get("cache") == "MISS" and float(str(line.get("embed_ms", 0))) > 0
+        ]  # fmt: skip
         results.append(
             SemanticCost(
                 candidates=candidates,
-                lookups=int(lookups),
-                lookup_ms=1000 * (after[0] - before[0]) / max(lookups, 1),
-                embed_ms=1000 * (after[2] - before[2]) / max(after[3] - before[3], 1),
-                outcomes=outcomes,
+                beyond_embed_ms=[
+                    float(str(x["semantic_ms"])) - float(str(x["embed_ms"])) for x in lines
+                ],
+                embed_ms=[float(str(x["embed_ms"])) for x in lines],
+                outcomes={o: after[o] - before[o] for o in after},
             )
         )
     return results
@@ -522,23 +531,58 @@ def semantic_miss_cost(stack: Stack, requests: int) -> list[SemanticCost]:
 SEMANTIC_BUDGET_MS = 2.0
 
 
+def semantic_scan_ms(candidates: int = 64, rounds: int = 200) -> float:
+    """The CPU part of a lookup, in this process (no I/O, so no wait for a busy CPU):
+    decoding a scope of `candidates` from Redis's bytes, the matrix product, and the
+    guards on the 8 closest (features of candidates cached, the question's computed).
+    The median over `rounds`, in ms."""
+    import numpy as np
+    from llm_gateway.cache import semantic_index as ix
+    from llm_gateway.cache.semantic_guards import features
+    from llm_gateway.cache.semantic_match import judge
+    from llm_gateway.semantic import MAX_JUDGED, _features
+
+    rng = np.random.default_rng(7)
+    vectors = [ix.unit(rng.random(384)) for _ in range(candidates)]
+    raw = {
+        f"llm:c1:{i}".encode(): ix.encode_candidate(f"Explain step {i} of the plan.", v, 1)
+        for i, v in enumerate(vectors)
+    }
+    times = []
+    for n in range(rounds):
+        started = time.perf_counter()
+        found = ix.decode_candidates(raw, 384)
+        sims = found.similarities(vectors[0])
+        asked = features(f"Explain step {1000 + n} of the plan.")
+        for i in np.argsort(-sims)[:MAX_JUDGED].tolist():
+            candidate = found.candidate(i)
+            assert candidate is not None
+            judge(float(sims[i]), asked, _features(candidate.question))
+        times.append(time.perf_counter() - started)
+    return 1000 * statistics.median(times)
+
+
 def semantic_report(results: list[SemanticCost]) -> None:
-    print("\nSemantic cache, a lookup that misses (mean over the lookups, c=1):")
-    print(f"{'candidates in scope':>20}{'lookups':>9}{'lookup ms':>11}{'embed ms':>10}"
-          f"{'beyond embed ms':>17}  target")  # fmt: skip
+    print("\nSemantic cache, a lookup that misses, beyond its embedding call (c=1):")
+    print(f"{'candidates in scope':>20}{'lookups':>9}{'embed p50 ms':>14}{'beyond p50 ms':>15}"
+          f"{'beyond p90 ms':>15}  target (p50)")  # fmt: skip
     for c in results:
-        verdict = "PASS" if c.overhead_ms <= SEMANTIC_BUDGET_MS else "FAIL"
+        p50 = c.p(c.beyond_embed_ms, 0.5)
+        verdict = "PASS" if p50 <= SEMANTIC_BUDGET_MS else "FAIL"
         print(
-            f"{c.candidates:>20}{c.lookups:>9}{c.lookup_ms:>11.2f}{c.embed_ms:>10.2f}"
-            f"{c.overhead_ms:>17.2f}  {verdict} (<= {SEMANTIC_BUDGET_MS:g} ms)"
+            f"{c.candidates:>20}{len(c.beyond_embed_ms):>9}{c.p(c.embed_ms, 0.5):>14.2f}"
+            f"{p50:>15.2f}{c.p(c.beyond_embed_ms, 0.9):>15.2f}  {verdict} "
+            f"(<= {SEMANTIC_BUDGET_MS:g} ms)"
         )
-        unexpected = {o: n for o, n in c.outcomes.items() if n and o != "miss"}
-        if unexpected:
-            print(f"{'':>20} outcomes other than miss: {unexpected}")
+        print(f"{'':>20} lookup outcomes: { {o: int(n) for o, n in c.outcomes.items() if n} }")
     print(
-        "lookup: index read (HGETALL), the question's embedding (the emulator running the "
-        "real all-MiniLM-L6-v2), its vector stored, the scan with guards; embed: the "
-        "embedding call alone, timed inside the same lookups."
+        f"The CPU part alone (decode 64 candidates, scan, guards on the 8 closest), in "
+        f"process: {semantic_scan_ms():.3f} ms (median)."
+    )
+    print(
+        "beyond: the lookup (index read, the question's vector stored, the scan, the guards) "
+        "minus the embedding call inside it (the emulator running the real all-MiniLM-L6-v2), "
+        "per request from the gateway's access log."
     )
 
 

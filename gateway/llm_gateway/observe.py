@@ -48,6 +48,9 @@ class RequestRecord:
     prompt_tokens: int = 0
     generated_tokens: int = 0
     prompt_text: str | None = None
+    # The semantic lookup, and the embedding call inside it (0: none made).
+    semantic_seconds: float = 0.0
+    embed_seconds: float = 0.0
 
     def mark_first_byte(self) -> None:
         if not self.first_byte_at:
@@ -160,6 +163,9 @@ class Recorder:
                 "prompt_tokens": record.prompt_tokens,
                 "tokens": record.generated_tokens,
             }
+            if record.semantic_seconds:
+                line["semantic_ms"] = round(record.semantic_seconds * 1000, 3)
+                line["embed_ms"] = round(record.embed_seconds * 1000, 3)
             if record.prompt_text is not None:
                 line["prompt"] = record.prompt_text
             self.access_log.write(line)

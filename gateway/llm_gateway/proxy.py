@@ -345,6 +345,9 @@ class Proxy:
         semantic = None
         if hit is None and flight is None and record.cache == "MISS" and plan.store:
             semantic = await self._semantic_lookup(call, kind)
+            if semantic is not None:
+                record.semantic_seconds = semantic.seconds
+                record.embed_seconds = semantic.embed_seconds
             if semantic is not None and semantic.hit is not None:
                 hit = self._semantic_reply(call, kind, semantic.hit, wanted)
         if hit is not None:

@@ -94,6 +94,8 @@ class Lookup:
     question: Question
     vector: index.Vector | None = None
     hit: SemanticHit | None = None
+    seconds: float = 0.0  # the whole lookup
+    embed_seconds: float = 0.0  # the embedding call within it
 
 
 class Embedder:
@@ -118,27 +120,36 @@ class Embedder:
         self.metrics = metrics
         self._writes: set[asyncio.Future[Any]] = set()
 
-    async def vector(self, text: str, digest: str, ticket: Ticket | None) -> index.Vector | None:
-        key = index.vector_key(self.model, digest, text)
-        cached = await self.guard.execute("semantic_vector", "GET", key)
+    def key(self, text: str, digest: str) -> str:
+        return index.vector_key(self.model, digest, text)
+
+    async def vector(
+        self, text: str, digest: str, ticket: Ticket | None, cached: Any = None
+    ) -> tuple[index.Vector | None, float]:
+        """The vector (None: a miss) and the seconds spent calling the model (0: cached).
+        `cached`: what Redis holds under `key(text, digest)`, when already read."""
+        key = self.key(text, digest)
+        if cached is None:
+            cached = await self.guard.execute("semantic_vector", "GET", key)
         if isinstance(cached, bytes):
             vector = index.unpack_vector(cached)
             if vector is not None:
-                return vector
+                return vector, 0.0
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self.timeout):
                 raw = await self._embed(text, ticket)
         except TimeoutError:
             self._failed("timeout")
-            return None
+            return None, time.perf_counter() - started
         except Exception as exc:  # any failure of the embedding call is a miss
             self._failed(type(exc).__name__)
-            return None
+            return None, time.perf_counter() - started
         finally:
             self.metrics.semantic_embed_seconds.observe(time.perf_counter() - started)
+        spent = time.perf_counter() - started
         if raw is None:
-            return None
+            return None, spent
         vector = index.unit(raw)
         # Stored off the request's path (the lookup needs only the vector).
         task = asyncio.ensure_future(
@@ -148,7 +159,7 @@ class Embedder:
         )
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
-        return vector
+        return vector, spent
 
     def _failed(self, reason: str) -> None:
         self.metrics.semantic_embed_errors.labels(reason).inc()
@@ -234,17 +245,27 @@ class SemanticCache:
         )  # fmt: skip
         found = Lookup(scope, question)
         outcome = await self._search(found, embed_digest, ticket)
-        self.metrics.semantic_lookup_seconds.labels(label).observe(time.perf_counter() - started)
+        found.seconds = time.perf_counter() - started
+        self.metrics.semantic_lookup_seconds.labels(label).observe(found.seconds)
         self._count(label, outcome)
         return found
 
     async def _search(self, found: Lookup, embed_digest: str, ticket: Ticket | None) -> str:
-        reply = await self.guard.execute("semantic_lookup", "HGETALL", found.scope)
+        # The candidates and the question's cached vector, in one Redis round trip
+        # (redis_batch sends one loop turn's commands together).
+        reply, cached = await asyncio.gather(
+            self.guard.execute("semantic_lookup", "HGETALL", found.scope),
+            self.guard.execute(
+                "semantic_vector", "GET", self.embedder.key(found.question.text, embed_digest)
+            ),
+        )
         if isinstance(reply, Unavailable):
             return "redis_unavailable"
         if not reply:
             return "miss"  # no embedding on the request's path: `remember` makes it
-        found.vector = await self.embedder.vector(found.question.text, embed_digest, ticket)
+        found.vector, found.embed_seconds = await self.embedder.vector(
+            found.question.text, embed_digest, ticket, cached if cached is not None else b""
+        )
         if found.vector is None:
             return "embed_failed"
         candidates = index.decode_candidates(reply, len(found.vector))
@@ -294,7 +315,7 @@ class SemanticCache:
             return
         vector = found.vector
         if vector is None:
-            vector = await self.embedder.vector(found.question.text, embed_digest, ticket)
+            vector, _ = await self.embedder.vector(found.question.text, embed_digest, ticket)
         if vector is None:
             return
         candidate = index.encode_candidate(found.question.text, vector, self._now_ms())
