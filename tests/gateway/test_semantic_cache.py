@@ -194,13 +194,14 @@ def test_keys_opt_in_and_a_hit_counts_as_a_hit(
     redis_server: RedisServer,
     fresh_redis: redis.Redis,
 ) -> None:
-    on, off, ops = mint_key(), mint_key(), mint_key()
+    on, off, ops, neighbour = mint_key(), mint_key(), mint_key(), mint_key()
     keys = tmp_path / "keys.yaml"
     keys.write_text(
         "keys:\n"
         f"  opted-in:\n    digest: {digest_of(on)}\n    semanticCache: true\n"
         f"  other:\n    digest: {digest_of(off)}\n"
         f"  ops:\n    digest: {digest_of(ops)}\n    admin: true\n"
+        f"  neighbour:\n    digest: {digest_of(neighbour)}\n    semanticCache: true\n"
     )
     gateway = gateway_factory(
         **semantic_env(emulator, redis_server.url),
@@ -214,6 +215,10 @@ def test_keys_opt_in_and_a_hit_counts_as_a_hit(
     assert chat(gateway, QUESTION, headers=auth(on)).headers["x-cache"] == "MISS"
     indexed(fresh_redis)
     assert chat(gateway, PARAPHRASE, headers=auth(off)).headers["x-cache"] == "MISS"
+    # Another key that opted in, but the cache is per key (GATEWAY_CACHE_SCOPE=key):
+    # it may not share the first key's entries by meaning either.
+    near = chat(gateway, "How can I revert the last commit I made in git?", headers=auth(neighbour))
+    assert near.headers["x-cache"] == "MISS"
     # (the other key's answer is now stored too: ask in yet other words)
     again = chat(gateway, "What's the way to undo my last git commit?", headers=auth(on))
     assert again.headers["x-cache"] == "SEMANTIC"
@@ -282,3 +287,21 @@ def test_nothing_breaks_when_redis_is_down(
         answer = chat(gateway, text)
         assert answer.status_code == 200
         assert answer.headers["x-cache"] in ("MISS", "BYPASS")
+
+
+def test_the_index_lives_in_the_cache_redis(
+    gateway_factory: GatewayFactory,
+    emulator: Emulator,
+    redis_server: RedisServer,
+    fresh_redis: redis.Redis,
+    own_redis: RedisServer,
+) -> None:
+    gateway = gateway_factory(
+        **semantic_env(emulator, redis_server.url, GATEWAY_CACHE_REDIS_URL=own_redis.url)
+    )
+    cache = own_redis.client()
+    chat(gateway, QUESTION)
+    indexed(cache)
+    assert chat(gateway, PARAPHRASE).headers["x-cache"] == "SEMANTIC"
+    # Nothing of the cache (entries, index, vectors) in the state Redis.
+    assert not [k for k in fresh_redis.scan_iter("llm:[sce]1:*")]
