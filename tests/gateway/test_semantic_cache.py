@@ -105,6 +105,9 @@ def test_a_paraphrase_is_answered_from_the_first_questions_entry(
     streamed = chat(semantic, PARAPHRASE, stream=True)
     assert streamed.headers["x-cache"] == "SEMANTIC"
     assert streamed.headers["content-type"] == "application/x-ndjson"
+    # Two texts embedded, each once: the first question when it was indexed, the
+    # paraphrase at its first lookup (its second lookup read the vector from Redis).
+    assert emulator.count("POST /api/embed") == 2
     metrics = semantic.metrics()
     assert metric_value(metrics, "llm_semantic_cache_lookups_total", outcome="hit") == 2
     assert metric_value(metrics, "llm_semantic_cache_lookup_seconds_count") >= 3
