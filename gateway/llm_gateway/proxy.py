@@ -125,8 +125,6 @@ class Proxy:
         request_id = scope.get(SCOPE_KEY) or request_id_from(headers.get("x-request-id"))
         record = self.recorder.start(request_id, scope["method"], scope["path"], route.endpoint)
         reply_headers = {"X-Request-ID": request_id}
-        if route.kind is not None:
-            reply_headers["X-Cache"] = "BYPASS"
         call = Call(route, scope, receive, send, headers, record, reply_headers)
         if self.tracing is None:
             await self._answer(call)
@@ -321,6 +319,8 @@ class Proxy:
     async def _generate(self, call: Call, kind: Kind) -> None:
         """Generations and embeddings: the cache, coalescing, stale-if-error."""
         data, record, reply_headers = call.data, call.record, call.reply_headers
+        # (Only here: a request refused before, e.g. a 401, says nothing of the cache.)
+        reply_headers["X-Cache"] = "BYPASS"
         mode = self.settings.cache_mode
         # Who may share the entry and the upstream call (GATEWAY_CACHE_SCOPE).
         space = call.api_key.cache_namespace if call.api_key is not None else ""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from llm_gateway.cache.canonical import Kind
 
@@ -17,19 +17,18 @@ class ProxyRoute:
     kind: Kind | None = None
     # POST routes whose JSON body must name a model.
     needs_model: bool = False
+    # `/v1/models/{model}`: the path names a model (checked, and re-encoded); the
+    # path before the parameter. Derived from `path`, once.
+    model_in_path: bool = field(init=False)
+    path_prefix: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "model_in_path", self.path.endswith("{model:path}"))
+        object.__setattr__(self, "path_prefix", self.path.split("{", 1)[0])
 
     @property
     def openai(self) -> bool:
         return self.path.startswith("/v1/")
-
-    @property
-    def model_in_path(self) -> bool:
-        """`/v1/models/{model}`: the path names a model (checked, and re-encoded)."""
-        return self.path.endswith("{model:path}")
-
-    @property
-    def path_prefix(self) -> str:
-        return self.path.split("{", 1)[0]
 
 
 PROXY_ROUTES: tuple[ProxyRoute, ...] = (

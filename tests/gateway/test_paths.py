@@ -126,3 +126,11 @@ def test_a_request_uvicorn_cannot_parse_gets_a_json_400(gateway: GatewayProcess)
     assert status == 400
     assert headers["content-type"].startswith("application/json")
     assert "error" in orjson.loads(content)
+
+
+def test_a_refused_request_says_nothing_of_the_cache(client: httpx.Client) -> None:
+    refused = client.post("/api/generate", content=b"{not json")
+    assert refused.status_code == 400
+    assert "x-cache" not in refused.headers
+    served = client.post("/api/generate", json={"model": "llama3.2", "prompt": "x"})
+    assert served.headers["x-cache"] == "BYPASS"
