@@ -53,14 +53,25 @@ def alt_values() -> dict[str, Any]:
 
 
 def route_values() -> dict[str, Any]:
-    """An HTTPRoute to a self-signed edge, KEDA asking our own Prometheus, dev keys."""
-    values = k8s_values(environment="dev", edge={"tls": "self-signed"})
+    """An HTTPRoute to a self-signed edge, KEDA asking our own Prometheus, dev keys; and
+    the optional knobs: a runtime class, dual-stack, a pinned model, tracing to an
+    in-cluster collector, OpenShift's DNS."""
+    values = k8s_values(
+        environment="dev",
+        edge={"tls": "self-signed"},
+        gateway={"tracing": {"enabled": True, "endpoint": "http://otel.observability:4318"}},
+    )
     for secret in ("apiKeys", "redisPassword"):
         values.pop(secret)
     kube = values["kubernetes"]
     kube.pop("certManager")
     kube.pop("prometheusOperator")
     kube["autoscaling"] = {"maxReplicas": 4, "keda": {"queueDepthPerReplica": 4}}
+    kube["gpu"] = {**kube["gpu"], "runtimeClassName": "nvidia"}
+    kube["ipv6"] = True
+    kube["models"] = {**kube["models"], "digests": {"llama3.1:8b": "sha256:" + "ab" * 32}}
+    kube["traceCollector"] = {"namespace": "observability", "podLabels": {"app": "otel"}}
+    kube["dns"] = {"namespace": "openshift-dns", "ports": [5353], "cidrs": []}
     return values
 
 
