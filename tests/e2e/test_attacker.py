@@ -212,6 +212,14 @@ def test_bad_bodies_get_json_errors(attack: Attack, body: bytes, status: int) ->
         assert_json_error(http.post("/api/generate", content=body), status)
 
 
+def test_too_many_messages_are_refused(attack: Attack) -> None:
+    # GATEWAY_MAX_MESSAGES keeps its default (10,000): one more is refused.
+    messages = [{"role": "user", "content": "x"}] * 10_001
+    with attack.client("carol") as http:
+        reply = http.post("/api/chat", json={"model": LLAMA, "messages": messages})
+        assert "too many messages" in assert_json_error(reply, 400)
+
+
 def test_too_many_embedding_inputs_are_refused(attack: Attack) -> None:
     with attack.client("carol") as http:
         over = {"model": EMBED, "input": [f"e{i}" for i in range(MAX_EMBED_INPUTS + 1)]}
