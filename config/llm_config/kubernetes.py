@@ -322,6 +322,17 @@ class KubernetesConfig(Section):
     # true: pods listen on IPv6 as well (nginx [::], Ollama and the gateway on ::), the
     # edge resolves AAAA records, and pulls may use IPv6 (dual-stack clusters).
     ipv6: bool = False
+    # The cluster's pod addresses: who may use the balancer and nginx's status port,
+    # and, behind an http-route, whose X-Forwarded-For the edge believes by default.
+    # Default: the private ranges (and fc00::/7 with ipv6); an IPv6 cluster whose pods
+    # have global addresses lists its pod CIDRs here.
+    pod_cidrs: list[Cidr] | None = None
+
+    @property
+    def pod_ranges(self) -> tuple[str, ...]:
+        if self.pod_cidrs is not None:
+            return tuple(self.pod_cidrs)
+        return PRIVATE_RANGES + (PRIVATE_RANGES_V6 if self.ipv6 else ())
 
     @property
     def uses_gpus(self) -> bool:

@@ -30,12 +30,7 @@ from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
-from llm_config.kubernetes import (
-    EDGE_CONTAINER_HTTP_PORT,
-    EDGE_CONTAINER_HTTPS_PORT,
-    PRIVATE_RANGES,
-    PRIVATE_RANGES_V6,
-)
+from llm_config.kubernetes import EDGE_CONTAINER_HTTP_PORT, EDGE_CONTAINER_HTTPS_PORT
 from llm_config.model import StackConfig
 from llm_monitoring.jobs import NGINX_JOB
 from llm_nginx import CONTAINER_RUNTIME_DIR, STUB_STATUS_PATH, NginxTopology, render_nginx_conf
@@ -67,7 +62,7 @@ def trusted_proxies(config: StackConfig) -> tuple[str, ...]:
     if expose.trusted_proxies is not None:
         return tuple(expose.trusted_proxies)
     if expose.type == "http-route":
-        return PRIVATE_RANGES + (PRIVATE_RANGES_V6 if kube.ipv6 else ())
+        return kube.pod_ranges
     return ()
 
 
@@ -85,7 +80,7 @@ def topology(config: StackConfig) -> NginxTopology:
     assert kube is not None
     names = n.KubeNames.of(config)
     local = ("127.0.0.1", "::1") if kube.ipv6 else ("127.0.0.1",)
-    pods = PRIVATE_RANGES + (PRIVATE_RANGES_V6 if kube.ipv6 else ())
+    pods = kube.pod_ranges
     return NginxTopology(
         gateways=[f"{names.fqdn(names.gateway)}:{config.gateway.port}"],
         # The balancer only where the gateway sends through it (least-conn): a

@@ -369,6 +369,14 @@ def test_behind_a_gateway_the_edge_sees_the_client(k8s_run: StackRun, alt_run: S
     assert "set_real_ip_from" not in _conf(alt_run)
 
 
+def test_pod_cidrs_set_the_internal_allow_list_and_the_trusted_proxies() -> None:
+    values = _values(k8s_values(), ipv6=True, podCidrs=["10.42.0.0/16", "2001:db8:42::/56"])
+    conf = render_conf(config_of(values))
+    assert re.findall(r"set_real_ip_from (\S+);", conf) == ["10.42.0.0/16", "2001:db8:42::/56"]
+    assert "allow 2001:db8:42::/56;" in conf
+    assert "allow 192.168.0.0/16;" not in conf
+
+
 def test_trusted_proxies_are_configurable() -> None:
     values = k8s_values()
     values["kubernetes"]["expose"] = {
