@@ -199,8 +199,10 @@ def _redis_alerts(config: StackConfig) -> list[Alert]:
             "critical" if fail_closed else "warning",
             'Gateway cannot use Redis ({{ $value | printf "%.2f" }} errors/s)',
             f"Redis calls of the gateway keep failing or timing out: {effect}. Look: "
-            f"`docker ps -a --filter name={config.name_prefix}-redis`, its logs (OOM, "
-            "maxmemory, AOF rewrite stalls), and 'Redis errors' by operation on the "
+            f"`docker ps -a --filter name={config.name_prefix}-redis` (the state server "
+            "and the cache's), their logs (AOF rewrite stalls; OOM on the state server "
+            "means it is full: it never evicts, so raise redis.state.maxmemoryMb or lower "
+            "gateway.usageRetentionDays), and 'Redis errors' by operation on the "
             f"'{overview_title(config)}' dashboard.",
         )
     ]
