@@ -29,6 +29,8 @@ A request's path through the modules, in order:
   and listings cut to the models a key may use.
 - `observe.py` + `metrics.py`: one access-log line and the metrics of each request;
   `errors.py`: error bodies in Ollama's or OpenAI's shape; `asgi_io.py`: raw ASGI.
+- `admin.py`: the admin endpoints (queue, usage, draining Ollama instances);
+  `drain_cli.py`: `llm-gateway drain`, a client of those endpoints.
 """
 
 __version__ = "0.1.0"

@@ -1,8 +1,13 @@
-"""Admin endpoints: what is queued and loaded where, and usage per key, for admin keys only.
+"""Admin endpoints: what is queued and loaded where, usage per key, and draining Ollama
+instances, for admin keys only.
 
 An admin key is one with `admin: true` in the keys file. Everyone else gets 403 (a
 wrong or missing key 401), so the queue's shape never leaks to ordinary clients. With
 authentication disabled the endpoints are open, like everything else.
+
+Draining (`routing/drains.py`) needs model-aware routing: with `GATEWAY_ROUTING=upstream`
+the gateway places nothing (nginx picks the instance), so the instance endpoints answer
+409.
 """
 
 from __future__ import annotations
@@ -13,6 +18,9 @@ from fastapi.responses import Response
 from llm_gateway.errors import GatewayError, JSONBody, error_response
 from llm_gateway.keys import ApiKey
 from llm_gateway.redis_guard import Unavailable
+from llm_gateway.routing.dispatcher import Dispatcher
+from llm_gateway.routing.drains import UNTIL
+from llm_gateway.routing.report import instances_report
 from llm_gateway.services import Services
 from llm_gateway.usage_report import GROUPS, UsageQueryError, parse_since, read_usage
 
@@ -57,3 +65,58 @@ async def usage(
     if isinstance(rows, Unavailable):
         return error_response(503, "usage cannot be read right now (Redis unavailable)")
     return JSONBody({"by": by, "since_days": days, "rows": rows})
+
+
+def _dispatcher(request: Request) -> Dispatcher:
+    services, _ = _admin(request)
+    if services.dispatcher is None:
+        raise GatewayError(
+            409,
+            "draining needs model-aware routing: with GATEWAY_ROUTING=upstream the nginx "
+            "balancer picks the instance (take it out of the balancer instead)",
+        )
+    return services.dispatcher
+
+
+def _report(dispatcher: Dispatcher, name: str | None = None) -> dict[str, object]:
+    entries = instances_report(dispatcher.instances, dispatcher.drains.all())
+    if name is None:
+        return {"routing": "model-aware", "instances": entries}
+    for entry in entries:
+        if entry["name"] == name:
+            return dict(entry)
+    raise GatewayError(404, f"no Ollama instance is named {name!r} (GET /admin/instances)")
+
+
+@router.get("/instances", summary="Each Ollama instance: state, drain, in flight, models")
+async def instances(request: Request) -> Response:
+    try:
+        return JSONBody(_report(_dispatcher(request)))
+    except GatewayError as exc:
+        return error_response(exc.status, exc.message, headers=exc.headers)
+
+
+@router.post("/instances/{name:path}/drain", summary="Place nothing new on an instance")
+async def drain(request: Request, name: str, until: str = "undrain") -> Response:
+    """`until=undrain` (default): until an explicit undrain; `until=ready`: until the
+    instance answers again after having been down (a restart)."""
+    try:
+        dispatcher = _dispatcher(request)
+        _report(dispatcher, name)
+        if until not in UNTIL:
+            raise GatewayError(400, f"until: {until!r} is not one of {', '.join(UNTIL)}")
+    except GatewayError as exc:
+        return error_response(exc.status, exc.message, headers=exc.headers)
+    shared = await dispatcher.drains.drain(name, until)
+    return JSONBody({"instance": _report(dispatcher, name), "shared": shared})
+
+
+@router.post("/instances/{name:path}/undrain", summary="Place requests on an instance again")
+async def undrain(request: Request, name: str) -> Response:
+    try:
+        dispatcher = _dispatcher(request)
+        _report(dispatcher, name)
+    except GatewayError as exc:
+        return error_response(exc.status, exc.message, headers=exc.headers)
+    shared = await dispatcher.drains.undrain(name)
+    return JSONBody({"instance": _report(dispatcher, name), "shared": shared})

@@ -1,5 +1,6 @@
-"""`llm-gateway`: serve (default), mint keys (`llm-gateway keys new --name team-a`), or
-report usage (`llm-gateway usage --since 7d --by model`)."""
+"""`llm-gateway`: serve (default), mint keys (`llm-gateway keys new --name team-a`),
+report usage (`llm-gateway usage --since 7d --by model`), or drain an Ollama instance
+(`llm-gateway drain --instance ollama-1:11434 --wait`)."""
 
 from __future__ import annotations
 
@@ -162,7 +163,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     report.add_argument("--key", help="one key name only")
     report.add_argument("--by", choices=["key", "model", "day"], default="key")
     report.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    draining = commands.add_parser(
+        "drain", help="drain (or undrain) an Ollama instance through a gateway's admin API"
+    )
+    draining.add_argument("--instance", required=True, help="its name (GET /admin/instances)")
+    draining.add_argument("--undrain", action="store_true", help="place requests on it again")
+    draining.add_argument(
+        "--until", choices=["undrain", "ready"], default="undrain",
+        help="undrain: until --undrain; ready: until it answers again after being down",
+    )  # fmt: skip
+    draining.add_argument("--wait", action="store_true", help="until nothing is in flight there")
+    draining.add_argument("--timeout", type=float, default=600.0, help="of --wait, seconds")
+    draining.add_argument("--url", help="the gateway (LLM_GATEWAY_URL; http://127.0.0.1:8000)")
+    draining.add_argument("--key", help="an admin key (better: LLM_GATEWAY_ADMIN_KEY)")
     args = parser.parse_args(argv)
+    if args.command == "drain":
+        import asyncio
+
+        from llm_gateway.drain_cli import default_key, default_url, drain
+
+        return asyncio.run(
+            drain(
+                args.url or default_url(), args.key or default_key(), args.instance,
+                undrain=args.undrain, until=args.until, wait=args.wait, wait_seconds=args.timeout,
+            )
+        )  # fmt: skip
     if args.command == "usage":
         return usage(args.since, args.key, args.by, args.format)
     if args.command == "keys":

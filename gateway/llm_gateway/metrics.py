@@ -133,6 +133,11 @@ class GatewayMetrics:
             "llm_instance_up", "1 when the Ollama instance answers (its /api/ps and requests).",
             ["ollama_instance"], registry=r, multiprocess_mode="max",
         )  # fmt: skip
+        self.instance_drain_state = Gauge(
+            "llm_instance_drain_state",
+            "0 serving; 1 draining (drained by an admin, requests still in flight); 2 drained.",
+            ["ollama_instance"], registry=r, multiprocess_mode="max",
+        )  # fmt: skip
         self.instance_in_flight = Gauge(
             "llm_instance_in_flight", "Requests this gateway has in flight on an instance.",
             ["ollama_instance", "model"], registry=r, multiprocess_mode="livesum",

@@ -22,9 +22,11 @@ from llm_gateway.observe import AccessLog, Recorder
 from llm_gateway.proxy import Proxy
 from llm_gateway.redis_guard import RedisGuard, connect
 from llm_gateway.relay import Relay, now_ms
+from llm_gateway.routing.clock import SystemClock
 from llm_gateway.routing.dispatcher import Dispatcher
+from llm_gateway.routing.drains import Drains
 from llm_gateway.routing.fair_queue import FairQueue
-from llm_gateway.routing.instances import Instance, instance_name
+from llm_gateway.routing.instances import Instance
 from llm_gateway.routing.peers import PeerSync
 from llm_gateway.routing.prefix import Affinity
 from llm_gateway.semantic import Embedder, SemanticCache, SemanticSettings
@@ -76,19 +78,24 @@ class Services:
         upstream = client(settings.upstream_url)
         if tracing is None and settings.tracing:
             tracing = Tracing.otlp()
+        redis_client = connect(
+            settings.redis_url, settings.redis_timeout_seconds, settings.redis_ca_file
+        )
+        guard = RedisGuard(redis_client, settings.redis_retry_after_seconds, metrics)
         dispatcher: Dispatcher | None = None
         catalog_holder: list[ModelCatalog] = []
         if settings.routing == "model-aware":
+            clock = SystemClock()
             vram = settings.instance_vram_gb
             instances = [
                 Instance(
-                    name=instance_name(url),
+                    name=name,
                     upstream=client(url),
                     num_parallel=settings.num_parallel,
                     max_loaded=settings.max_loaded_models,
                     vram=int(vram * 1e9) if vram else None,
                 )
-                for url in settings.ollama_instances
+                for name, url in settings.named_instances
             ]
             dispatcher = Dispatcher(
                 instances,
@@ -101,6 +108,9 @@ class Services:
                 affinity=Affinity(settings.affinity_cache_tokens, settings.affinity_load_share)
                 if settings.prefix_affinity
                 else None,
+                clock=clock,
+                # Drains hold on every replica: read from Redis as often as /api/ps.
+                drains=Drains(clock, guard, interval=settings.poll_seconds),
             )
             upstreams = [i.upstream for i in instances]
             any_upstream = dispatcher.any_upstream
@@ -110,10 +120,6 @@ class Services:
             def any_upstream() -> Upstream:
                 return upstream
 
-        redis_client = connect(
-            settings.redis_url, settings.redis_timeout_seconds, settings.redis_ca_file
-        )
-        guard = RedisGuard(redis_client, settings.redis_retry_after_seconds, metrics)
         cache_guard = guard
         if settings.cache_redis_url is not None:
             # Its own guard: a dead or slow cache Redis is a miss, and never makes the

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -172,10 +173,26 @@ class Settings(BaseSettings):
     @field_validator("ollama_instances")
     @classmethod
     def _instance_urls(cls, value: list[str]) -> list[str]:
-        urls = [_base_url("GATEWAY_OLLAMA_INSTANCES", url) for url in value]
-        if len(set(urls)) != len(urls):
+        # Each entry is a base URL (named by its host:port), or `name=URL`.
+        entries = [named_instance(entry) for entry in value]
+        for name, explicit, _ in entries:
+            if explicit and not _INSTANCE_NAME.fullmatch(name):
+                raise ValueError(
+                    f"GATEWAY_OLLAMA_INSTANCES: {name!r} is not a name (letters, digits, . _ : -)"
+                )
+        urls = [_base_url("GATEWAY_OLLAMA_INSTANCES", url) for _, _, url in entries]
+        names = [name for name, _, _ in entries]
+        if len(set(urls)) != len(urls) or len(set(names)) != len(names):
             raise ValueError("GATEWAY_OLLAMA_INSTANCES names an instance twice")
-        return urls
+        return [
+            f"{name}={url}" if explicit else url
+            for (name, explicit, _), url in zip(entries, urls, strict=True)
+        ]
+
+    @property
+    def named_instances(self) -> list[tuple[str, str]]:
+        """(name, base URL) of each Ollama instance, in the order given."""
+        return [(name, url) for name, _, url in map(named_instance, self.ollama_instances)]
 
     @field_validator("cache_redis_url", mode="before")
     @classmethod
@@ -237,3 +254,17 @@ def _base_url(name: str, value: str) -> str:
         raise ValueError(f"{name} names no host")
     url.port  # noqa: B018 - raises ValueError on a port that is not one
     return value.rstrip("/")
+
+
+# What an explicit instance name may hold: it is a metric label and a URL path segment.
+_INSTANCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,62}")
+
+
+def named_instance(entry: str) -> tuple[str, bool, str]:
+    """(name, named explicitly, URL) of a GATEWAY_OLLAMA_INSTANCES entry: `name=URL`,
+    or a bare URL named by what follows its scheme (host:port). The name labels the
+    instance's metrics and is what an admin drains it by."""
+    name, sep, url = entry.partition("=")
+    if sep and "://" not in name:
+        return name.strip(), True, url.strip()
+    return entry.split("://", 1)[-1].rstrip("/"), False, entry

@@ -42,6 +42,7 @@ def populated_registry() -> CollectorRegistry:
     m.queue_wait.labels(MODEL, "batch").observe(1.5)
     m.shed.labels("queue_full", "batch").inc()
     m.instance_up.labels(OLLAMA).set(1)
+    m.instance_drain_state.labels(OLLAMA).set(0)
     m.instance_in_flight.labels(OLLAMA, MODEL).set(1)
     m.instance_model_loaded.labels(OLLAMA, MODEL).set(1)
     m.model_loads.labels(OLLAMA, MODEL).inc()

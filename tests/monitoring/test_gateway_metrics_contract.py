@@ -38,6 +38,7 @@ def test_names_the_rules_and_dashboards_rely_on() -> None:
         "llm_queue_wait_seconds_count",
         "llm_shed_total",
         "llm_instance_up",
+        "llm_instance_drain_state",
         "llm_instance_in_flight",
         "llm_instance_model_loaded",
         "llm_model_loads_total",

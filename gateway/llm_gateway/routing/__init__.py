@@ -17,6 +17,8 @@
   admission and the cull predicate: pure functions of (stats, queue view, now).
 - `fairness.py`: which replica's waiting request takes a freed slot (cross-replica).
 - `patience.py`: load patience: an instance reserved for a model loaded nowhere.
+- `drains.py`: instances an admin drained (nothing new placed there), shared between
+  replicas through Redis; an until=ready drain ends when the instance comes back.
 - `report.py`: the admin snapshot, the per-instance gauges, the joined /api/ps.
 - `peers.py`: in-flight counts and queue heads shared between replicas through Redis.
 - `clock.py`: the router's time, injected (`SystemClock`; `ManualClock` for tests).

@@ -34,6 +34,7 @@ from typing import Any
 
 from llm_gateway.metrics import GatewayMetrics
 from llm_gateway.routing.clock import Clock, SystemClock
+from llm_gateway.routing.drains import Drains
 from llm_gateway.routing.estimates import (
     Capacity,
     Measurements,
@@ -80,10 +81,14 @@ class Dispatcher:
         weights_size: Callable[[str], int] = lambda model: 0,
         clock: Clock | None = None,
         affinity: Affinity | None = None,
+        drains: Drains | None = None,
     ) -> None:
         self.clock: Clock = clock or SystemClock()
         # Prefix affinity (`prefix.py`); None: off.
         self.affinity = affinity
+        # What admins drained (`drains.py`); shared through Redis when given a guard.
+        self.drains = drains or Drains(self.clock)
+        self.drains.listen(self.apply_drains)
         # Set when replicas share their in-flight counts (`peers.py`).
         self.peers: PeerSync | None = None
         self.fairness = CrossReplica(self.clock)
@@ -100,11 +105,13 @@ class Dispatcher:
         self._next_cull = 0.0
 
     async def start(self) -> None:
+        await self.drains.start()
         await self.poller.start()
         if self.peers is not None:
             await self.peers.start()
 
     async def stop(self) -> None:
+        await self.drains.stop()
         await self.poller.stop()
         if self.peers is not None:
             await self.peers.stop()
@@ -125,18 +132,8 @@ class Dispatcher:
     async def acquire(self, ticket: Ticket, exclude: frozenset[str] = frozenset()) -> Grant:
         arrived = self.clock.now()
         self.stats(ticket.model).note_arrival(ticket.priority, ticket.key, ticket.weight, arrived)
-        waiter = Waiter(
-            model=ticket.model,
-            key=ticket.key,
-            priority=ticket.priority,
-            weight=ticket.weight,
-            enqueued_at=arrived,
-            deadline=arrived + ticket.deadline_seconds,
-            future=asyncio.get_running_loop().create_future(),
-            exclude=exclude,
-            prefix=ticket.prefix if self.affinity is not None else (),
-            prompt_chars=ticket.prompt_chars,
-        )
+        future = asyncio.get_running_loop().create_future()
+        waiter = ticket.waiter(arrived, future, exclude, affinity=self.affinity is not None)
         try:
             self.queue.push(waiter)
         except QueueFull:
@@ -182,9 +179,7 @@ class Dispatcher:
         )  # fmt: skip
 
     def _capacity(self, model: str) -> Capacity:
-        slots = sum(i.num_parallel for i in self.instances if i.usable and i.resident(model))
-        cold = self.instances[0].num_parallel if self.instances else 1
-        return Capacity(slots, cold, self.fairness.replicas())
+        return Capacity.of(self.instances, model, self.fairness.replicas())
 
     def _expire(self, waiter: Waiter, ticket: Ticket) -> None:
         """The deadline passed with `waiter` still queued."""
@@ -223,6 +218,7 @@ class Dispatcher:
 
     def pump(self) -> None:
         """Dispatch, in fair order, every waiter that can be placed now."""
+        self.drains.watch(self.instances)
         while True:
             placeable: list[tuple[Waiter, Choice]] = []
             for model in self.queue.models():
@@ -242,7 +238,7 @@ class Dispatcher:
             self._dispatch(waiter, choice)
         self._cull()
         self.measured.learn_sizes(self.instances)
-        self._gauges.update(self.instances)
+        self._gauges.update(self.instances, self.drains.all())
         if self.peers is not None:
             self.peers.changed()
 
@@ -260,8 +256,7 @@ class Dispatcher:
 
     def _wants_copy(self, model: str) -> bool:
         """A second copy of a loaded model pays off when a slot's worth of work waits."""
-        slots = sum(i.num_parallel for i in self.instances if i.usable and i.resident(model))
-        return self.queue.depth(model) > max(1, slots)
+        return self.queue.depth(model) > max(1, Capacity.of(self.instances, model).slots)
 
     def _dispatch(self, waiter: Waiter, choice: Choice) -> None:
         self.queue.take(waiter)
@@ -336,11 +331,18 @@ class Dispatcher:
                 del instance.models[model]
         else:
             self.stats(model).note_service(at - grant.dispatched_at)
+        if instance.draining and not instance.in_flight:
+            log.debug("drained %s: this replica has no request in flight there", instance.name)
         self.pump()
 
     def _loaded_elsewhere(self, instance: Instance, model: str) -> None:
         """A model appeared in /api/ps without this gateway loading it (another replica)."""
         self._metrics.model_loads.labels(instance.name, self._label(model)).inc()
+
+    def apply_drains(self) -> None:
+        """The drains changed: place nothing new on a drained instance, again on the others."""
+        self.drains.apply(self.instances)
+        self.pump()
 
     # -- other replicas -----------------------------------------------------------------
 
@@ -358,5 +360,10 @@ class Dispatcher:
 
     def snapshot(self) -> dict[str, Any]:
         return snapshot(
-            self.instances, self.queue, self.measured.models, self.clock.now(), self.affinity
+            self.instances,
+            self.queue,
+            self.measured.models,
+            self.drains.all(),
+            self.clock.now(),
+            self.affinity,
         )

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from llm_gateway.routing.fair_queue import PRIORITIES, Waiter
@@ -128,9 +128,14 @@ def ewma(old: float, new: float) -> float:
 class Capacity:
     """The slots that serve one model now."""
 
-    slots: int  # on the instances that hold it (up, resident)
+    slots: int  # on the instances that hold it (usable, resident)
     cold_slots: int  # what one instance would give it once loaded (when held nowhere)
     replicas: int = 1  # gateway replicas sharing those slots
+
+    @classmethod
+    def of(cls, instances: Sequence[Instance], model: str, replicas: int = 1) -> Capacity:
+        slots = sum(i.num_parallel for i in instances if i.usable and i.resident(model))
+        return cls(slots, instances[0].num_parallel if instances else 1, replicas)
 
 
 def place_in_line(waiters: Iterable[Waiter], waiter: Waiter) -> tuple[int, int]:

@@ -7,9 +7,11 @@ says `answered()` at the first byte, and `release()`s once done (at most once co
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
+from llm_gateway.routing.fair_queue import Waiter
 from llm_gateway.routing.instances import Instance
 from llm_gateway.upstream import Upstream
 
@@ -34,6 +36,17 @@ class Ticket:
     # Prefix affinity (`prefix.py`): the prompt's chained block hashes and its length.
     prefix: tuple[bytes, ...] = ()
     prompt_chars: int = 0
+
+    def waiter(
+        self, at: float, future: asyncio.Future[Any], exclude: frozenset[str], affinity: bool
+    ) -> Waiter:
+        """This request, queued at `at` (it leaves by its deadline at the latest);
+        `affinity`: with its prefix, for placement by prefix affinity."""
+        return Waiter(
+            self.model, self.key, self.priority, self.weight, enqueued_at=at,
+            deadline=at + self.deadline_seconds, future=future, exclude=exclude,
+            prefix=self.prefix if affinity else (), prompt_chars=self.prompt_chars,
+        )  # fmt: skip
 
 
 class Grant:

@@ -75,10 +75,14 @@ class Instance:
     max_loaded: int
     vram: int | None  # bytes; None when unknown
     up: bool = False
+    # When the last poll of /api/ps that answered was sent (wall-clock seconds).
+    polled_at: float = 0.0
     models: dict[str, Residency] = field(default_factory=dict)
-    # Set while the router drains this instance for a model loaded nowhere else:
+    # Set while the router empties this instance for a model loaded nowhere else:
     # nothing new for other models goes here until that model has loaded.
     reserved_for: str | None = None
+    # Drained by an admin (`drains.py`): nothing new goes here, what runs finishes.
+    draining: bool = False
     # Loads this gateway started here, for metrics: model -> count.
     loads: dict[str, int] = field(default_factory=dict)
     # The last /api/ps entries as Ollama sent them (the gateway's /api/ps joins them).
@@ -89,9 +93,18 @@ class Instance:
         return sum(r.in_flight for r in self.models.values())
 
     @property
+    def everywhere(self) -> int:
+        """Requests in flight here from every replica (this one's and, when shared, the others')."""
+        return sum(r.total for r in self.models.values())
+
+    @property
     def usable(self) -> bool:
         """New requests may be placed here."""
-        return self.up
+        return self.up and not self.draining
+
+    @property
+    def url(self) -> str:
+        return self.upstream.base_url
 
     def resident(self, model: str) -> Residency | None:
         residency = self.models.get(model)
@@ -222,11 +235,6 @@ def _int(value: object) -> int:
     return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
 
 
-def instance_name(url: str) -> str:
-    """The label of an instance: its URL without scheme."""
-    return url.split("://", 1)[-1].rstrip("/")
-
-
 class InstancePoller:
     """Reads every instance's /api/ps every `interval` seconds, and on demand."""
 
@@ -246,6 +254,7 @@ class InstancePoller:
         self._task: asyncio.Task[None] | None = None
 
     async def poll(self, instance: Instance) -> None:
+        sent = self._clock.wall()
         try:
             async with (
                 asyncio.timeout(max(self._interval, 2.0)),
@@ -261,6 +270,7 @@ class InstancePoller:
             instance.up = False
         else:
             was_up = instance.up
+            instance.polled_at = sent
             entries = [m for m in models if isinstance(m, dict)]
             for model in instance.observe(entries, self._clock.now()):
                 self._on_load(instance, model)

@@ -118,6 +118,7 @@ class PeerSync:
         # What was published last: a change that changes nothing is not announced (the
         # others' reads, which change our view, must not make us publish in turn).
         self._published: bytes = b""
+        self._stopping = False
 
     def changed(self) -> None:
         """This replica's in-flight requests or queue heads changed: publish soon."""
@@ -132,6 +133,11 @@ class PeerSync:
         ]
 
     async def stop(self) -> None:
+        # Also a flag: on Python 3.11 a cancel that lands as `asyncio.timeout` expires can
+        # be taken for the timeout (and swallowed with it); the loops then end anyway.
+        self._stopping = True
+        self._dirty.set()
+        self._read_soon.set()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -170,7 +176,7 @@ class PeerSync:
         self._apply(merge(states, self.replica))
 
     async def _publisher(self) -> None:
-        while True:
+        while not self._stopping:
             heartbeat = False
             try:
                 async with asyncio.timeout(self._heartbeat):
@@ -182,18 +188,18 @@ class PeerSync:
             await asyncio.sleep(self._min_gap)  # changes in the meantime go together
 
     async def _reader(self) -> None:
-        while True:
+        while not self._stopping:
             await self._read_soon.wait()
             self._read_soon.clear()
             await self.read()
 
     async def _listener(self) -> None:
         """Read the others' states whenever one of them announces a change."""
-        while True:
+        while not self._stopping:
             pubsub = self._guard.client.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(CHANNEL)
-                while True:
+                while not self._stopping:
                     # A wait longer than the client's socket timeout: get_message waits
                     # for the socket to be readable, then reads.
                     message = await pubsub.get_message(

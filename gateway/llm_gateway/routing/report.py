@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from llm_gateway.metrics import GatewayMetrics
+from llm_gateway.routing.drains import Drain, state
 from llm_gateway.routing.estimates import ModelStats
 from llm_gateway.routing.fair_queue import PRIORITIES, FairQueue
 from llm_gateway.routing.instances import Instance, State
@@ -22,6 +23,7 @@ def snapshot(
     instances: Sequence[Instance],
     queue: FairQueue,
     stats: Mapping[str, ModelStats],
+    drains: Mapping[str, Drain],
     now: float,
     affinity: Affinity | None = None,
 ) -> dict[str, Any]:
@@ -47,6 +49,7 @@ def snapshot(
             {
                 "name": i.name,
                 "up": i.up,
+                "state": state(i, drains.get(i.name)),
                 "in_flight": i.in_flight,
                 "reserved_for": i.reserved_for,
                 "models": {
@@ -76,11 +79,13 @@ class InstanceGauges:
         # (instance, model label) series set last time, so vanished ones go to 0.
         self._series: set[tuple[str, str]] = set()
 
-    def update(self, instances: Sequence[Instance]) -> None:
+    def update(self, instances: Sequence[Instance], drains: Mapping[str, Drain]) -> None:
         metrics = self._metrics
         series: dict[tuple[str, str], tuple[int, int]] = {}
         for instance in instances:
             metrics.instance_up.labels(instance.name).set(1 if instance.up else 0)
+            drained = 0 if instance.name not in drains else 1 if instance.everywhere else 2
+            metrics.instance_drain_state.labels(instance.name).set(drained)
             for residency in instance.models.values():
                 shape = (instance.name, self._label(residency.model))
                 flying, loaded = series.get(shape, (0, 0))
@@ -93,6 +98,24 @@ class InstanceGauges:
             metrics.instance_in_flight.labels(instance_name, label).set(flying)
             metrics.instance_model_loaded.labels(instance_name, label).set(loaded)
         self._series = set(series)
+
+
+def instances_report(instances: Sequence[Instance], drains: Mapping[str, Drain]) -> list[Any]:
+    """GET /admin/instances: each instance's state, drain, in-flight requests, models."""
+    return [
+        {
+            "name": i.name,
+            "url": i.url,
+            "state": state(i, drains.get(i.name)),
+            "drain": drain.to_json() if (drain := drains.get(i.name)) else None,
+            "in_flight": i.everywhere,
+            "in_flight_here": i.in_flight,
+            "models": {
+                r.model: {"state": r.state.value, "in_flight": r.total} for r in i.models.values()
+            },
+        }
+        for i in instances
+    ]
 
 
 def joined_ps(instances: Sequence[Instance]) -> bytes:

@@ -134,6 +134,8 @@ async def test_within_a_class_the_key_holding_fewer_slots_goes_first_across_repl
     other; the flood holds the slot, so the freed slot goes to the steady key."""
     one, other = two
     held = await asyncio.wait_for(one.acquire(ticket(key="flood")), 1)
+    # The other replica knows the slot is taken (else it would take it for the steady key).
+    await until(lambda: other.instances[0].models["m"].elsewhere == 1)
     flood_backlog = [
         asyncio.ensure_future(one.acquire(ticket(key="flood", deadline=60))) for _ in range(3)
     ]
