@@ -110,7 +110,10 @@ class Flight:
         self._on_oversized.append(callback)
 
     def _all_live(self) -> bool:
-        return 0 < len(self._cursors) >= self.followers
+        # Exactly one reader per follower. More readers than followers: one has left
+        # and its reader is not closed yet; trusting its position could hold the
+        # writer for ever, so nothing is dropped and nobody waits until it is.
+        return 0 < len(self._cursors) == self.followers
 
     def _trim(self) -> None:
         """Drop the chunks every follower has sent, but a tail (oversized only)."""
