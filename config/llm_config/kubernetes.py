@@ -154,6 +154,10 @@ class ModelStorageConfig(Section):
     # model on the volume with it is never pulled again. Unpinned models already on the
     # volume are not pulled again either (a registry outage must not stop a pod).
     digests: dict[str, Annotated[str, AfterValidator(_digest)]] = Field(default_factory=dict)
+    # Models each pod loads before it counts as started (Ollama is ready before any
+    # model is loaded, so the first request for a model on a new pod waits for the
+    # load): a postStart hook runs one short generation of each.
+    warm: list[str] = Field(default_factory=list)
 
 
 class GatewayRefConfig(Section):

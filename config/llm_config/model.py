@@ -486,6 +486,12 @@ def kubernetes_problems(config: StackConfig) -> list[str]:
             "rollout or scale-down would cut longer streams. Raise shutdownGraceSeconds "
             "or lower generationSeconds"
         )
+    cold = sorted(set(kube.models.warm) - set(config.ollama.models))
+    if cold:
+        problems.append(
+            f"kubernetes.models.warm: {', '.join(cold)} not in ollama.models "
+            "(a pod can only load what it pulled)"
+        )
     unknown = sorted(set(kube.models.digests) - set(config.ollama.models))
     if unknown:
         problems.append(

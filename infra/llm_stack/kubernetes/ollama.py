@@ -32,7 +32,7 @@ from llm_stack.docker.ollama import gpu_environment
 from llm_stack.kubernetes import drain, shutdown
 from llm_stack.kubernetes import names as n
 from llm_stack.kubernetes import workload as w
-from llm_stack.kubernetes.pull import PULL_SCRIPT, pull_arguments
+from llm_stack.kubernetes.pull import PULL_SCRIPT, WARM_SCRIPT, pull_arguments
 from llm_stack.ollama_env import ollama_environment
 from llm_stack.shared.names import OLLAMA_PORT, StackNames
 
@@ -202,6 +202,13 @@ class OllamaStatefulSet(pulumi.ComponentResource):
             {"name": MODELS_VOLUME, "mountPath": MODELS_DIR},
             {"name": "tmp", "mountPath": TMP_DIR},
         ]
+        lifecycle: dict[str, Any] = {"preStop": drain.ollama_pre_stop(config)}
+        if storage.warm:
+            # The kubelet reports the container running only once this returns, so the
+            # pod turns ready with its models loaded.
+            lifecycle["postStart"] = {
+                "exec": {"command": ["/bin/sh", "-c", WARM_SCRIPT, "warm", *storage.warm]}
+            }
         server = {
             "name": n.OLLAMA,
             "image": ollama.image,
@@ -216,7 +223,7 @@ class OllamaStatefulSet(pulumi.ComponentResource):
                 "/api/version", "http", period_seconds=20, failure_threshold=3
             ),
             # Ollama cuts every stream at SIGTERM: first the drain (or the DNS delay).
-            "lifecycle": {"preStop": drain.ollama_pre_stop(config)},
+            "lifecycle": lifecycle,
             "volumeMounts": server_mounts,
         }
         containers: list[dict[str, Any]] = [server]

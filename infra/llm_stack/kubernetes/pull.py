@@ -96,3 +96,16 @@ def pull_arguments(config: StackConfig) -> list[str]:
     for model in config.ollama.models:
         arguments += [model, manifest_path(model), pins.get(model, UNPINNED)]
     return arguments
+
+
+# The Ollama container's postStart hook (`kubernetes.models.warm`): once the server
+# answers, one short generation per model loads it. Never fails the container: a
+# model that cannot load now is loaded by its first request, as without a warm-up.
+WARM_SCRIPT: Final = """\
+tries=0
+until ollama list >/dev/null 2>&1; do
+  tries=$((tries + 1)); [ "$tries" -gt 300 ] && exit 0; sleep 1
+done
+for model in "$@"; do ollama run "$model" hi >/dev/null 2>&1 || true; done
+exit 0
+"""

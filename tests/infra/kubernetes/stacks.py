@@ -69,7 +69,11 @@ def route_values() -> dict[str, Any]:
     kube["autoscaling"] = {"maxReplicas": 4, "keda": {"queueDepthPerReplica": 4}}
     kube["gpu"] = {**kube["gpu"], "runtimeClassName": "nvidia"}
     kube["ipv6"] = True
-    kube["models"] = {**kube["models"], "digests": {"llama3.1:8b": "sha256:" + "ab" * 32}}
+    kube["models"] = {
+        **kube["models"],
+        "digests": {"llama3.1:8b": "sha256:" + "ab" * 32},
+        "warm": ["llama3.1:8b"],
+    }
     kube["traceCollector"] = {"namespace": "observability", "podLabels": {"app": "otel"}}
     kube["dns"] = {"namespace": "openshift-dns", "ports": [5353], "cidrs": []}
     return values

@@ -101,6 +101,10 @@ def test_the_example_stack_file_parses() -> None:
             "kubernetes.models.digests: qwen2.5:7b not in ollama.models",
         ),
         (_kube(models={"digests": {"llama3.1:8b": "abc"}}), "is not a sha256 digest"),
+        (
+            _kube(models={"warm": ["qwen2.5:7b"]}),
+            "kubernetes.models.warm: qwen2.5:7b not in ollama.models",
+        ),
         (_kube(dns={"ports": [0]}), "dns.ports: 0 is not a port"),
         (_kube(dns={"cidrs": ["node-local"]}), "'node-local' is not a CIDR"),
         (_kube(edgeGatewayTries=1), "llm-stack:kubernetes.edgeGatewayTries"),

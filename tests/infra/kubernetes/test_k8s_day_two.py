@@ -21,6 +21,7 @@ from llm_stack.kubernetes import gateway as gateway_module
 from llm_stack.kubernetes.edge import render_conf
 from llm_stack.kubernetes.names import KubeNames
 from llm_stack.kubernetes.network_policies import ACME_SOLVER_LABEL, ACME_SOLVER_PORT
+from llm_stack.kubernetes.pull import WARM_SCRIPT
 from llm_stack.kubernetes.workload import CONFIG_HASH_ANNOTATION, text_hash
 
 from tests.infra.kubernetes.conftest import config_of
@@ -476,3 +477,21 @@ def test_dual_stack() -> None:
     assert "bind * -::*" in redis_conf.splitlines()
     # IPv4-only stays IPv4-only.
     assert "[::]" not in render_conf(config_of(k8s_values()))
+
+
+def test_ollama_pods_can_load_their_models_before_they_are_ready(
+    k8s_run: StackRun, route_run: StackRun
+) -> None:
+    config = config_of(k8s_values())
+    names = KubeNames.of(config)
+    lifecycle = _container(_pod(route_run, "StatefulSet", names.ollama), "ollama")["lifecycle"]
+    assert lifecycle["postStart"]["exec"]["command"] == [
+        "/bin/sh",
+        "-c",
+        WARM_SCRIPT,
+        "warm",
+        "llama3.1:8b",
+    ]
+    # Not asked: no hook.
+    plain = _container(_pod(k8s_run, "StatefulSet", names.ollama), "ollama")["lifecycle"]
+    assert "postStart" not in plain

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from llm_stack.kubernetes import drain
 from llm_stack.kubernetes.edge import RELOAD_SCRIPT
-from llm_stack.kubernetes.pull import PULL_SCRIPT, UNPINNED, manifest_path
+from llm_stack.kubernetes.pull import PULL_SCRIPT, UNPINNED, WARM_SCRIPT, manifest_path
 
 # Generous: the machine is shared; nothing here asserts a duration.
 DEADLINE_SECONDS = 60
@@ -56,7 +56,7 @@ def _digest(text: str) -> str:
 @pytest.fixture
 def ollama(bin_dir: Path, tmp_path: Path) -> Path:
     """A fake `ollama`: `pull` writes the registry's current manifest (or fails when the
-    registry is down); every call is logged."""
+    registry is down), `run qwen2.5:7b` fails; every call is logged."""
     log = tmp_path / "ollama.log"
     _tool(
         bin_dir,
@@ -65,6 +65,7 @@ def ollama(bin_dir: Path, tmp_path: Path) -> Path:
 case "$1" in
   serve) exit 0 ;;
   list) exit 0 ;;
+  run) [ "$2" = qwen2.5:7b ] && exit 1; exit 0 ;;
   pull)
     [ "$REGISTRY" = down ] && {{ echo "pull model manifest: registry unreachable"; exit 1; }}
     path="$OLLAMA_MODELS/manifests/$MANIFEST"
@@ -161,6 +162,21 @@ def test_a_pinned_model_is_pulled_back_to_its_digest(
     result = _pull(bin_dir, models, registry=MANIFEST_V1, pin=_digest(MANIFEST_V1))
     assert result.returncode == 0, result.stdout
     assert f"pulled {MODEL}" in result.stdout
+
+
+def test_the_warm_up_loads_each_model_and_never_fails(
+    bin_dir: Path, ollama: Path, tmp_path: Path
+) -> None:
+    result = subprocess.run(
+        ["/bin/sh", "-c", WARM_SCRIPT, "warm", "llama3.1:8b", "qwen2.5:7b"],
+        env=_env(bin_dir, OLLAMA_MODELS=str(tmp_path), REGISTRY="down", MANIFEST="x"),
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE_SECONDS,
+        check=False,
+    )
+    assert result.returncode == 0
+    assert _calls(ollama) == ["list", "run llama3.1:8b hi", "run qwen2.5:7b hi"]
 
 
 # --- the drain hooks --------------------------------------------------------------------------
