@@ -14,7 +14,7 @@ from typing import Any
 import pulumi
 import pytest
 from llm_config import StackConfig
-from llm_gateway.routing.instances import instance_name
+from llm_gateway.settings import named_instance
 from llm_nginx import RESOLVER_VALID_SECONDS
 from llm_stack.kubernetes import drain, shutdown
 from llm_stack.kubernetes import gateway as gateway_module
@@ -173,7 +173,7 @@ def test_a_stopping_ollama_pod_drains_through_the_gateway(k8s_run: StackRun) -> 
     assert pod["terminationGracePeriodSeconds"] > int(wait[5])
     # The instance is named as the gateway names it (host:port of its URL).
     pod_zero = env["LLM_DRAIN_INSTANCE"].replace("$(POD_NAME)", f"{names.ollama}-0")
-    assert pod_zero == instance_name(names.ollama_url(0))
+    assert pod_zero == named_instance(names.ollama_url(0))[0]
     assert env["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     assert env["LLM_DRAIN_GATEWAY_URL"] == f"http://{names.fqdn(names.gateway)}:8000"
     # Both containers share the marker volume; only the sidecar has the key.
