@@ -6,13 +6,15 @@
   candidate ranked (`_ready_rank`, `_load_rank`, prefix affinity within a load bound),
   with the reason for the log.
 - `prefix.py`: prefix affinity: a prompt's chained block hashes, and per instance the
-  blocks it was sent (an estimate of its KV and prompt caches).
+  blocks it was sent (an estimate of its KV and prompt caches); `AffinityStep`, its
+  part in the dispatcher (what placement is given, what a dispatch teaches it).
 - `fair_queue.py`: the waiting requests, by priority class, weighted fair per key.
 - `dispatcher.py`: `Dispatcher`: acquire (queue, admit or shed), pump and dispatch in
   fair order whenever a slot frees or a load becomes possible, release; each decision
   logged at debug level.
 - `grant.py`: the `Ticket` a request asks with and the `Grant` of a slot it holds.
-- `shed.py`: `Shed`, the gateway's own refusal (503 + Retry-After), and its messages.
+- `shed.py`: `Shed`, the gateway's own refusal (503 + Retry-After), its messages, and
+  `Shedder` (counts and narrates each one).
 - `estimates.py`: measured service and load times, arrival rates, the wait estimate,
   admission and the cull predicate: pure functions of (stats, queue view, now).
 - `fairness.py`: which replica's waiting request takes a freed slot (cross-replica).

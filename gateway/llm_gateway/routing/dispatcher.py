@@ -51,10 +51,11 @@ from llm_gateway.routing.instances import Instance, InstancePoller
 from llm_gateway.routing.patience import LoadPatience
 from llm_gateway.routing.peers import PeerSync, PeerView
 from llm_gateway.routing.placement import Choice, choose
-from llm_gateway.routing.prefix import Affinity
+from llm_gateway.routing.prefix import Affinity, AffinityStep
 from llm_gateway.routing.report import InstanceGauges, snapshot
 from llm_gateway.routing.shed import (
     Shed,
+    Shedder,
     deadline_passed,
     full_queue,
     overtaken_in_queue,
@@ -86,6 +87,7 @@ class Dispatcher:
         self.clock: Clock = clock or SystemClock()
         # Prefix affinity (`prefix.py`); None: off.
         self.affinity = affinity
+        self._affinity = AffinityStep(affinity, metrics, label) if affinity else None
         # What admins drained (`drains.py`); shared through Redis when given a guard.
         self.drains = drains or Drains(self.clock)
         self.drains.listen(self.apply_drains)
@@ -102,6 +104,7 @@ class Dispatcher:
         )
         self.patience = LoadPatience(self.clock, load_patience, self.instances, queue, self.pump)
         self._gauges = InstanceGauges(metrics, label)
+        self._shedder = Shedder(metrics, self.clock)
         self._next_cull = 0.0
 
     async def start(self) -> None:
@@ -138,7 +141,7 @@ class Dispatcher:
             self.queue.push(waiter)
         except QueueFull:
             retry = self.estimate_wait(waiter) or 1.0
-            raise self._shed(waiter, full_queue(self.queue.max_depth, retry)) from None
+            raise self._shedder.counted(waiter, full_queue(self.queue.max_depth, retry)) from None
         self._gauge(waiter, +1)
         self.pump()
         if not waiter.future.done():
@@ -147,7 +150,7 @@ class Dispatcher:
             if not admits(estimate, ticket.deadline_seconds):
                 assert estimate is not None
                 self._leave(waiter)
-                raise self._shed(waiter, too_long(estimate, ticket.deadline_seconds))
+                raise self._shedder.counted(waiter, too_long(estimate, ticket.deadline_seconds))
             log.debug(
                 "queued %s request of key %s (%s): %d ahead, estimated wait %s, deadline %gs",
                 ticket.model, ticket.key, PRIORITIES[ticket.priority], ahead,
@@ -195,19 +198,7 @@ class Dispatcher:
     def _refuse(self, waiter: Waiter, shed: Shed) -> None:
         """Shed `waiter` from the queue (unless it was answered in this very instant)."""
         self._leave(waiter)
-        if not waiter.future.done():
-            waiter.future.set_exception(self._shed(waiter, shed))
-
-    def _shed(self, waiter: Waiter, shed: Shed) -> Shed:
-        priority = PRIORITIES[waiter.priority]
-        self._metrics.shed.labels(shed.reason, priority).inc()
-        log.debug(
-            "shed %s request of key %s (%s): %s, estimated wait %.2fs, %.2fs of its "
-            "deadline left, Retry-After %gs",
-            waiter.model, waiter.key, priority, shed.reason, shed.estimate,
-            waiter.deadline - self.clock.now(), shed.retry_after,
-        )  # fmt: skip
-        return shed
+        self._shedder.refuse(waiter, shed)
 
     def _gauge(self, waiter: Waiter, change: int) -> None:
         self._metrics.queue_depth.labels(
@@ -225,10 +216,11 @@ class Dispatcher:
                 waiter = self.queue.best([model])
                 if waiter is None or self.fairness.yields(waiter):
                     continue
+                affinity = self._affinity
+                prefix = affinity.choose_args(waiter, self.instances) if affinity else {}
                 choice = choose(
                     self.instances, model, self.measured.size(model),
-                    replicate=self._wants_copy(model), exclude=waiter.exclude,
-                    **self._affinity_of(waiter),
+                    replicate=self._wants_copy(model), exclude=waiter.exclude, **prefix,
                 )  # fmt: skip
                 if choice is not None:
                     placeable.append((waiter, choice))
@@ -242,18 +234,6 @@ class Dispatcher:
         if self.peers is not None:
             self.peers.changed()
 
-    def _affinity_of(self, waiter: Waiter) -> dict[str, Any]:
-        """choose()'s prefix arguments for `waiter` (none without affinity or a prefix)."""
-        affinity, blocks, model = self.affinity, waiter.prefix, waiter.model
-        if affinity is None or not blocks:
-            return {}
-        serving = sum(1 for i in self.instances if i.usable and i.resident(model))
-        return {
-            "prefix": lambda instance: affinity.matched(instance.name, blocks),
-            "load_share": affinity.load_share,
-            "over_share": lambda instance: affinity.over_share(model, instance.name, serving),
-        }
-
     def _wants_copy(self, model: str) -> bool:
         """A second copy of a loaded model pays off when a slot's worth of work waits."""
         return self.queue.depth(model) > max(1, Capacity.of(self.instances, model).slots)
@@ -266,10 +246,8 @@ class Dispatcher:
         loads = instance.dispatched(model, self.measured.size(model), at)
         if loads:
             self._metrics.model_loads.labels(instance.name, self._label(model)).inc()
-        if self.affinity is not None:
-            self.affinity.dispatched(model, instance.name)
-            if waiter.prefix:
-                self._followed(instance, waiter, loads)
+        if self._affinity is not None:
+            self._affinity.dispatched(instance, waiter, loads)
         waited = at - waiter.enqueued_at
         self._metrics.queue_wait.labels(self._label(model), PRIORITIES[waiter.priority]).observe(
             waited
@@ -284,20 +262,6 @@ class Dispatcher:
             grant.release()
             return
         waiter.future.set_result(grant)
-
-    def _followed(self, instance: Instance, waiter: Waiter, loads: bool) -> None:
-        """Note where a prompt went: that instance's caches now likely hold it."""
-        assert self.affinity is not None
-        if loads:
-            self.affinity.lost(instance.name)  # a new runner starts with empty caches
-        cached, evaluated = self.affinity.sent(instance.name, waiter.prefix, waiter.prompt_chars)
-        metrics = self._metrics
-        model = self._label(waiter.model)
-        if cached:
-            metrics.affinity_hits.labels(instance.name, model).inc()
-        metrics.affinity_cached_tokens.labels(model).observe(cached)
-        metrics.prompt_tokens_estimated.labels(instance.name, "cached").inc(cached)
-        metrics.prompt_tokens_estimated.labels(instance.name, "evaluated").inc(evaluated)
 
     def _cull(self) -> None:
         """Shed, as soon as it shows, every waiter that clearly cannot start in time."""

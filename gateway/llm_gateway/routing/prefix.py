@@ -23,10 +23,13 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from llm_gateway.cache.canonical import Kind
+from llm_gateway.metrics import GatewayMetrics
+from llm_gateway.routing.fair_queue import Waiter
+from llm_gateway.routing.instances import Instance
 
 BLOCK_CHARS = 512
 # The recent requests of a model over which each instance's share of them is bounded.
@@ -190,3 +193,43 @@ class Affinity:
             "estimated_cached_tokens": self.cached_tokens.get(instance, 0),
             "estimated_evaluated_tokens": self.evaluated_tokens.get(instance, 0),
         }
+
+
+class AffinityStep:
+    """Prefix affinity as a step of the dispatcher: what `choose` is given for a waiter,
+    and what a dispatch teaches the estimate (and the metrics)."""
+
+    def __init__(
+        self, affinity: Affinity, metrics: GatewayMetrics, label: Callable[[str], str]
+    ) -> None:
+        self.affinity = affinity
+        self._metrics = metrics
+        self._label = label
+
+    def choose_args(self, waiter: Waiter, instances: Sequence[Instance]) -> dict[str, Any]:
+        """choose()'s prefix arguments for `waiter` (none without a prefix)."""
+        affinity, blocks, model = self.affinity, waiter.prefix, waiter.model
+        if not blocks:
+            return {}
+        serving = sum(1 for i in instances if i.usable and i.resident(model))
+        return {
+            "prefix": lambda instance: affinity.matched(instance.name, blocks),
+            "load_share": affinity.load_share,
+            "over_share": lambda instance: affinity.over_share(model, instance.name, serving),
+        }
+
+    def dispatched(self, instance: Instance, waiter: Waiter, loads: bool) -> None:
+        """`waiter` went to `instance`: that instance's caches now likely hold its prompt."""
+        self.affinity.dispatched(waiter.model, instance.name)
+        if not waiter.prefix:
+            return
+        if loads:
+            self.affinity.lost(instance.name)  # a new runner starts with empty caches
+        cached, evaluated = self.affinity.sent(instance.name, waiter.prefix, waiter.prompt_chars)
+        metrics = self._metrics
+        model = self._label(waiter.model)
+        if cached:
+            metrics.affinity_hits.labels(instance.name, model).inc()
+        metrics.affinity_cached_tokens.labels(model).observe(cached)
+        metrics.prompt_tokens_estimated.labels(instance.name, "cached").inc(cached)
+        metrics.prompt_tokens_estimated.labels(instance.name, "evaluated").inc(evaluated)

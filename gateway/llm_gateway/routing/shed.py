@@ -8,7 +8,14 @@ the client as 503 with a `Retry-After` from the estimate, and it is counted as
 
 from __future__ import annotations
 
+import logging
 import math
+
+from llm_gateway.metrics import GatewayMetrics
+from llm_gateway.routing.clock import Clock
+from llm_gateway.routing.fair_queue import PRIORITIES, Waiter
+
+log = logging.getLogger("llm_gateway.routing")
 
 # The longest Retry-After the gateway answers with.
 MAX_RETRY_AFTER = 600.0
@@ -27,6 +34,31 @@ class Shed(Exception):
         # An estimate can be unbounded (higher classes arrive faster than slots drain).
         self.retry_after = min(max(1.0, retry_after), MAX_RETRY_AFTER)
         self.message = message
+
+
+class Shedder:
+    """Sheds a waiting request: counts it (`llm_shed_total`), says why at debug level,
+    and fails its wait with the `Shed`."""
+
+    def __init__(self, metrics: GatewayMetrics, clock: Clock) -> None:
+        self._metrics = metrics
+        self._clock = clock
+
+    def counted(self, waiter: Waiter, shed: Shed) -> Shed:
+        priority = PRIORITIES[waiter.priority]
+        self._metrics.shed.labels(shed.reason, priority).inc()
+        log.debug(
+            "shed %s request of key %s (%s): %s, estimated wait %.2fs, %.2fs of its "
+            "deadline left, Retry-After %gs",
+            waiter.model, waiter.key, priority, shed.reason, shed.estimate,
+            waiter.deadline - self._clock.now(), shed.retry_after,
+        )  # fmt: skip
+        return shed
+
+    def refuse(self, waiter: Waiter, shed: Shed) -> None:
+        """Fail `waiter`'s wait (unless it was answered in this very instant)."""
+        if not waiter.future.done():
+            waiter.future.set_exception(self.counted(waiter, shed))
 
 
 def wait_text(seconds: float) -> str:
