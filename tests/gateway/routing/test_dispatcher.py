@@ -63,7 +63,7 @@ async def settle() -> None:
 
 async def test_an_idle_pool_dispatches_at_once_to_the_loaded_instance() -> None:
     d = dispatcher(instance("a", "other"), instance("b", "m"))
-    grant = await asyncio.wait_for(d.acquire(ticket()), 0.5)
+    grant = await asyncio.wait_for(d.acquire(ticket()), 5)
     assert (grant.instance.name, grant.loads) == ("b", False)
     assert grant.instance.models["m"].in_flight == 1
     grant.release()
@@ -78,7 +78,7 @@ async def test_each_instance_takes_num_parallel_per_model_and_the_rest_wait() ->
     assert not second.done()
     assert sample(d, "llm_queue_depth", {"model": "m", "priority": "interactive"}) == 1
     first.release()
-    grant = await asyncio.wait_for(second, 0.5)
+    grant = await asyncio.wait_for(second, 5)
     assert grant.instance.name == "a"
     assert sample(d, "llm_queue_depth", {"model": "m", "priority": "interactive"}) == 0
     assert sample(d, "llm_queue_wait_seconds_count", {"model": "m", "priority": "interactive"}) == 2
@@ -101,7 +101,7 @@ async def test_a_freed_slot_goes_to_the_higher_class_then_fairly_across_keys() -
     tasks.append(asyncio.ensure_future(wait("human", INTERACTIVE, "human")))
     await settle()
     holding.release()
-    await asyncio.wait_for(asyncio.gather(*tasks), 1)
+    await asyncio.wait_for(asyncio.gather(*tasks), 5)
     assert order == ["human", "flood-0", "steady", "flood-1", "flood-2"]
 
 
@@ -133,7 +133,7 @@ async def test_a_deadline_that_passes_in_the_queue_sheds_then() -> None:
     assert not waiting.done()
     clock_of(d).advance(1)
     with pytest.raises(Shed) as shed:
-        await asyncio.wait_for(waiting, 1)
+        await asyncio.wait_for(waiting, 5)
     assert shed.value.reason == "deadline"
     assert shed.value.retry_after == 10  # nothing measured yet: its own deadline
     assert len(d.queue) == 0
@@ -187,7 +187,7 @@ async def test_a_model_loaded_nowhere_gets_a_drained_instance_after_its_patience
     await settle()
     assert not more.done()
     (hold_a if victim is a else hold_b).release()
-    grant: Grant = await asyncio.wait_for(third, 1)
+    grant: Grant = await asyncio.wait_for(third, 5)
     assert (grant.instance, grant.loads) == (victim, True)
     assert victim.reserved_for is None
     assert (
@@ -216,7 +216,7 @@ async def test_a_retry_never_goes_back_to_the_instance_that_failed_it() -> None:
     preferred = await d.acquire(ticket())
     assert preferred.instance is b  # fewest in flight
     preferred.release("busy")
-    grant = await asyncio.wait_for(d.acquire(ticket(), exclude=frozenset({"b"})), 0.5)
+    grant = await asyncio.wait_for(d.acquire(ticket(), exclude=frozenset({"b"})), 5)
     assert grant.instance is a
     assert b.up  # "busy" (Ollama's 503) is not "down"
     grant.release()
@@ -242,7 +242,7 @@ async def test_a_queued_request_overtaken_past_its_deadline_is_shed_then() -> No
     clock_of(d).advance(0.15)
     d.pump()  # a release, an arrival or a poll looks at the queue again
     with pytest.raises(Shed) as shed:
-        await asyncio.wait_for(batch, 1)
+        await asyncio.wait_for(batch, 5)
     assert d.clock.now() == t0 + 0.15  # told at once, 14.85 s before its deadline
     assert shed.value.reason == "overloaded"
     # The window now holds 16 of the old arrivals and the 4 new ones: 19 gaps over 1500.15 s.
@@ -294,7 +294,7 @@ async def test_a_flooding_keys_request_is_shed_at_arrival_when_others_will_overt
     await settle()
     assert not own.done()
     holding.release()
-    assert (await asyncio.wait_for(own, 1)).instance.name == "a"
+    assert (await asyncio.wait_for(own, 5)).instance.name == "a"
     for task in backlog:
         task.cancel()
 

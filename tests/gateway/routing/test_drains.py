@@ -43,7 +43,7 @@ async def test_a_drained_instance_takes_nothing_new_and_finishes_what_runs(
     assert drain_state(d, "a") == 2
     assert "drained a: this replica has no request in flight there" in caplog.messages
     on_b.release()
-    grant = await asyncio.wait_for(waiting, 1)
+    grant = await asyncio.wait_for(waiting, 5)
     assert grant.instance is b
     grant.release()
 
@@ -56,7 +56,7 @@ async def test_an_undrain_places_the_waiting_requests_there_at_once() -> None:
     await settle()
     assert not waiting.done()
     await d.drains.undrain("a")
-    grant = await asyncio.wait_for(waiting, 1)
+    grant = await asyncio.wait_for(waiting, 5)
     assert grant.instance is a
     assert (a.draining, state(a, d.drains.get("a")), drain_state(d, "a")) == (False, "healthy", 0)
     grant.release()

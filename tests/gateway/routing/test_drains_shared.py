@@ -59,7 +59,7 @@ async def test_a_drain_made_on_one_replica_holds_on_the_other(
     assert one.drains.shared
     a_there = other.instances[0]
     await until(lambda: a_there.draining)
-    grants = [await asyncio.wait_for(other.acquire(ticket()), 1) for _ in range(2)]
+    grants = [await asyncio.wait_for(other.acquire(ticket()), 10) for _ in range(2)]
     assert [g.instance.name for g in grants] == ["b", "b"]
     for grant in grants:
         grant.release()

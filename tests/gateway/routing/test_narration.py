@@ -81,7 +81,7 @@ async def test_a_reservation_for_a_load_is_told(caplog: pytest.LogCaptureFixture
         "other models goes there until it has loaded" in narrated(caplog)
     )
     holding.release()
-    (await asyncio.wait_for(third, 1)).release()
+    (await asyncio.wait_for(third, 5)).release()
 
 
 async def test_nothing_is_narrated_above_debug(caplog: pytest.LogCaptureFixture) -> None:

@@ -50,7 +50,8 @@ async def two(redis_server: RedisServer) -> AsyncIterator[tuple[Dispatcher, Disp
         await d.peers.stop()
 
 
-async def until(condition: object, timeout: float = 2.0) -> None:
+async def until(condition: object, timeout: float = 10.0) -> None:
+    """Until `condition()` holds (a bound, generous for a busy machine; not a measure)."""
     async with asyncio.timeout(timeout):
         while not condition():  # type: ignore[operator]
             await asyncio.sleep(0.01)
@@ -58,14 +59,14 @@ async def until(condition: object, timeout: float = 2.0) -> None:
 
 async def test_two_replicas_take_one_slot_between_them(two: tuple[Dispatcher, Dispatcher]) -> None:
     one, other = two
-    held = await asyncio.wait_for(one.acquire(ticket()), 1)
+    held = await asyncio.wait_for(one.acquire(ticket()), 10)
     gpu = other.instances[0]
     await until(lambda: gpu.models["m"].elsewhere == 1)
     waiting = asyncio.ensure_future(other.acquire(ticket()))
     await asyncio.sleep(0.2)
     assert not waiting.done()  # the one slot is the other replica's
     held.release()
-    grant: Grant = await asyncio.wait_for(waiting, 2)  # seen within a Redis round trip or two
+    grant: Grant = await asyncio.wait_for(waiting, 10)  # seen within a Redis round trip or two
     assert grant.instance is gpu
     await until(lambda: one.instances[0].models["m"].elsewhere == 1)
     grant.release()
@@ -75,17 +76,17 @@ async def test_a_freed_slot_goes_to_the_better_request_whichever_replica_holds_i
     two: tuple[Dispatcher, Dispatcher],
 ) -> None:
     one, other = two
-    held = await asyncio.wait_for(one.acquire(ticket()), 1)
+    held = await asyncio.wait_for(one.acquire(ticket()), 10)
     await until(lambda: other.instances[0].models["m"].elsewhere == 1)
     batch_here = asyncio.ensure_future(one.acquire(ticket(priority=BATCH, key="batch")))
     await asyncio.sleep(0.05)
     human_there = asyncio.ensure_future(other.acquire(ticket(priority=INTERACTIVE, key="human")))
     await until(lambda: "m" in one.fairness.view.heads)
     held.release()  # freed on the replica whose own waiter is only batch
-    grant = await asyncio.wait_for(human_there, 2)
+    grant = await asyncio.wait_for(human_there, 10)
     assert not batch_here.done()
     grant.release()
-    (await asyncio.wait_for(batch_here, 2)).release()
+    (await asyncio.wait_for(batch_here, 10)).release()
 
 
 async def test_a_replica_without_redis_goes_on_alone(redis_server: RedisServer) -> None:
@@ -99,7 +100,7 @@ async def test_a_replica_without_redis_goes_on_alone(redis_server: RedisServer) 
     d.peers = PeerSync(guard, d.peer_state, d.apply_peers, heartbeat=0.2, clock=clock)
     await d.peers.start()
     try:
-        grant = await asyncio.wait_for(d.acquire(ticket()), 1)
+        grant = await asyncio.wait_for(d.acquire(ticket()), 10)
         grant.release()
     finally:
         await d.peers.stop()
@@ -133,7 +134,7 @@ async def test_within_a_class_the_key_holding_fewer_slots_goes_first_across_repl
     """A flooding key's backlog waits on one replica, a steady key's request on the
     other; the flood holds the slot, so the freed slot goes to the steady key."""
     one, other = two
-    held = await asyncio.wait_for(one.acquire(ticket(key="flood")), 1)
+    held = await asyncio.wait_for(one.acquire(ticket(key="flood")), 10)
     # The other replica knows the slot is taken (else it would take it for the steady key).
     await until(lambda: other.instances[0].models["m"].elsewhere == 1)
     flood_backlog = [
@@ -143,8 +144,8 @@ async def test_within_a_class_the_key_holding_fewer_slots_goes_first_across_repl
     steady = asyncio.ensure_future(other.acquire(ticket(key="steady", deadline=60)))
     await until(lambda: "m" in one.fairness.view.heads)
     held.release()
-    grant = await asyncio.wait_for(steady, 2)
+    grant = await asyncio.wait_for(steady, 10)
     assert not any(task.done() for task in flood_backlog)
     grant.release()
     for task in flood_backlog:
-        (await asyncio.wait_for(task, 2)).release()
+        (await asyncio.wait_for(task, 10)).release()

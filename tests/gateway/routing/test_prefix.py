@@ -176,12 +176,12 @@ async def test_each_conversation_stays_on_the_instance_that_served_it() -> None:
     homes = {}
     for name in ("x", "y", "z"):
         turn = chat(f"conversation {name} " * 100)
-        grant = await asyncio.wait_for(d.acquire(ticket(turn)), 0.5)
+        grant = await asyncio.wait_for(d.acquire(ticket(turn)), 5)
         homes[name] = grant.instance.name
         grant.release()
     for name in ("x", "y", "z"):
         follow = chat(f"conversation {name} " * 100, "an answer " * 50, "more?")
-        grant = await asyncio.wait_for(d.acquire(ticket(follow)), 0.5)
+        grant = await asyncio.wait_for(d.acquire(ticket(follow)), 5)
         assert grant.instance.name == homes[name]
         grant.release()
     registry = d._metrics.registry
