@@ -12,8 +12,9 @@ A lookup (`SemanticCache.lookup`):
 1. `cache/semantic_scope.py`: the last user message, and the scope key of everything
    else (the exact cache's canonical request without that message, in the same sharing
    namespace, with the embedding model and its digest);
-2. `cache/semantic_index.py`: the candidates stored under that scope key, one HGETALL
-   on the cache's Redis (shared by every replica, surviving restarts);
+2. `cache/semantic_index.py`: the candidates stored under that scope key in the
+   cache's Redis (shared by every replica, surviving restarts): the scope's version
+   is read, and the whole hash only when this gateway's decoded copy is older;
 3. no candidate: a miss, with no embedding call on the request's path; otherwise the
    question's vector (`Embedder`: cached in Redis by the text's hash, else the stack's
    own Ollama `/api/embed`, routed like any request, within a bounded timeout);
@@ -215,6 +216,7 @@ class SemanticCache:
         self._digest_of = digest_of
         self.metrics = metrics
         self._now_ms = clock_ms
+        self._scopes = index.ScopeCache()
 
     def applies(self, model: str, key_allows: bool) -> bool:
         s = self.settings
@@ -251,24 +253,33 @@ class SemanticCache:
         return found
 
     async def _search(self, found: Lookup, embed_digest: str, ticket: Ticket | None) -> str:
-        # The candidates and the question's cached vector, in one Redis round trip
+        # The scope's version and the question's cached vector, in one Redis round trip
         # (redis_batch sends one loop turn's commands together).
-        reply, cached = await asyncio.gather(
-            self.guard.execute("semantic_lookup", "HGETALL", found.scope),
+        version, cached = await asyncio.gather(
+            self.guard.execute("semantic_lookup", "HGET", found.scope, index.VERSION_FIELD),
             self.guard.execute(
                 "semantic_vector", "GET", self.embedder.key(found.question.text, embed_digest)
             ),
         )
-        if isinstance(reply, Unavailable):
+        if isinstance(version, Unavailable):
             return "redis_unavailable"
-        if not reply:
+        if not isinstance(version, bytes):
             return "miss"  # no embedding on the request's path: `remember` makes it
         found.vector, found.embed_seconds = await self.embedder.vector(
             found.question.text, embed_digest, ticket, cached if cached is not None else b""
         )
         if found.vector is None:
             return "embed_failed"
-        candidates = index.decode_candidates(reply, len(found.vector))
+        width = len(found.vector)
+        candidates = self._scopes.get(found.scope, width, version)
+        if candidates is None:
+            reply = await self.guard.execute("semantic_lookup", "HGETALL", found.scope)
+            if isinstance(reply, Unavailable):
+                return "redis_unavailable"
+            candidates = index.decode_candidates(reply, width)
+            current = index.version_of(reply)
+            if current is not None:
+                self._scopes.put(found.scope, width, current, candidates)
         if not len(candidates):
             return "miss"
         threshold = self.settings.threshold
@@ -303,8 +314,12 @@ class SemanticCache:
             return None
         entry = Entry.decode(raw) if isinstance(raw, bytes) else None
         if entry is None:
-            # Evicted by Redis (allkeys-lru) or expired: it leaves the index.
-            await self.guard.execute("semantic_forget", "HDEL", scope, candidate.entry_key)
+            # Evicted by Redis (allkeys-lru) or expired: it leaves the index (and the
+            # version moves, so that every gateway reads the scope anew).
+            await asyncio.gather(
+                self.guard.execute("semantic_forget", "HDEL", scope, candidate.entry_key),
+                self.guard.execute("semantic_forget", "HINCRBY", scope, index.VERSION_FIELD, 1),
+            )
             return None
         return entry if entry.is_fresh(self._now_ms()) else None
 

@@ -2,8 +2,10 @@
 
 Under each scope key (`semantic_scope.scope_key`) a hash maps the exact cache key of
 each stored answer to its candidate: the question's unit vector (float32), then the
-question's text and when it was stored. A lookup reads the one hash (HGETALL) and
-scans it in the gateway with one matrix product (numpy): the candidates share
+question's text and when it was stored; its field "~v" is a version that every change
+bumps. A lookup reads the version; each gateway keeps the decoded candidates of the
+scopes it saw last (`ScopeCache`) and reads the whole hash (HGETALL) only when the
+version moved. It scans them with one matrix product (numpy): the candidates share
 everything but the last user message, and the set is capped (`lua/semantic_add.lua`).
 The hash lives as long as the entries it points to; an entry that Redis evicted
 (allkeys-lru) or that expired is found missing when a lookup would serve it, and
@@ -20,6 +22,7 @@ float32 bytes, so a question asked again costs no embedding call.
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.resources import files
@@ -32,6 +35,8 @@ import orjson
 ADD_SCRIPT = (files("llm_gateway") / "lua" / "semantic_add.lua").read_text(encoding="utf-8")
 
 Vector = npt.NDArray[np.float32]
+
+VERSION_FIELD = "~v"
 
 _MAGIC = b"SV1"
 _WIDTH = slice(len(_MAGIC), len(_MAGIC) + 4)
@@ -112,6 +117,36 @@ def decode_candidates(reply: Any, width: int) -> Candidates:
             tails.append(raw[end:])
     matrix = np.frombuffer(b"".join(rows), dtype=np.float32).reshape(len(rows), width)
     return Candidates(keys, matrix, tails)
+
+
+class ScopeCache:
+    """The decoded candidates of the scopes a gateway looked up last, by version (an
+    LRU of `max_scopes`: at most 64 candidates of 1.5 KB each per scope)."""
+
+    def __init__(self, max_scopes: int = 256) -> None:
+        self._max = max_scopes
+        self._scopes: OrderedDict[tuple[str, int], tuple[bytes, Candidates]] = OrderedDict()
+
+    def get(self, scope: str, width: int, version: bytes) -> Candidates | None:
+        found = self._scopes.get((scope, width))
+        if found is None or found[0] != version:
+            return None
+        self._scopes.move_to_end((scope, width))
+        return found[1]
+
+    def put(self, scope: str, width: int, version: bytes, candidates: Candidates) -> None:
+        self._scopes[(scope, width)] = (version, candidates)
+        self._scopes.move_to_end((scope, width))
+        while len(self._scopes) > self._max:
+            self._scopes.popitem(last=False)
+
+
+def version_of(reply: Any) -> bytes | None:
+    """The "~v" field of an HGETALL reply."""
+    if isinstance(reply, dict):
+        value = reply.get(VERSION_FIELD.encode(), reply.get(VERSION_FIELD))
+        return value if isinstance(value, bytes) else None
+    return None
 
 
 def vector_key(embed_model: str, embed_digest: str, text: str) -> str:
