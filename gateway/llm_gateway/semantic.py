@@ -265,21 +265,36 @@ class SemanticCache:
             return "redis_unavailable"
         if not isinstance(version, bytes):
             return "miss"  # no embedding on the request's path: `remember` makes it
-        found.vector, found.embed_seconds = await self.embedder.vector(
-            found.question.text, embed_digest, ticket, cached if cached is not None else b""
+        known = self._scopes.get(found.scope, version)
+        # A scope changed since this gateway read it: read it again during the
+        # embedding call, not after it.
+        fetch = (
+            None
+            if known is not None
+            else asyncio.ensure_future(
+                self.guard.execute("semantic_lookup", "HGETALL", found.scope)
+            )
         )
+        try:
+            found.vector, found.embed_seconds = await self.embedder.vector(
+                found.question.text, embed_digest, ticket, cached if cached is not None else b""
+            )
+        finally:
+            if found.vector is None and fetch is not None:
+                fetch.cancel()
         if found.vector is None:
             return "embed_failed"
-        width = len(found.vector)
-        candidates = self._scopes.get(found.scope, width, version)
-        if candidates is None:
-            reply = await self.guard.execute("semantic_lookup", "HGETALL", found.scope)
+        if fetch is None:
+            assert known is not None
+            candidates = known
+        else:
+            reply = await fetch
             if isinstance(reply, Unavailable):
                 return "redis_unavailable"
-            candidates = index.decode_candidates(reply, width)
+            candidates = index.decode_candidates(reply, len(found.vector))
             current = index.version_of(reply)
             if current is not None:
-                self._scopes.put(found.scope, width, current, candidates)
+                self._scopes.put(found.scope, current, candidates)
         if not len(candidates):
             return "miss"
         threshold = self.settings.threshold

@@ -121,22 +121,23 @@ def decode_candidates(reply: Any, width: int) -> Candidates:
 
 class ScopeCache:
     """The decoded candidates of the scopes a gateway looked up last, by version (an
-    LRU of `max_scopes`: at most 64 candidates of 1.5 KB each per scope)."""
+    LRU of `max_scopes`: at most 64 candidates of 1.5 KB each per scope). A scope's
+    vector width never changes: the embedding model is part of its key."""
 
     def __init__(self, max_scopes: int = 256) -> None:
         self._max = max_scopes
-        self._scopes: OrderedDict[tuple[str, int], tuple[bytes, Candidates]] = OrderedDict()
+        self._scopes: OrderedDict[str, tuple[bytes, Candidates]] = OrderedDict()
 
-    def get(self, scope: str, width: int, version: bytes) -> Candidates | None:
-        found = self._scopes.get((scope, width))
+    def get(self, scope: str, version: bytes) -> Candidates | None:
+        found = self._scopes.get(scope)
         if found is None or found[0] != version:
             return None
-        self._scopes.move_to_end((scope, width))
+        self._scopes.move_to_end(scope)
         return found[1]
 
-    def put(self, scope: str, width: int, version: bytes, candidates: Candidates) -> None:
-        self._scopes[(scope, width)] = (version, candidates)
-        self._scopes.move_to_end((scope, width))
+    def put(self, scope: str, version: bytes, candidates: Candidates) -> None:
+        self._scopes[scope] = (version, candidates)
+        self._scopes.move_to_end(scope)
         while len(self._scopes) > self._max:
             self._scopes.popitem(last=False)
 

@@ -75,12 +75,11 @@ def test_candidates_round_trip_and_skip_what_is_not_one() -> None:
 def test_scope_cache_is_by_version_and_bounded() -> None:
     cache = ix.ScopeCache(max_scopes=2)
     empty = ix.decode_candidates({}, 8)
-    cache.put("a", 8, b"1", empty)
-    assert cache.get("a", 8, b"1") is empty
-    assert cache.get("a", 8, b"2") is None  # the scope changed since
-    assert cache.get("a", 16, b"1") is None
-    cache.put("b", 8, b"1", empty)
-    cache.get("a", 8, b"1")  # a is the most recent now
-    cache.put("c", 8, b"1", empty)
-    assert cache.get("b", 8, b"1") is None
-    assert cache.get("a", 8, b"1") is empty
+    cache.put("a", b"1", empty)
+    assert cache.get("a", b"1") is empty
+    assert cache.get("a", b"2") is None  # the scope changed since
+    cache.put("b", b"1", empty)
+    cache.get("a", b"1")  # a is the most recent now
+    cache.put("c", b"1", empty)
+    assert cache.get("b", b"1") is None
+    assert cache.get("a", b"1") is empty
