@@ -76,6 +76,12 @@ def stack_file(load_key: str, admin_key: str) -> dict[str, Any]:
     }
 
 
+def reload_argv(layout: Layout, nginx: str = "nginx") -> list[str]:
+    """`nginx -s reload` for a local stack's edge (the prefix and conf it runs with)."""
+    return [nginx, "-p", str(layout.nginx), "-c", str(layout.nginx_conf), "-e", "stderr",
+            "-s", "reload"]  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Service:
     name: str
@@ -164,10 +170,7 @@ class LocalStack:
         return str(self.outputs()["gatewayUrl"])
 
     def reload_argv(self, nginx: str = "nginx") -> list[str]:
-        """`nginx -s reload` for the edge's master (the same prefix and conf it runs with)."""
-        layout = self.layout
-        return [nginx, "-p", str(layout.nginx), "-c", str(layout.nginx_conf), "-e", "stderr",
-                "-s", "reload"]  # fmt: skip
+        return reload_argv(self.layout, nginx)
 
     def gateway_url(self, index: int = 0) -> str:
         return f"http://127.0.0.1:{self.service(f'gateway-{index}').port}"
