@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 import pulumi
 import pytest
 from llm_config import StackConfig
+from llm_gateway.settings import named_instance
 from llm_stack.docker.rollout import (
     ADMIN_KEY_ENV,
     DRAIN_HOOK,
@@ -161,6 +162,12 @@ def _args(**inputs: object) -> pulumi.ResourceHookArgs:
     return pulumi.ResourceHookArgs(
         urn="urn:pulumi:dev::llm-stack::x", id="id", name="ollama-1", type="docker", **inputs
     )  # type: ignore[arg-type]
+
+
+def test_instances_are_named_as_the_gateway_names_them() -> None:
+    admin = _admin(ScriptedDocker(running=[]), {})
+    # What GATEWAY_OLLAMA_INSTANCES gives the gateway on Docker (gateway_env.py).
+    assert admin.instance_name("llm-ollama-1") == named_instance("http://llm-ollama-1:11434")[0]
 
 
 def test_the_drain_hook_drains_through_a_running_gateway_and_waits() -> None:
