@@ -390,7 +390,7 @@ class Proxy:
                 if semantic is not None and stored and plan.key is not None:
                     # The exact cache stored the answer (before the flight finished).
                     assert self.semantic is not None
-                    await self.semantic.remember(semantic, plan.key, call.ticket)
+                    self.semantic.remember(semantic, plan.key, call.ticket)
             else:
                 # Not the request that launched the flight: it answers for itself.
                 served = "coalesced" if record.cache == "COALESCED" else "cache_hits"

@@ -58,6 +58,11 @@ from llm_gateway.upstream import Upstream
 
 log = logging.getLogger("llm_gateway.semantic")
 
+# The embedding of a question being indexed, after its answer was sent, may wait
+# this long (a lookup waits `embed_timeout_seconds`): a model that must load first
+# still gets loaded, and later lookups find it ready.
+REMEMBER_TIMEOUT_SECONDS = 60.0
+
 # Candidates over the threshold judged per lookup, best first: past these, a question
 # with many close-but-refused neighbours is a miss rather than a long scan.
 MAX_JUDGED = 8
@@ -125,10 +130,16 @@ class Embedder:
         return index.vector_key(self.model, digest, text)
 
     async def vector(
-        self, text: str, digest: str, ticket: Ticket | None, cached: Any = None
+        self,
+        text: str,
+        digest: str,
+        ticket: Ticket | None,
+        cached: Any = None,
+        patience: float | None = None,
     ) -> tuple[index.Vector | None, float]:
         """The vector (None: a miss) and the seconds spent calling the model (0: cached).
-        `cached`: what Redis holds under `key(text, digest)`, when already read."""
+        `cached`: what Redis holds under `key(text, digest)`, when already read;
+        `patience`: how long the call may take (default: the lookup's timeout)."""
         key = self.key(text, digest)
         if cached is None:
             cached = await self.guard.execute("semantic_vector", "GET", key)
@@ -137,9 +148,10 @@ class Embedder:
             if vector is not None:
                 return vector, 0.0
         started = time.perf_counter()
+        limit = self.timeout if patience is None else patience
         try:
-            async with asyncio.timeout(self.timeout):
-                raw = await self._embed(text, ticket)
+            async with asyncio.timeout(limit):
+                raw = await self._embed(text, ticket, limit)
         except TimeoutError:
             self._failed("timeout")
             return None, time.perf_counter() - started
@@ -166,14 +178,14 @@ class Embedder:
         self.metrics.semantic_embed_errors.labels(reason).inc()
         log.debug("embedding with %s failed: %s", self.model, reason)
 
-    async def _embed(self, text: str, ticket: Ticket | None) -> list[float] | None:
+    async def _embed(self, text: str, ticket: Ticket | None, limit: float) -> list[float] | None:
         body = orjson.dumps({"model": self.model, "input": text})
         headers = {"content-type": "application/json"}
         if self._dispatcher is None or ticket is None:
             async with self._upstream().request("POST", "/api/embed", body, headers) as r:
                 return self._parse(r.status, await r.read())
         # Routed like any request: a slot for the embedding model on an instance.
-        asked = dataclasses.replace(ticket, model=self.model, deadline_seconds=self.timeout)
+        asked = dataclasses.replace(ticket, model=self.model, deadline_seconds=limit)
         grant = await self._dispatcher.acquire(asked)
         try:
             async with grant.upstream.request("POST", "/api/embed", body, headers) as r:
@@ -217,6 +229,7 @@ class SemanticCache:
         self.metrics = metrics
         self._now_ms = clock_ms
         self._scopes = index.ScopeCache()
+        self._tasks: set[asyncio.Future[None]] = set()
 
     def applies(self, model: str, key_allows: bool) -> bool:
         s = self.settings
@@ -338,20 +351,36 @@ class SemanticCache:
             return None
         return entry if entry.is_fresh(self._now_ms()) else None
 
-    async def remember(self, found: Lookup, entry_key: str, ticket: Ticket | None) -> None:
-        """Index the entry the exact cache just stored for this question."""
+    def remember(self, found: Lookup, entry_key: str, ticket: Ticket | None) -> None:
+        """Index, in the background, the entry the exact cache just stored for this
+        question (the answer has been sent: nothing waits for this)."""
+        task = asyncio.ensure_future(self._remember(found, entry_key, ticket))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _remember(self, found: Lookup, entry_key: str, ticket: Ticket | None) -> None:
         embed_digest = self._digest_of(self.settings.embed_model)
         if embed_digest is None:
             return
         vector = found.vector
         if vector is None:
-            vector, _ = await self.embedder.vector(found.question.text, embed_digest, ticket)
+            # Off the request's path, so with time for the embedding model to load.
+            vector, _ = await self.embedder.vector(
+                found.question.text, embed_digest, ticket, patience=REMEMBER_TIMEOUT_SECONDS
+            )
         if vector is None:
             return
         candidate = index.encode_candidate(found.question.text, vector, self._now_ms())
         args = [entry_key, candidate, self.settings.ttl_seconds, self.settings.max_candidates]
         with contextlib.suppress(Exception):
             await self.guard.script("semantic_add", index.ADD_SCRIPT, [found.scope], args)
+
+    async def stop(self) -> None:
+        """Cancel the indexing still under way (a gateway shutting down)."""
+        tasks = [*self._tasks, *self.embedder._writes]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def _count(self, label: str, outcome: str) -> None:
         self.metrics.semantic_lookups.labels(label, outcome).inc()

@@ -216,6 +216,8 @@ class Services:
         if self.dispatcher is not None:
             await self.dispatcher.stop()
         await self.flights.cancel_all()
+        if self.proxy.semantic is not None:
+            await self.proxy.semantic.stop()
         for upstream in self.upstreams:
             await upstream.aclose()
         await self.guard.aclose()
