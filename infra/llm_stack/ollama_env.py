@@ -23,6 +23,9 @@ def ollama_environment(config: StackConfig) -> dict[str, str]:
         "OLLAMA_MAX_LOADED_MODELS": str(ollama.max_loaded_models),
         # The puller owns the model store; a serving instance must never prune it.
         "OLLAMA_NOPRUNE": "1",
+        # No remote inference or web search through ollama.com (envconfig, v0.32): a
+        # `*-cloud` model name must never send a prompt off the host.
+        "OLLAMA_NO_CLOUD": "1",
     }
     if ollama.context_length is not None:
         # The one runner shape of every model (the gateway strips num_ctx & co.).

@@ -380,6 +380,7 @@ def test_instances_serve_without_pulling_or_pruning(
             "OLLAMA_MAX_QUEUE": str(config.ollama.max_queue),
             "OLLAMA_MAX_LOADED_MODELS": str(config.ollama.max_loaded_models),
             "OLLAMA_NOPRUNE": "1",
+            "OLLAMA_NO_CLOUD": "1",
             **(
                 {"OLLAMA_CONTEXT_LENGTH": str(config.ollama.context_length)}
                 if config.ollama.context_length is not None

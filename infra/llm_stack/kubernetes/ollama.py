@@ -48,8 +48,6 @@ def server_environment(config: StackConfig, *, gpu: bool) -> dict[str, str]:
         "OLLAMA_MODELS": MODELS_DIR,
         # Ollama keeps its key pair under $HOME; the root filesystem is read-only.
         "HOME": TMP_DIR,
-        # No remote inference or web search through ollama.com (envconfig, v0.32).
-        "OLLAMA_NO_CLOUD": "1",
     }
     kube = config.kubernetes
     if kube is not None and kube.ipv6:
