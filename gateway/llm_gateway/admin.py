@@ -12,7 +12,9 @@ the gateway places nothing (nginx picks the instance), so the instance endpoints
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 
 from llm_gateway.errors import GatewayError, JSONBody, error_response
@@ -25,6 +27,11 @@ from llm_gateway.services import Services
 from llm_gateway.usage_report import GROUPS, UsageQueryError, parse_since, read_usage
 
 router = APIRouter(prefix="/admin", tags=["admin"])
+
+# An instance's name as GATEWAY_OLLAMA_INSTANCES gives it (`settings.named_instance`).
+InstanceName = Annotated[str, Path(min_length=1, max_length=255)]
+# Checked by the endpoint (a JSON error that names the choices); the schema says them.
+UntilParam = Annotated[str, Query(json_schema_extra={"enum": list(UNTIL)})]
 
 
 def _admin(request: Request) -> tuple[Services, ApiKey | None]:
@@ -97,7 +104,7 @@ async def instances(request: Request) -> Response:
 
 
 @router.post("/instances/{name:path}/drain", summary="Place nothing new on an instance")
-async def drain(request: Request, name: str, until: str = "undrain") -> Response:
+async def drain(request: Request, name: InstanceName, until: UntilParam = "undrain") -> Response:
     """`until=undrain` (default): until an explicit undrain; `until=ready`: until the
     instance answers again after having been down (a restart)."""
     try:
@@ -112,7 +119,7 @@ async def drain(request: Request, name: str, until: str = "undrain") -> Response
 
 
 @router.post("/instances/{name:path}/undrain", summary="Place requests on an instance again")
-async def undrain(request: Request, name: str) -> Response:
+async def undrain(request: Request, name: InstanceName) -> Response:
     try:
         dispatcher = _dispatcher(request)
         _report(dispatcher, name)
