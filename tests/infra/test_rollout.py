@@ -125,9 +125,10 @@ def test_the_edge_retries_on_the_next_gateway_meanwhile(wide_run: StackRun) -> N
 class ScriptedDocker:
     """Answers `docker inspect` and `docker exec ... llm-gateway drain` as scripted."""
 
-    def __init__(self, running: Sequence[str], drain_status: int = 0) -> None:
+    def __init__(self, running: Sequence[str], drain_status: int = 0, known: bool = True) -> None:
         self.running = set(running)
         self.drain_status = drain_status
+        self.known = known
         self.calls: list[tuple[list[str], dict[str, str]]] = []
 
     def __call__(
@@ -137,6 +138,10 @@ class ScriptedDocker:
         if argv[:2] == ["docker", "inspect"]:
             up = argv[-1] in self.running
             return subprocess.CompletedProcess(argv, 0 if up else 1, "true\n" if up else "", "")
+        if argv[:2] == ["docker", "exec"] and not self.known:
+            # What `llm-gateway drain` prints when the gateway answers 404.
+            err = "llm-gateway drain: 404: no Ollama instance is named 'x' (GET /admin/instances)"
+            return subprocess.CompletedProcess(argv, 1, "", err)
         if argv[:2] == ["docker", "exec"]:
             status = 0 if "--undrain" in argv else self.drain_status
             err = "still 2 request(s) in flight" if status == 3 else ""
@@ -208,6 +213,15 @@ def test_a_refused_drain_stops_the_replacement() -> None:
     docker = ScriptedDocker(running=["llm-gateway-0"], drain_status=1)
     with pytest.raises(RolloutError, match="drain through llm-gateway-0 failed"):
         _admin(docker, {ADMIN_KEY_ENV: ADMIN_KEY}).drain("llm-ollama-1")
+
+
+def test_an_instance_the_gateways_do_not_know_is_neither_drained_nor_readmitted() -> None:
+    """An added instance is created before the gateways roll with the longer list."""
+    docker = ScriptedDocker(running=["llm-gateway-0"], known=False)
+    admin = _admin(docker, {ADMIN_KEY_ENV: ADMIN_KEY})
+    assert "take it up when they roll" in admin.readmit("llm-ollama-2")
+    assert "nothing to drain" in admin.drain("llm-ollama-2")
+    assert len(docker.execs()) == 2
 
 
 def test_without_an_admin_key_nothing_is_replaced_undrained() -> None:

@@ -121,6 +121,9 @@ class GatewayAdmin:
                 f"it can be drained first (or {SKIP_ENV}=1 to replace it without draining)"
             )
         result = self.runner(self.drain_argv(gateway, container), self.environ)
+        if _unknown(result):
+            # The running gateways never placed anything there (not in their list).
+            return f"{container}: unknown to the running gateways, nothing to drain"
         if result.returncode == DRAIN_TIMED_OUT:
             raise RolloutError(
                 f"{container}: requests still in flight after {self.drain_timeout_seconds:g}s; "
@@ -141,9 +144,17 @@ class GatewayAdmin:
             # itself once the gateway sees the instance answer.
             return f"{container}: left to the gateway to re-admit when it answers"
         result = self.runner(self.undrain_argv(gateway, container), self.environ)
+        if _unknown(result):
+            # A new instance: the gateways learn it when they roll with the new list.
+            return f"{container}: new, the gateways take it up when they roll"
         if result.returncode != 0:
             raise RolloutError(f"{container}: undrain through {gateway} failed: {_why(result)}")
         return f"{container}: re-admitted through {gateway}: {result.stdout.strip()}"
+
+
+def _unknown(result: subprocess.CompletedProcess[str]) -> bool:
+    """The gateway answered 404: it has no instance of that name."""
+    return result.returncode == 1 and "404: no Ollama instance is named" in result.stderr
 
 
 def _why(result: subprocess.CompletedProcess[str]) -> str:
