@@ -5,8 +5,8 @@
 The gateway is `--url` (or LLM_GATEWAY_URL; default http://127.0.0.1:8000) and the
 admin key `--key` (or, better, since a flag shows in `ps`, LLM_GATEWAY_ADMIN_KEY).
 Any replica will do: a drain holds on every replica and worker (shared through Redis).
-`--wait` polls GET /admin/instances until the instance has no request in flight
-(counted across replicas when they share their counts).
+`--wait` polls GET /admin/instances every half second until the instance has no
+request in flight (counted across replicas when they share their counts).
 
 Exit status: 0 done; 1 the gateway refused or could not be reached; 3 `--wait` timed out.
 """
@@ -98,9 +98,13 @@ async def drain(
             entry = answer["instance"]
             try:
                 async with asyncio.timeout(wait_seconds):
-                    while entry.get("in_flight", 0) > 0:
+                    # Look again at least once: a replica that placed a request in the
+                    # moment before it heard of the drain counts it in flight by then.
+                    while True:
                         await asyncio.sleep(_POLL_SECONDS)
                         entry = await admin.instance(name)
+                        if not entry.get("in_flight", 0):
+                            break
             except TimeoutError:
                 print(
                     f"llm-gateway drain: {name} still has {entry.get('in_flight')} "
