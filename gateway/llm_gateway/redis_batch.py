@@ -49,6 +49,12 @@ class BatchingClient:
         self._forming = followers
         try:
             await asyncio.sleep(0)  # this turn's other callers join now
+        except asyncio.CancelledError:
+            # The leader is cancelled before its batch went out: whoever joined it is
+            # still owed a reply, so their commands go without the leader's own.
+            if followers:
+                asyncio.ensure_future(self._run(None, followers)).add_done_callback(_retrieve)
+            raise
         finally:
             self._forming = None
         if not followers:
@@ -61,9 +67,14 @@ class BatchingClient:
             run.add_done_callback(_retrieve)
             raise
 
-    async def _run(self, own: Command, followers: list[tuple[Command, asyncio.Future[Any]]]) -> Any:
+    async def _run(
+        self, own: Command | None, followers: list[tuple[Command, asyncio.Future[Any]]]
+    ) -> Any:
+        """The batch as one pipeline; `own` (the leader's command, None when the leader
+        was cancelled) first, its reply returned, each follower's settled."""
         pipeline = self._client.pipeline(transaction=False)
-        pipeline.execute_command(*own)
+        if own is not None:
+            pipeline.execute_command(*own)
         for args, _ in followers:
             pipeline.execute_command(*args)
         try:
@@ -72,8 +83,11 @@ class BatchingClient:
             for _, future in followers:
                 _settle(future, exc)
             raise
-        for (_, future), result in zip(followers, results[1:], strict=True):
+        skip = 0 if own is None else 1
+        for (_, future), result in zip(followers, results[skip:], strict=True):
             _settle(future, result)
+        if own is None:
+            return None
         if isinstance(results[0], BaseException):
             raise results[0]
         return results[0]

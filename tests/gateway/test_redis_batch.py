@@ -99,3 +99,28 @@ async def test_a_leader_that_gives_up_still_answers_its_followers(
         assert leader.cancelled()
     finally:
         await client.aclose()
+
+
+async def test_followers_are_answered_when_the_leader_is_cancelled_before_its_batch(
+    redis_server: RedisServer,
+) -> None:
+    client = redis.Redis.from_url(redis_server.url)
+    batch = BatchingClient(client)
+    try:
+        await client.delete("led", "followed")
+        # One turn: the leader starts its batch and yields, the followers join it, then
+        # this test runs again, before the leader's turn comes back: cancel it there.
+        leader = asyncio.ensure_future(batch.execute("INCR", "led"))
+        followers = [asyncio.ensure_future(batch.execute("INCR", "followed")) for _ in range(3)]
+        await asyncio.sleep(0)
+        assert batch._forming is not None
+        assert len(batch._forming) == 3
+        leader.cancel()
+        async with asyncio.timeout(30):
+            replies = await asyncio.gather(*followers)
+        assert sorted(replies) == [1, 2, 3]
+        assert leader.cancelled()
+        # The cancelled leader's own command never went out.
+        assert await client.get("led") is None
+    finally:
+        await client.aclose()
