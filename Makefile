@@ -5,7 +5,7 @@ VENV := .venv/.synced
 STACK ?= dev
 STATE_DIR ?= $(HOME)/.pulumi-llm-stack
 
-.PHONY: setup system-deps local-deps up preview down docker-engine local test lint typecheck unit bench bench-system bench-rollout semantic-eval
+.PHONY: setup system-deps local-deps up preview down docker-engine local test test-fast lint typecheck unit bench bench-system bench-rollout semantic-eval
 
 $(VENV): pyproject.toml gateway/pyproject.toml uv.lock
 	@command -v $(UV) >/dev/null || python3 -m pip install -q uv
@@ -69,8 +69,14 @@ lint: $(VENV)
 typecheck: $(VENV)
 	$(UV) run --frozen mypy
 
+# The whole suite, the slowest 25 tests listed at the end.
 unit: system-deps $(VENV)
-	$(UV) run --frozen pytest
+	$(UV) run --frozen pytest --durations=25
+
+# The tests that start no process (no server, no binary): seconds, no system packages.
+# The tiers (process, stack, slow) are in docs/development.md.
+test-fast: $(VENV)
+	$(UV) run --frozen pytest -m "not process"
 
 # Everything CI runs: lint, types, then the whole test suite (pytest's exit 5, "no
 # tests", is a failure too).

@@ -20,6 +20,9 @@ from pathlib import Path
 import pytest
 from llm_stack.bootstrap.pulumi_cli import install_dir, release_for
 
+# Every test here starts a process (see tests/support/tiers.py).
+pytestmark = pytest.mark.process
+
 REPO = Path(__file__).resolve().parent.parent
 
 

@@ -19,6 +19,7 @@ FLAGS = (
 )  # fmt: skip
 
 
+@pytest.mark.process
 def test_help_documents_every_flag() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "llm_emulator", "--help"],

@@ -16,6 +16,7 @@ from tests.support.ports import free_port, port_is_open
 from tests.support.processes import ManagedProcess
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_cli_announces_and_exits_cleanly(tmp_path, sig: int) -> None:  # type: ignore[no-untyped-def]
     port = free_port()
@@ -46,6 +47,7 @@ def test_stop_exits_zero_even_with_a_hanging_request(emulator_factory: EmulatorF
     assert not port_is_open(emulator.port)
 
 
+@pytest.mark.process
 def test_bad_arguments_fail(tmp_path) -> None:  # type: ignore[no-untyped-def]
     import subprocess
 
@@ -94,6 +96,7 @@ async def test_in_process_app() -> None:
     assert app.state.counters.total == 1
 
 
+@pytest.mark.process
 def test_a_benchmark_instance_from_flags(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """One simulated 24 GB Ollama as a multi-instance benchmark starts it: two ~16 GB
     models that cannot share it, a small one that fits beside either, 50x real time."""

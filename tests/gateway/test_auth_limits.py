@@ -207,6 +207,7 @@ def test_limits_fail_open_without_redis_or_closed_when_configured(
     assert metric_value(open_gateway.metrics(), "llm_redis_errors_total") >= 1
 
 
+@pytest.mark.process
 def test_refuses_to_start_without_keys_unless_told(tmp_path: Path) -> None:
     env = {"PATH": "/usr/bin:/bin", "GATEWAY_PORT": "1"}
     refused = subprocess.run(

@@ -7,6 +7,7 @@ import asyncio
 import time
 from pathlib import Path
 
+import pytest
 from llm_gateway.metrics import GatewayMetrics
 from llm_gateway.redis_guard import UNAVAILABLE, RedisGuard, connect
 from prometheus_client import CollectorRegistry
@@ -60,6 +61,7 @@ async def test_an_error_reply_fails_that_call_only(redis_server: RedisServer) ->
         await guard.aclose()
 
 
+@pytest.mark.process
 async def test_password_acl_user_and_database(tmp_path: Path) -> None:
     port = free_port()
     server = ManagedProcess(

@@ -28,6 +28,9 @@ from tests.infra.stack_run import StackRun, prod_secrets
 from tests.support.ports import free_port
 from tests.support.processes import ManagedProcess
 
+# Every test here starts a process (see tests/support/tiers.py).
+pytestmark = pytest.mark.process
+
 # --- Redis ------------------------------------------------------------------------------
 
 

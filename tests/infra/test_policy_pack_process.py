@@ -19,6 +19,9 @@ from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc
 
 from tests.infra.stack_run import REPO, StackRun, unwrap
 
+# Every test here starts a process (see tests/support/tiers.py).
+pytestmark = pytest.mark.process
+
 
 @pytest.fixture(scope="module")
 def analyzer() -> Iterator[analyzer_pb2_grpc.AnalyzerStub]:

@@ -102,6 +102,7 @@ def test_nginx_conf_is_the_renderers_output(each_stack: tuple[StackRun, StackCon
     assert f"allow {config.network.internal_subnet};" in uploaded
 
 
+@pytest.mark.process
 def test_uploaded_nginx_conf_passes_nginx_t(
     each_stack: tuple[StackRun, StackConfig], tmp_path: Path
 ) -> None:
@@ -110,6 +111,7 @@ def test_uploaded_nginx_conf_passes_nginx_t(
     check_config(conf, tmp_path)
 
 
+@pytest.mark.process
 def test_nginx_t_rejects_a_broken_upload(
     dev_run: StackRun, dev_config: StackConfig, tmp_path: Path
 ) -> None:
@@ -121,6 +123,7 @@ def test_nginx_t_rejects_a_broken_upload(
         check_config(conf, tmp_path)
 
 
+@pytest.mark.process
 def test_nginx_t_rejects_a_key_that_does_not_match(
     dev_run: StackRun, dev_config: StackConfig, tmp_path: Path
 ) -> None:
@@ -185,6 +188,7 @@ def _promtool_check(directory: Path, files: dict[str, str]) -> subprocess.Comple
     )
 
 
+@pytest.mark.process
 def test_uploaded_prometheus_config_and_rules_pass_promtool(
     each_stack: tuple[StackRun, StackConfig], tmp_path: Path
 ) -> None:
@@ -195,6 +199,7 @@ def test_uploaded_prometheus_config_and_rules_pass_promtool(
     assert "alerts.yml" in result.stdout  # the rules file was checked too
 
 
+@pytest.mark.process
 def test_promtool_rejects_broken_rules(
     dev_run: StackRun, dev_config: StackConfig, tmp_path: Path
 ) -> None:

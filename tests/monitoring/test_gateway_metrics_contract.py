@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.monitoring.gateway_registry import exported_names, exposition
 from tests.monitoring.tools import explain, promtool
+
+# Every test here starts a process (see tests/support/tiers.py).
+pytestmark = pytest.mark.process
 
 
 def test_promtool_check_metrics_is_clean() -> None:

@@ -159,6 +159,7 @@ def test_dashboards_are_valid_and_use_the_provisioned_datasource(stack: str) -> 
                 assert target["expr"].strip(), where
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("stack", STACKS)
 def test_every_query_parses_with_promtool(tmp_path: Path, stack: str) -> None:
     # Each query as a recording rule: `promtool check rules` parses it with the real
@@ -174,6 +175,7 @@ def test_every_query_parses_with_promtool(tmp_path: Path, stack: str) -> None:
     assert f"SUCCESS: {len(rules)} rules found" in result.stdout
 
 
+@pytest.mark.process
 def test_promtool_parse_check_can_fail(tmp_path: Path) -> None:
     path = tmp_path / "queries.yml"
     rules = [{"record": "dashboard:bad", "expr": "sum(rate(llm_requests_total[1m])"}]

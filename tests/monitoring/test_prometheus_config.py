@@ -38,6 +38,7 @@ def _jobs(config: StackConfig, targets: ScrapeTargets) -> dict[str, dict[str, An
     return {job["job_name"]: job for job in doc["scrape_configs"]}
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_rendered_config_and_rules_pass_promtool(tmp_path: Path, stack: str) -> None:
     files = prometheus_files(stack_file(stack), TARGETS, str(tmp_path))
@@ -49,6 +50,7 @@ def test_rendered_config_and_rules_pass_promtool(tmp_path: Path, stack: str) -> 
     assert "SUCCESS" in result.stdout
 
 
+@pytest.mark.process
 def test_promtool_check_config_can_fail(tmp_path: Path) -> None:
     files = prometheus_files(stack_config(), TARGETS, str(tmp_path))
     config_path = str(tmp_path / CONFIG_FILE_NAME)

@@ -23,6 +23,9 @@ from tests.nginx.stacks import small_stack
 from tests.support.nginx_server import NginxFactory, NginxServer, TlsFiles
 from tests.support.ports import free_port
 
+# Every test here starts a process (see tests/support/tiers.py).
+pytestmark = pytest.mark.process
+
 BODY_CAP_MB = 2
 GENEROUS_LIMITS = {"rateLimitPerSecond": 10000, "rateLimitBurst": 10000, "maxBodyMb": BODY_CAP_MB}
 

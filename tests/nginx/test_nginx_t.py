@@ -20,6 +20,9 @@ from tests.nginx.stacks import STACK_FILES, small_stack, stack_file
 from tests.support.nginx_server import TlsFiles, check_config, make_tls_files, nginx_binary
 from tests.support.ports import free_port, wait_for_port
 
+# Every test here starts a process (see tests/support/tiers.py).
+pytestmark = pytest.mark.process
+
 
 def _topology(directory: Path, tls: TlsFiles, gateways: int, ollamas: int) -> NginxTopology:
     return loopback_topology(

@@ -132,6 +132,7 @@ def leftovers(tools: Path) -> list[str]:
 # --- installing ---------------------------------------------------------------------------
 
 
+@pytest.mark.process
 def test_installs_the_checked_release_once_and_reuses_it(
     server: ReleaseServer, tmp_path: Path
 ) -> None:
@@ -341,6 +342,7 @@ def _entry(args: list[str], path: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.process
 def test_the_entry_prints_the_pulumi_on_the_path(tmp_path: Path) -> None:
     own = tmp_path / "bin"
     own.mkdir()
@@ -352,6 +354,7 @@ def test_the_entry_prints_the_pulumi_on_the_path(tmp_path: Path) -> None:
     assert "using the Pulumi CLI on your PATH" in result.stderr
 
 
+@pytest.mark.process
 def test_the_entry_refuses_an_archive_that_is_not_the_pinned_release(
     server: ReleaseServer, tmp_path: Path
 ) -> None:

@@ -18,6 +18,9 @@ import yaml
 from tests.infra.kubernetes.manifests import manifests
 from tests.infra.stack_run import StackRun
 
+# Every test here starts a process (see tests/support/tiers.py).
+pytestmark = pytest.mark.process
+
 CHECKOV_PROJECT = Path(__file__).parent / "checkov"
 
 # Check id -> why the stack does not follow it. A check listed here that no longer

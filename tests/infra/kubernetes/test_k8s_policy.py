@@ -172,6 +172,7 @@ def _stack_request(resources: list[View]) -> Any:
     )
 
 
+@pytest.mark.process
 def test_the_pack_process_passes_the_k8s_stack_and_reports_a_missing_deny(
     analyzer: analyzer_pb2_grpc.AnalyzerStub,
     k8s_run: StackRun,

@@ -80,11 +80,13 @@ def nginx_conf_for_this_host(config: StackConfig, directory: Path) -> Path:
     return conf
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("values", [k8s_values, alt_values])
 def test_the_cluster_nginx_conf_passes_nginx_t(values: Any, tmp_path: Path) -> None:
     check_config(nginx_conf_for_this_host(config_of(values()), tmp_path), tmp_path)
 
 
+@pytest.mark.process
 def test_nginx_t_can_fail_on_the_same_mapping(tmp_path: Path) -> None:
     conf = nginx_conf_for_this_host(config_of(k8s_values()), tmp_path)
     conf.write_text(conf.read_text().replace("listen 8443 ssl;", "listen 8443 ssl bogus;"))
@@ -117,6 +119,7 @@ def test_prometheus_files_are_the_renderers(alt_run: StackRun) -> None:
     assert doc["rule_files"] == ["/etc/prometheus/alerts.yml"]
 
 
+@pytest.mark.process
 def test_prometheus_config_passes_promtool(tmp_path: Path) -> None:
     files = prometheus_files(config_of(alt_values()))
     for name, text in files.items():

@@ -30,6 +30,7 @@ def test_nginx_is_found_in_sbin_without_it_on_path(tmp_path: Path) -> None:
     assert find_binary("nginx", path=str(tmp_path)) is not None
 
 
+@pytest.mark.process
 def test_probe_finds_an_ollama_and_its_missing_models(tmp_path: Path) -> None:
     emulator = Emulator(tmp_path, models="llama3.2:1b").start()
     try:

@@ -7,6 +7,7 @@ import shutil
 import stat
 import subprocess
 
+import pytest
 from llm_gateway.keys import digest_of
 from llm_nginx import render_nginx_conf
 from llm_stack.local.binaries import Binaries
@@ -22,6 +23,7 @@ from llm_stack.local.tls import ensure_certificate
 from tests.infra.local.conftest import SECRETS, PlanFactory
 
 
+@pytest.mark.process
 def test_written_files_pass_nginx_t_and_promtool(make: PlanFactory, binaries: Binaries) -> None:
     plan = make()
     prepare_workdir(plan)

@@ -20,6 +20,9 @@ import pytest
 from tests.infra.local.conftest import REPO
 from tests.infra.stack_run import StackRun, unwrap
 
+# Every test here starts a process (see tests/support/tiers.py).
+pytestmark = pytest.mark.process
+
 # Plugins the collection does not need (they only cost start-up time).
 UNUSED_PLUGINS = ("cacheprovider", "schemathesis", "hypothesispytest", "anyio")
 

@@ -66,6 +66,7 @@ def test_outputs_are_written_atomically_and_privately(tmp_path: Path) -> None:
     assert not path.exists()
 
 
+@pytest.mark.process
 def test_redis_readiness_needs_the_right_password(tmp_path: Path) -> None:
     binary = shutil.which("redis-server")
     assert binary is not None
@@ -91,6 +92,7 @@ def test_help_describes_local_up(capsys: pytest.CaptureFixture[str]) -> None:
         assert flag in text
 
 
+@pytest.mark.process
 def test_the_console_script_is_installed() -> None:
     script = Path(sys.executable).parent / "llm-stack"
     result = subprocess.run(

@@ -26,6 +26,9 @@ from llm_stack.local.supervisor import (
 from tests.e2e.stack_process import pid_alive
 from tests.support.ports import free_port
 
+# Every test here starts a process (see tests/support/tiers.py).
+pytestmark = pytest.mark.process
+
 LISTEN = (
     "import socket, sys, time\n"
     "s = socket.create_server(('127.0.0.1', int(sys.argv[1])))\n"

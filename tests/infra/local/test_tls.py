@@ -13,6 +13,9 @@ import pytest
 from llm_stack.local.binaries import Binaries
 from llm_stack.local.tls import ensure_certificate, subject_alt_names
 
+# Every test here starts a process (see tests/support/tiers.py).
+pytestmark = pytest.mark.process
+
 
 def test_subject_alt_names() -> None:
     assert subject_alt_names("localhost") == ["DNS:localhost", "IP:127.0.0.1"]
