@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 import yaml
-from llm_gateway.keys import digest_of, mint_key
+from llm_gateway.contract import digest_of, mint_key
 from llm_stack.local.layout import Layout
 
 MODEL = "llama3.2:1b"

@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 from llm_config.api_keys import keys_file_text
 from llm_config.model import GatewayConfig, OllamaConfig, QueueConfig, StackConfig
-from llm_gateway.keys import digest_of, mint_key
+from llm_gateway.contract import digest_of, mint_key
 from llm_stack.gateway_env import gateway_environment
 from prometheus_client.parser import text_string_to_metric_families
 

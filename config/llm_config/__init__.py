@@ -9,6 +9,8 @@ them, so dependencies point one way: config <- renderers <- infra / local runner
   reading a stack file the way the Pulumi CLI does (`secure:` values stay opaque).
 - `api_keys.py`: the `apiKeys` secret's shape (the gateway's keys file), validated.
 - `images.py`: every image the stack runs or builds from, pinned in one place.
+- `fields.py`: the field types and the section base every part of the config shares.
+- `kubernetes.py`: the `kubernetes` section (what a cluster needs beyond the rest).
 
 How the Pulumi program reads its config (secrets included) is `llm_stack.pulumi_config`.
 """

@@ -17,9 +17,10 @@ from typing import Any
 
 import orjson
 
-from llm_gateway.keys import ApiKey, normalize_model
+from llm_gateway.keys import ApiKey
 from llm_gateway.metrics import OTHER_MODEL, GatewayMetrics
 from llm_gateway.upstream import Upstream, UpstreamFailure
+from llm_gateway.vocabulary import normalize_model
 
 log = logging.getLogger("llm_gateway.catalog")
 

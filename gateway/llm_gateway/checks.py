@@ -7,18 +7,11 @@ from typing import Any
 import orjson
 
 from llm_gateway.errors import GatewayError
-from llm_gateway.keys import (
-    ApiKey,
-    KeyRing,
-    normalize_model,
-    plausible_key,
-    presented_key,
-    utcnow,
-)
+from llm_gateway.keys import ApiKey, KeyRing, plausible_key, presented_key, utcnow
 from llm_gateway.metrics import GatewayMetrics
 from llm_gateway.routes import ProxyRoute
-from llm_gateway.routing.fair_queue import PRIORITIES
 from llm_gateway.routing.grant import Ticket
+from llm_gateway.vocabulary import PRIORITIES, normalize_model
 
 _MAX_MODEL_NAME = 256
 # A request may ask for a lower priority class than its key's default, and for a

@@ -15,7 +15,8 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from llm_gateway.keys import KeyFileError, digest_of, mint_key
+from llm_gateway.contract import digest_of, mint_key
+from llm_gateway.keys import KeyFileError
 
 log = logging.getLogger("llm_gateway")
 

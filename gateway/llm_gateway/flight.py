@@ -21,9 +21,9 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from llm_gateway.cache.completeness import Usage
-from llm_gateway.cache.entry import Form
 from llm_gateway.routing.shed import Shed
 from llm_gateway.upstream import UpstreamFailure
+from llm_gateway.vocabulary import Form
 
 log = logging.getLogger("llm_gateway")
 

@@ -23,8 +23,6 @@ models, its own limits and an expiry:
 from __future__ import annotations
 
 import fnmatch
-import hashlib
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,10 +32,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
-from llm_gateway.routing.fair_queue import PRIORITIES
+from llm_gateway.contract import digest_of
 from llm_gateway.settings import Settings
+from llm_gateway.vocabulary import PRIORITIES, normalize_model
 
-KEY_PREFIX = "llmsk-"
 # Longer than any key we mint, short enough that hashing junk costs nothing.
 MAX_KEY_LENGTH = 256
 
@@ -50,20 +48,6 @@ def cache_namespace(scope: str, name: str, group: str | None = None) -> str:
     if scope == "group" and group:
         return f"g.{group}:"
     return f"k.{name}:"
-
-
-def digest_of(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
-def mint_key() -> str:
-    """A new key: 256 bits from the OS's CSPRNG, URL-safe."""
-    return KEY_PREFIX + secrets.token_urlsafe(32)
-
-
-def normalize_model(name: str) -> str:
-    """`llama3.2` and `llama3.2:latest` are one model to Ollama."""
-    return name if ":" in name else f"{name}:latest"
 
 
 @dataclass(frozen=True, slots=True)

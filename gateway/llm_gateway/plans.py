@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from llm_gateway.cache.canonical import Kind, cache_key, is_deterministic, is_load_only
-from llm_gateway.cache.entry import Form
-from llm_gateway.keys import normalize_model
+from llm_gateway.cache.canonical import cache_key, is_deterministic, is_load_only
+from llm_gateway.vocabulary import Form, Kind, normalize_model
 
 
 @dataclass(frozen=True, slots=True)

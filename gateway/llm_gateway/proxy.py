@@ -29,7 +29,7 @@ from llm_gateway.asgi_io import (
     header_map,
     read_body,
 )
-from llm_gateway.cache.canonical import Kind, is_load_only
+from llm_gateway.cache.canonical import is_load_only
 from llm_gateway.cache.entry import Entry
 from llm_gateway.catalog import ModelCatalog, visible_models
 from llm_gateway.checks import Gatekeeper, ticket_for
@@ -42,7 +42,7 @@ from llm_gateway.observe import Recorder, RequestRecord, request_id_from
 from llm_gateway.plans import NO_CACHE, CachePlan, Wanted, cache_plan, wanted_form
 from llm_gateway.quotas import Charge, Estimate, UsageTarget, estimate, utc_day
 from llm_gateway.redis_guard import Unavailable
-from llm_gateway.relay import Outbound, Relay, now_ms
+from llm_gateway.relay import Outbound, Relay
 from llm_gateway.replies import failure_error, follow, replay
 from llm_gateway.request_id import SCOPE_KEY
 from llm_gateway.routes import ProxyRoute
@@ -55,6 +55,7 @@ from llm_gateway.semantic import Lookup, SemanticCache, SemanticHit
 from llm_gateway.settings import Settings
 from llm_gateway.tracing import Tracing, finish_request
 from llm_gateway.upstream import Upstream, UpstreamFailure
+from llm_gateway.vocabulary import Kind, now_ms
 
 log = logging.getLogger("llm_gateway")
 

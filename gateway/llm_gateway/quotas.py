@@ -19,8 +19,7 @@ from typing import Any
 
 import orjson
 
-from llm_gateway.cache.canonical import Kind
-from llm_gateway.cache.entry import Form
+from llm_gateway.vocabulary import Form, Kind
 
 # Characters per token of an average English prompt: good enough for an estimate that
 # the real count settles anyway.

@@ -19,9 +19,7 @@ import time
 from dataclasses import dataclass
 
 from llm_gateway.admission import Admitter, Lease
-from llm_gateway.cache.canonical import Kind
 from llm_gateway.cache.completeness import is_complete, usage_of
-from llm_gateway.cache.entry import Form
 from llm_gateway.cache.lifetime import EntryLifetime
 from llm_gateway.errors import error_body
 from llm_gateway.flight import Flight, FlightRegistry
@@ -33,13 +31,10 @@ from llm_gateway.routing.grant import Grant, Ticket
 from llm_gateway.routing.shed import Shed
 from llm_gateway.tracing import OPERATIONS, Span, Tracing, fail
 from llm_gateway.upstream import Upstream, UpstreamFailure, UpstreamResponse
+from llm_gateway.vocabulary import Form, Kind, now_ms
 
 # Failures before the answer's head that mean the instance is not there (or not HTTP).
 _DOWN = frozenset({"connect", "protocol", "tls"})
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def midstream_error(form: Form, message: str) -> bytes:

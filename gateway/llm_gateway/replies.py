@@ -14,16 +14,15 @@ from collections.abc import AsyncIterator
 import orjson
 
 from llm_gateway.asgi_io import Reply, StreamCut
-from llm_gateway.cache.canonical import Kind
-from llm_gateway.cache.entry import Entry, Form
+from llm_gateway.cache.entry import Entry
 from llm_gateway.cache.forms import convert
 from llm_gateway.errors import JSON_TYPE, GatewayError, error_body
 from llm_gateway.flight import Flight
 from llm_gateway.observe import RequestRecord
 from llm_gateway.plans import Wanted
-from llm_gateway.relay import now_ms
 from llm_gateway.routing.shed import Shed
 from llm_gateway.upstream import UpstreamFailure
+from llm_gateway.vocabulary import Form, Kind, now_ms
 
 
 async def _through(flight: Flight) -> AsyncIterator[bytes]:

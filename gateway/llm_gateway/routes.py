@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from llm_gateway.cache.canonical import Kind
+from llm_gateway.vocabulary import Kind
 
 
 @dataclass(frozen=True, slots=True)

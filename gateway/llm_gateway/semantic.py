@@ -44,17 +44,16 @@ import numpy as np
 import orjson
 
 from llm_gateway.cache import semantic_index as index
-from llm_gateway.cache.canonical import Kind
 from llm_gateway.cache.entry import Entry
 from llm_gateway.cache.semantic_guards import Features, features
 from llm_gateway.cache.semantic_match import NEAR_MISS_BAND, judge
 from llm_gateway.cache.semantic_scope import Question, question_of, scope_key
-from llm_gateway.keys import normalize_model
 from llm_gateway.metrics import GatewayMetrics
 from llm_gateway.redis_guard import RedisGuard, Unavailable
 from llm_gateway.routing.dispatcher import Dispatcher
 from llm_gateway.routing.grant import Ticket
 from llm_gateway.upstream import Upstream
+from llm_gateway.vocabulary import Kind, normalize_model
 
 log = logging.getLogger("llm_gateway.semantic")
 

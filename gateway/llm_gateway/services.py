@@ -16,12 +16,12 @@ from llm_gateway.cache.lifetime import EntryLifetime
 from llm_gateway.catalog import ModelCatalog
 from llm_gateway.checks import Gatekeeper
 from llm_gateway.flight import FlightRegistry
-from llm_gateway.keys import KeyRing, normalize_model
+from llm_gateway.keys import KeyRing
 from llm_gateway.metrics import GatewayMetrics
 from llm_gateway.observe import AccessLog, Recorder
 from llm_gateway.proxy import Proxy
 from llm_gateway.redis_guard import RedisGuard, connect
-from llm_gateway.relay import Relay, now_ms
+from llm_gateway.relay import Relay
 from llm_gateway.routing.clock import SystemClock
 from llm_gateway.routing.dispatcher import Dispatcher
 from llm_gateway.routing.drains import Drains
@@ -33,6 +33,7 @@ from llm_gateway.semantic import Embedder, SemanticCache, SemanticSettings
 from llm_gateway.settings import Settings
 from llm_gateway.tracing import Tracing
 from llm_gateway.upstream import Timeouts, Upstream
+from llm_gateway.vocabulary import normalize_model, now_ms
 
 log = logging.getLogger("llm_gateway")
 

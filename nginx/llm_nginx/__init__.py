@@ -1,4 +1,12 @@
-"""nginx for the llm-stack: the TLS edge and the internal Ollama balancer, as config text."""
+"""nginx for the llm-stack: the TLS edge and the internal Ollama balancer, as config text.
+
+- `render.py`: `render_nginx_conf`, nginx.conf from the typed stack config and a topology
+  (the one template is in `templates/`).
+- `topology.py`: where nginx finds its peers, files and ports on each platform
+  (container or loopback addresses): what the stack config does not say.
+
+What the config does and why: nginx/README.md.
+"""
 
 from llm_nginx.render import RESOLVER_VALID_SECONDS, render_nginx_conf
 from llm_nginx.topology import (

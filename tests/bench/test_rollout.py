@@ -14,7 +14,7 @@ import httpx
 import orjson
 import pytest
 import yaml
-from llm_gateway.keys import digest_of
+from llm_gateway.contract import digest_of
 from llm_stack.local.source import load_source
 
 from bench.rollout.load import Load, Sample

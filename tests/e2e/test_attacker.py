@@ -29,7 +29,7 @@ import httpx
 import pytest
 import redis
 import yaml
-from llm_gateway.keys import digest_of, mint_key
+from llm_gateway.contract import digest_of, mint_key
 
 from tests.e2e.stack_process import E2E_STACK_FILE, LocalStackProcess
 from tests.e2e.traffic import RunningStack, poll

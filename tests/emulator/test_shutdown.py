@@ -19,6 +19,9 @@ import pytest
 from tests.support.ports import free_port
 from tests.support.processes import ManagedProcess
 
+# Every test here starts a process (see tests/support/tiers.py).
+pytestmark = pytest.mark.process
+
 # Long enough that the stream cannot end by itself during the test (1,000 tokens, 50 ms
 # apart: 50 s), so a clean end could only come from a graceful shutdown.
 SLOW = ["--tokens", "1000", "--token-delay", "0.05"]

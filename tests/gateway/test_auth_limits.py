@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
-from llm_gateway.keys import digest_of, mint_key
+from llm_gateway.contract import digest_of, mint_key
 
 from tests.support.emulator import Emulator
 from tests.support.gateway import GatewayFactory, GatewayProcess, metric_value

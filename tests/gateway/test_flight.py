@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from llm_gateway.cache.entry import Form
 from llm_gateway.flight import TAIL_BYTES, Flight, FlightRegistry
+from llm_gateway.vocabulary import Form
 
 
 async def test_a_flight_cancelled_before_its_task_ran_still_lands() -> None:

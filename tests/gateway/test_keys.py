@@ -8,14 +8,8 @@ from pathlib import Path
 
 import pytest
 from llm_gateway.cli import main
-from llm_gateway.keys import (
-    KeyFileError,
-    KeyRing,
-    digest_of,
-    mint_key,
-    plausible_key,
-    presented_key,
-)
+from llm_gateway.contract import digest_of, mint_key
+from llm_gateway.keys import KeyFileError, KeyRing, plausible_key, presented_key
 from llm_gateway.settings import Settings
 from pydantic import ValidationError
 

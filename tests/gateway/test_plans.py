@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from llm_gateway.cache.canonical import Kind
-from llm_gateway.cache.entry import Form
 from llm_gateway.plans import NO_CACHE, cache_plan, wanted_form
+from llm_gateway.vocabulary import Form, Kind
 
 GREEDY = {"model": "llama3.2", "prompt": "x", "options": {"temperature": 0}}
 DIGEST = "d" * 64

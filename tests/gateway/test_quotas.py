@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
-from llm_gateway.keys import digest_of, mint_key
+from llm_gateway.contract import digest_of, mint_key
 from llm_gateway.quotas import utc_day
 
 from tests.support.emulator import Emulator

@@ -17,7 +17,7 @@ import pytest
 import uvicorn
 from aiohttp import web
 from llm_gateway.app import create_app
-from llm_gateway.keys import digest_of, mint_key
+from llm_gateway.contract import digest_of, mint_key
 from llm_gateway.observe import AccessLog
 from llm_gateway.settings import Settings
 from llm_gateway.tracing import EXPORT_BATCH_SPANS, Tracing

@@ -22,6 +22,9 @@ from tests.nginx.conftest import EchoBackend
 from tests.nginx.stacks import small_stack
 from tests.support.nginx_server import NginxServer, TlsFiles
 
+# Every test here starts a process (see tests/support/tiers.py).
+pytestmark = pytest.mark.process
+
 GENEROUS_LIMITS = {"rateLimitPerSecond": 10000, "rateLimitBurst": 10000, "maxBodyMb": 1}
 KEY = "llmsk-" + "Zk3" * 14
 

@@ -11,33 +11,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from enum import StrEnum
 from typing import Any
 
 import orjson
 
+from llm_gateway.vocabulary import Kind
+
 KEY_VERSION = 1
-
-
-class Kind(StrEnum):
-    GENERATE = "generate"
-    CHAT = "chat"
-    EMBED = "embed"
-    EMBEDDINGS = "embeddings"
-    OPENAI_CHAT = "openai-chat"
-    OPENAI_COMPLETIONS = "openai-completions"
-    OPENAI_EMBEDDINGS = "openai-embeddings"
-
-    @property
-    def is_embedding(self) -> bool:
-        return self in _EMBEDDING_KINDS
-
-    @property
-    def is_openai(self) -> bool:
-        return self.value.startswith("openai-")
-
-
-_EMBEDDING_KINDS = frozenset({Kind.EMBED, Kind.EMBEDDINGS, Kind.OPENAI_EMBEDDINGS})
 
 # Ollama's api.DefaultOptions(): a request that omits an option gets these.
 OLLAMA_DEFAULT_OPTIONS: Mapping[str, Any] = {

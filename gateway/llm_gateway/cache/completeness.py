@@ -11,8 +11,7 @@ from typing import Any
 
 import orjson
 
-from llm_gateway.cache.canonical import Kind
-from llm_gateway.cache.entry import Form
+from llm_gateway.vocabulary import Form, Kind
 
 _SSE_DONE = b"data: [DONE]"
 

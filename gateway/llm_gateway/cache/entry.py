@@ -15,7 +15,8 @@ This module is the one definition of the layout: the Lua side reads it through
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
+
+from llm_gateway.vocabulary import Form
 
 MAGIC = b"LC2"
 _DIGITS = 13  # milliseconds since the epoch, zero-padded: good until the year 2286
@@ -40,23 +41,6 @@ def lua_fresh_until(value: str) -> str:
 def lua_tokens(value: str) -> str:
     """A Lua expression: the tokens (prompt + completion) of the encoded entry in `value`."""
     return _lua_field(value, _TOKENS)
-
-
-class Form(StrEnum):
-    NDJSON = "n"
-    JSON = "j"
-    SSE = "s"
-
-    @property
-    def content_type(self) -> str:
-        return _CONTENT_TYPES[self]
-
-
-_CONTENT_TYPES = {
-    Form.NDJSON: "application/x-ndjson",
-    Form.JSON: "application/json; charset=utf-8",
-    Form.SSE: "text/event-stream",
-}
 
 
 @dataclass(frozen=True, slots=True)

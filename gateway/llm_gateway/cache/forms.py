@@ -14,8 +14,7 @@ from typing import Any
 
 import orjson
 
-from llm_gateway.cache.canonical import Kind
-from llm_gateway.cache.entry import Form
+from llm_gateway.vocabulary import Form, Kind
 
 SSE_DONE = b"data: [DONE]\n\n"
 

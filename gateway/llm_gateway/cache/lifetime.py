@@ -7,7 +7,8 @@ Entries are read by the admission script and written by its settle script
 
 from __future__ import annotations
 
-from llm_gateway.cache.entry import Entry, Form
+from llm_gateway.cache.entry import Entry
+from llm_gateway.vocabulary import Form
 
 
 class EntryLifetime:

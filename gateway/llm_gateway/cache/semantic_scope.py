@@ -21,7 +21,8 @@ from typing import Any
 
 import orjson
 
-from llm_gateway.cache.canonical import KEY_VERSION, Kind, canonical_request
+from llm_gateway.cache.canonical import KEY_VERSION, canonical_request
+from llm_gateway.vocabulary import Kind
 
 # The longest question compared by meaning (the embedding model reads ~256 tokens).
 MAX_QUESTION_CHARS = 2000

@@ -44,7 +44,7 @@ from llm_gateway.routing.estimates import (
     place_in_line,
     wait_estimate,
 )
-from llm_gateway.routing.fair_queue import PRIORITIES, FairQueue, QueueFull, Waiter
+from llm_gateway.routing.fair_queue import FairQueue, QueueFull, Waiter
 from llm_gateway.routing.fairness import CrossReplica
 from llm_gateway.routing.grant import Grant, Ticket
 from llm_gateway.routing.instances import Instance, InstancePoller
@@ -63,6 +63,7 @@ from llm_gateway.routing.shed import (
     too_long,
 )
 from llm_gateway.upstream import Upstream
+from llm_gateway.vocabulary import PRIORITIES
 
 log = logging.getLogger("llm_gateway.routing")
 

@@ -18,8 +18,9 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from llm_gateway.routing.fair_queue import PRIORITIES, Waiter
+from llm_gateway.routing.fair_queue import Waiter
 from llm_gateway.routing.instances import Instance
+from llm_gateway.vocabulary import PRIORITIES
 
 # Loaded size over weights size, until /api/ps says: weights + KV cache + overhead.
 KV_SHARE = 1.15

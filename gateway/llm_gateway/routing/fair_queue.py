@@ -22,9 +22,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-# Highest first. A key's allowed classes come from the keys file; a request may ask
-# for a lower one (X-LLM-Priority).
-PRIORITIES: tuple[str, ...] = ("interactive", "batch")
+from llm_gateway.vocabulary import PRIORITIES
 
 
 @dataclass(eq=False, slots=True)

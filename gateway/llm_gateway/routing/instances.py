@@ -27,9 +27,9 @@ from typing import Any
 
 import orjson
 
-from llm_gateway.keys import normalize_model
 from llm_gateway.routing.clock import Clock
 from llm_gateway.upstream import Upstream, UpstreamFailure
+from llm_gateway.vocabulary import normalize_model
 
 log = logging.getLogger("llm_gateway.routing")
 

@@ -26,10 +26,10 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from llm_gateway.cache.canonical import Kind
 from llm_gateway.metrics import GatewayMetrics
 from llm_gateway.routing.fair_queue import Waiter
 from llm_gateway.routing.instances import Instance
+from llm_gateway.vocabulary import Kind
 
 BLOCK_CHARS = 512
 # The recent requests of a model over which each instance's share of them is bounded.

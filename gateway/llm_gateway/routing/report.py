@@ -14,9 +14,10 @@ import orjson
 from llm_gateway.metrics import GatewayMetrics
 from llm_gateway.routing.drains import Drain, state
 from llm_gateway.routing.estimates import ModelStats
-from llm_gateway.routing.fair_queue import PRIORITIES, FairQueue
+from llm_gateway.routing.fair_queue import FairQueue
 from llm_gateway.routing.instances import Instance, State
 from llm_gateway.routing.prefix import Affinity
+from llm_gateway.vocabulary import PRIORITIES
 
 
 def snapshot(

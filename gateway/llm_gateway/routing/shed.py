@@ -13,7 +13,8 @@ import math
 
 from llm_gateway.metrics import GatewayMetrics
 from llm_gateway.routing.clock import Clock
-from llm_gateway.routing.fair_queue import PRIORITIES, Waiter
+from llm_gateway.routing.fair_queue import Waiter
+from llm_gateway.vocabulary import PRIORITIES
 
 log = logging.getLogger("llm_gateway.routing")
 

@@ -13,6 +13,9 @@
   sidecar reloads nginx when its certificate changes.
 - `monitoring.py`: Prometheus (ours, or ServiceMonitors + PrometheusRule) and dashboards.
 - `names.py`, `workload.py`: names, labels, DNS names; hardening, resources, probes.
+- `pull.py`: the model pull of the Ollama pods: skip what the volume has, check pins.
+- `drain.py`: Ollama pods drain through the gateway before they stop.
+- `shutdown.py`: how long each terminating pod keeps serving (preStop waits, grace).
 
 Config files come from the same renderers as on Docker (`llm_nginx`,
 `llm_monitoring`, `render_redis_conf`); secrets are Kubernetes Secrets made from

@@ -12,7 +12,7 @@ import json
 import secrets as random_tokens
 from pathlib import Path
 
-from llm_gateway.keys import KEY_PREFIX, mint_key
+from llm_gateway.contract import KEY_PREFIX, mint_key
 
 from llm_stack.local.files import write_private
 from llm_stack.local.plan import LocalSecrets

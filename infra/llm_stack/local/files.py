@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from llm_config.api_keys import keys_file_text
-from llm_gateway.keys import digest_of
+from llm_gateway.contract import digest_of
 from llm_monitoring.grafana import grafana_files
 from llm_monitoring.prometheus import prometheus_files
 from llm_nginx import render_nginx_conf

@@ -8,12 +8,8 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from llm_gateway.cache.canonical import (
-    Kind,
-    cache_key,
-    is_deterministic,
-    is_load_only,
-)
+from llm_gateway.cache.canonical import cache_key, is_deterministic, is_load_only
+from llm_gateway.vocabulary import Kind
 
 DIGEST = "a" * 64
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import orjson
 import pytest
-from llm_gateway.cache.canonical import Kind
 from llm_gateway.cache.completeness import is_complete, usage_of
-from llm_gateway.cache.entry import Entry, Form
+from llm_gateway.cache.entry import Entry
 from llm_gateway.cache.forms import convert, ndjson_lines, sse_events
+from llm_gateway.vocabulary import Form, Kind
 
 STATS = {
     "total_duration": 5_000_000,

@@ -13,10 +13,11 @@ from llm_gateway.metrics import GatewayMetrics
 from llm_gateway.routing.clock import ManualClock
 from llm_gateway.routing.dispatcher import Dispatcher
 from llm_gateway.routing.estimates import RATE_WINDOW, Arrivals
-from llm_gateway.routing.fair_queue import PRIORITIES, FairQueue
+from llm_gateway.routing.fair_queue import FairQueue
 from llm_gateway.routing.grant import Grant, Ticket
 from llm_gateway.routing.instances import Instance
 from llm_gateway.routing.shed import Shed
+from llm_gateway.vocabulary import PRIORITIES
 from prometheus_client import CollectorRegistry
 
 from tests.gateway.routing.conftest import busy, instance

@@ -15,7 +15,8 @@ from llm_gateway.routing.estimates import (
     place_in_line,
     wait_estimate,
 )
-from llm_gateway.routing.fair_queue import PRIORITIES, FairQueue, Waiter
+from llm_gateway.routing.fair_queue import FairQueue, Waiter
+from llm_gateway.vocabulary import PRIORITIES
 
 from tests.gateway.routing.test_dispatcher import steady_arrivals
 

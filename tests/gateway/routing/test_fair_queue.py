@@ -6,7 +6,8 @@ import asyncio
 import itertools
 
 import pytest
-from llm_gateway.routing.fair_queue import PRIORITIES, FairQueue, QueueFull, Waiter
+from llm_gateway.routing.fair_queue import FairQueue, QueueFull, Waiter
+from llm_gateway.vocabulary import PRIORITIES
 
 INTERACTIVE, BATCH = PRIORITIES.index("interactive"), PRIORITIES.index("batch")
 _clock = itertools.count()

@@ -12,9 +12,10 @@ from llm_gateway.metrics import GatewayMetrics
 from llm_gateway.redis_guard import RedisGuard, connect
 from llm_gateway.routing.clock import ManualClock
 from llm_gateway.routing.dispatcher import Dispatcher
-from llm_gateway.routing.fair_queue import PRIORITIES, FairQueue
+from llm_gateway.routing.fair_queue import FairQueue
 from llm_gateway.routing.grant import Grant
 from llm_gateway.routing.peers import PeerSync, merge
+from llm_gateway.vocabulary import PRIORITIES
 from prometheus_client import CollectorRegistry
 
 from tests.gateway.routing.conftest import instance

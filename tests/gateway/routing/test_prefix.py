@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from llm_gateway.cache.canonical import Kind
 from llm_gateway.metrics import GatewayMetrics
 from llm_gateway.routing.clock import ManualClock
 from llm_gateway.routing.dispatcher import Dispatcher
@@ -28,6 +27,7 @@ from llm_gateway.routing.prefix import (
     prompt_blocks,
     rendered,
 )
+from llm_gateway.vocabulary import Kind
 from prometheus_client import CollectorRegistry
 
 from tests.gateway.routing.conftest import busy, instance

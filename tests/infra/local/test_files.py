@@ -8,7 +8,7 @@ import stat
 import subprocess
 
 import pytest
-from llm_gateway.keys import digest_of
+from llm_gateway.contract import digest_of
 from llm_nginx import render_nginx_conf
 from llm_stack.local.binaries import Binaries
 from llm_stack.local.files import (
