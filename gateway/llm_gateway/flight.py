@@ -33,6 +33,28 @@ TAIL_BYTES = 64 * 1024
 
 
 class Flight:
+    """One upstream call and everything its followers read of it.
+
+    Its states, in order (each one stays true once reached):
+
+    - launched: `launch()` started the task that makes the call; `status` is None.
+    - started: `started()` recorded the answer's status and content type (the head);
+      followers may now send their own head, and `publish()` adds each chunk. An
+      answer that outgrows the cache's entry limit becomes `oversized` on the way:
+      it is no longer kept whole, only relayed.
+    - done: no chunk will come. `complete` says whether the answer arrived whole
+      (`finish(True)`), or not: `finish(False)` after a failure mid-stream, or
+      `fail()` with the `failure` (Ollama failed, or the gateway shed the request)
+      before any head, or the task was cancelled when the last follower left.
+    - landed: the task has ended, after its end-of-call work (storing the entry,
+      settling the launching request's slot, tokens and usage: `settled`);
+      `on_landed` callbacks run then (the registry forgets the flight, so a later
+      identical request starts a new one).
+
+    done comes before landed: followers finish their replies while the flight still
+    stores what they received.
+    """
+
     def __init__(
         self,
         key: str | None,

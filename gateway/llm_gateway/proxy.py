@@ -53,7 +53,7 @@ from llm_gateway.routing.report import joined_ps
 from llm_gateway.routing.runner_options import strip_runner_options
 from llm_gateway.semantic import Lookup, SemanticCache, SemanticHit
 from llm_gateway.settings import Settings
-from llm_gateway.tracing import Tracing, finish_request
+from llm_gateway.tracing import NO_TRACING, Steps, finish_request
 from llm_gateway.upstream import Upstream, UpstreamFailure
 from llm_gateway.vocabulary import Kind, now_ms
 
@@ -102,7 +102,7 @@ class Proxy:
         flights: FlightRegistry,
         recorder: Recorder,
         metrics: GatewayMetrics,
-        tracing: Tracing | None = None,
+        tracing: Steps = NO_TRACING,
         semantic: SemanticCache | None = None,
     ) -> None:
         self.settings = settings
@@ -127,24 +127,22 @@ class Proxy:
         record = self.recorder.start(request_id, scope["method"], scope["path"], route.endpoint)
         reply_headers = {"X-Request-ID": request_id}
         call = Call(route, scope, receive, send, headers, record, reply_headers)
-        if self.tracing is None:
-            await self._answer(call)
-            return
         with self.tracing.request(scope["method"], scope["path"], route.endpoint, headers) as span:
             await self._answer(call)
-            finish_request(
-                span,
-                record.status,
-                {
-                    "gen_ai.request.model": call.data.get("model") or None,
-                    "llm.model": record.model,
-                    "llm.key": record.key,
-                    "llm.cache": record.cache if route.kind is not None else None,
-                    "gen_ai.usage.input_tokens": record.prompt_tokens or None,
-                    "gen_ai.usage.output_tokens": record.generated_tokens or None,
-                    "llm.request_id": record.request_id,
-                },
-            )
+            if span.is_recording():
+                finish_request(
+                    span,
+                    record.status,
+                    {
+                        "gen_ai.request.model": call.data.get("model") or None,
+                        "llm.model": record.model,
+                        "llm.key": record.key,
+                        "llm.cache": record.cache if route.kind is not None else None,
+                        "gen_ai.usage.input_tokens": record.prompt_tokens or None,
+                        "gen_ai.usage.output_tokens": record.generated_tokens or None,
+                        "llm.request_id": record.request_id,
+                    },
+                )
 
     async def _answer(self, call: Call) -> None:
         route, scope, send, record = call.route, call.scope, call.send, call.record
@@ -172,12 +170,9 @@ class Proxy:
             self.recorder.finish(record)
 
     async def _serve(self, call: Call) -> None:
-        if self.tracing is None:
+        with self.tracing.step("authenticate") as span:
             api_key = self.gatekeeper.authenticate(call.headers)
-        else:
-            with self.tracing.step("authenticate") as span:
-                api_key = self.gatekeeper.authenticate(call.headers)
-                span.set_attribute("llm.key", api_key.name if api_key else "-")
+            span.set_attribute("llm.key", api_key.name if api_key else "-")
         if api_key is not None:
             call.api_key = api_key
             call.record.key = api_key.name
@@ -243,23 +238,18 @@ class Proxy:
         limits = call.limits
         cost = call.estimate.total if call.estimate is not None else 0
         needed = call.estimate.needed if call.estimate is not None else 0
-        if self.tracing is None:
+        with self.tracing.step(
+            "admission", **{"db.system.name": "redis", "llm.cache.lookup": bool(lookup_key)}
+        ) as span:
             admission = await self.admitter.admit(
                 limits, lookup_key, now_ms(), cost, call.usage, needed
             )
-        else:
-            with self.tracing.step(
-                "admission", **{"db.system.name": "redis", "llm.cache.lookup": bool(lookup_key)}
-            ) as span:
-                admission = await self.admitter.admit(
-                    limits, lookup_key, now_ms(), cost, call.usage, needed
-                )
-                outcome = (
-                    "unavailable"
-                    if isinstance(admission, Unavailable)
-                    else admission.verdict.name.lower()
-                )
-                span.set_attribute("llm.admission.verdict", outcome)
+            outcome = (
+                "unavailable"
+                if isinstance(admission, Unavailable)
+                else admission.verdict.name.lower()
+            )
+            span.set_attribute("llm.admission.verdict", outcome)
         if isinstance(admission, Unavailable):
             if limits is not None and self.settings.limits_fail_closed:
                 raise GatewayError(
@@ -336,12 +326,9 @@ class Proxy:
         admission = await self._admit(call, plan.key if plan.lookup else None)
         lease = admission.lease if admission is not None else None
         charge = admission.charge if admission is not None else None
-        if self.tracing is None:
+        with self.tracing.step("cache lookup") as span:
             found = self._look_up(kind, plan, wanted, admission, call)
-        else:
-            with self.tracing.step("cache lookup") as span:
-                found = self._look_up(kind, plan, wanted, admission, call)
-                span.set_attribute("llm.cache", record.cache)
+            span.set_attribute("llm.cache", record.cache)
         hit, stale, flight = found
         semantic = None
         if hit is None and flight is None and record.cache == "MISS" and plan.store:
@@ -416,10 +403,6 @@ class Proxy:
         digest = self.catalog.digest(data["model"])
         if digest is None:
             return None
-        if self.tracing is None:
-            return await semantic.lookup(
-                kind, data, data["model"], digest, namespace, call.ticket, call.record.model
-            )
         with self.tracing.step("semantic lookup") as span:
             found = await semantic.lookup(
                 kind, data, data["model"], digest, namespace, call.ticket, call.record.model

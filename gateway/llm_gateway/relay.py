@@ -14,7 +14,6 @@ another instance.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from dataclasses import dataclass
 
@@ -29,7 +28,7 @@ from llm_gateway.quotas import Charge, Estimate, UsageTarget, partial_completion
 from llm_gateway.routing.dispatcher import Dispatcher
 from llm_gateway.routing.grant import Grant, Ticket
 from llm_gateway.routing.shed import Shed
-from llm_gateway.tracing import OPERATIONS, Span, Tracing, fail
+from llm_gateway.tracing import NO_TRACING, OPERATIONS, Span, Steps, fail
 from llm_gateway.upstream import Upstream, UpstreamFailure, UpstreamResponse
 from llm_gateway.vocabulary import Form, Kind, now_ms
 
@@ -70,7 +69,9 @@ def operation_of(kind: Kind) -> str | None:
 
 
 def _traced_answer(span: Span, flight: Flight, status: int, kind: Kind) -> None:
-    """What the upstream's answer says, on its CLIENT span (tracing on only)."""
+    """What the upstream's answer says, on its CLIENT span (recorded spans only)."""
+    if not span.is_recording():
+        return
     span.set_attribute("http.response.status_code", status)
     usage = usage_of(kind, flight.form, flight.body) if status == 200 else None
     if usage is not None:
@@ -89,7 +90,7 @@ class Relay:
         lifetime: EntryLifetime,
         flights: FlightRegistry,
         metrics: GatewayMetrics,
-        tracing: Tracing | None = None,
+        tracing: Steps = NO_TRACING,
         max_entry_bytes: int | None = None,
     ) -> None:
         self._upstream = upstream
@@ -149,10 +150,7 @@ class Relay:
 
     async def _direct(self, flight: Flight, out: Outbound) -> int:
         upstream = self._upstream
-        if self._tracing is None:
-            async with upstream.request("POST", out.path, out.body, out.headers) as r:
-                return await self._relay(flight, r)
-        headers = dict(out.headers)
+        headers = dict(out.headers)  # the span's context goes into the copy
         with self._tracing.upstream(
             operation_of(out.kind), out.model_label, upstream.authority, headers
         ) as span:
@@ -180,15 +178,11 @@ class Relay:
         exclude: frozenset[str] = frozenset()
         for attempt in (1, 2):
             asked = time.perf_counter()
-            if self._tracing is None:
+            with self._tracing.step(
+                "queued", **{"gen_ai.request.model": ticket.model, "llm.priority": ticket.priority}
+            ) as span:
                 grant = await dispatcher.acquire(ticket, exclude)
-            else:
-                with self._tracing.step(
-                    "queued",
-                    **{"gen_ai.request.model": ticket.model, "llm.priority": ticket.priority},
-                ) as span:
-                    grant = await dispatcher.acquire(ticket, exclude)
-                    span.set_attribute("llm.instance", grant.instance.name)
+                span.set_attribute("llm.instance", grant.instance.name)
             flight.queued_seconds += time.perf_counter() - asked
             outcome = await self._attempt(flight, out, grant, last=attempt == 2)
             if isinstance(outcome, int):
@@ -200,18 +194,12 @@ class Relay:
     async def _attempt(self, flight: Flight, out: Outbound, grant: Grant, last: bool) -> str | int:
         """The status relayed, or the reason to send the request again elsewhere."""
         failure: str | None = None
-        headers = out.headers
-        span = None
+        headers = dict(out.headers)  # the span's context goes into the copy
         try:
-            with contextlib.ExitStack() as traced:
-                if self._tracing is not None:
-                    headers = dict(headers)
-                    span = traced.enter_context(
-                        self._tracing.upstream(
-                            operation_of(out.kind), out.model_label, grant.instance.name, headers
-                        )
-                    )
-                    span.set_attribute("llm.instance", grant.instance.name)
+            with self._tracing.upstream(
+                operation_of(out.kind), out.model_label, grant.instance.name, headers
+            ) as span:
+                span.set_attribute("llm.instance", grant.instance.name)
                 async with grant.upstream.request("POST", out.path, out.body, headers) as r:
                     if r.status == 503 and not last:
                         # Ollama's "server busy, please try again": nothing reached a client.
@@ -220,8 +208,7 @@ class Relay:
                         return "busy"
                     grant.answered()
                     status = await self._relay(flight, r)
-                if span is not None:
-                    _traced_answer(span, flight, status, out.kind)
+                _traced_answer(span, flight, status, out.kind)
                 return status
         except UpstreamFailure as exc:
             before_any_byte = flight.status is None

@@ -31,7 +31,7 @@ from llm_gateway.routing.peers import PeerSync
 from llm_gateway.routing.prefix import Affinity
 from llm_gateway.semantic import Embedder, SemanticCache, SemanticSettings
 from llm_gateway.settings import Settings
-from llm_gateway.tracing import Tracing
+from llm_gateway.tracing import NO_TRACING, Steps, Tracing
 from llm_gateway.upstream import Timeouts, Upstream
 from llm_gateway.vocabulary import normalize_model, now_ms
 
@@ -77,8 +77,7 @@ class Services:
             )
 
         upstream = client(settings.upstream_url)
-        if tracing is None and settings.tracing:
-            tracing = Tracing.otlp()
+        steps: Steps = tracing or (Tracing.otlp() if settings.tracing else NO_TRACING)
         redis_client = connect(
             settings.redis_url, settings.redis_timeout_seconds, settings.redis_ca_file
         )
@@ -170,7 +169,7 @@ class Services:
                 lifetime,
                 flights,
                 metrics,
-                tracing,
+                steps,
                 settings.cache_max_entry_bytes,
             ),
             dispatcher=dispatcher,
@@ -178,7 +177,7 @@ class Services:
             flights=flights,
             recorder=Recorder(metrics, access_log),
             metrics=metrics,
-            tracing=tracing,
+            tracing=steps,
             semantic=semantic,
         )
         return cls(
@@ -224,8 +223,7 @@ class Services:
         await self.guard.aclose()
         if not self.cache_shares_state:
             await self.cache_guard.aclose()
-        if self.proxy.tracing is not None:
-            self.proxy.tracing.shutdown()  # sends what is still batched
+        self.proxy.tracing.shutdown()  # sends what is still batched
 
 
 def _semantic_cache(

@@ -14,21 +14,23 @@ and OTEL_TRACES_SAMPLER_ARG, OTEL_SERVICE_NAME. Spans leave in batches from a
 background thread (BatchSpanProcessor) over OTLP/HTTP, 64 spans at a time unless
 OTEL_BSP_MAX_EXPORT_BATCH_SIZE is set (see EXPORT_BATCH_SPANS).
 
-When off, nothing here is imported by the request path and no span is created:
-every call site checks `tracing is None` first.
+When off, the request path holds `NO_TRACING` instead: each of its steps is one
+shared do-nothing context manager yielding a span that records nothing, so the path
+reads the same either way and no span is created. What only a recorded span needs
+(attributes read from an answer's body) is behind `span.is_recording()`.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping, MutableMapping
-from contextlib import contextmanager
-from typing import Any
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import Any, Protocol
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from llm_gateway import __version__
@@ -50,6 +52,48 @@ _PROPAGATOR = TraceContextTextMapPropagator()
 # of 512 stalled requests for 27-52 ms (hit p99 at c=1, every request traced), 64 for
 # 5-10 ms, at about 15% more CPU per traced hit from the extra exports.
 EXPORT_BATCH_SPANS = 64
+
+
+class Steps(Protocol):
+    """What the request path asks of tracing, on or off."""
+
+    def request(
+        self, method: str, path: str, endpoint: str, headers: Mapping[str, str]
+    ) -> AbstractContextManager[Span]: ...
+
+    def step(self, name: str, **attributes: Any) -> AbstractContextManager[Span]: ...
+
+    def upstream(
+        self, operation: str | None, model: str, server: str, headers: MutableMapping[str, str]
+    ) -> AbstractContextManager[Span]: ...
+
+    def shutdown(self) -> None: ...
+
+
+class NoTracing:
+    """Tracing off: every step is the same do-nothing context manager, and its span
+    (OpenTelemetry's INVALID_SPAN) records nothing."""
+
+    _OFF: AbstractContextManager[Span] = nullcontext(INVALID_SPAN)
+
+    def request(
+        self, method: str, path: str, endpoint: str, headers: Mapping[str, str]
+    ) -> AbstractContextManager[Span]:
+        return self._OFF
+
+    def step(self, name: str, **attributes: Any) -> AbstractContextManager[Span]:
+        return self._OFF
+
+    def upstream(
+        self, operation: str | None, model: str, server: str, headers: MutableMapping[str, str]
+    ) -> AbstractContextManager[Span]:
+        return self._OFF
+
+    def shutdown(self) -> None:
+        pass
+
+
+NO_TRACING = NoTracing()
 
 
 class Tracing:
@@ -148,4 +192,13 @@ def _clean(attributes: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in attributes.items() if v is not None and v != ""}
 
 
-__all__ = ["OPERATIONS", "Span", "Tracing", "fail", "finish_request"]
+__all__ = [
+    "NO_TRACING",
+    "OPERATIONS",
+    "NoTracing",
+    "Span",
+    "Steps",
+    "Tracing",
+    "fail",
+    "finish_request",
+]

@@ -20,7 +20,7 @@ from llm_gateway.app import create_app
 from llm_gateway.contract import digest_of, mint_key
 from llm_gateway.observe import AccessLog
 from llm_gateway.settings import Settings
-from llm_gateway.tracing import EXPORT_BATCH_SPANS, Tracing
+from llm_gateway.tracing import EXPORT_BATCH_SPANS, NO_TRACING, Tracing
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -159,7 +159,7 @@ async def test_traceparent_goes_on_to_ollama_when_tracing_is_off(redis_server: R
             auth_disabled=True,
         )
         app = create_app(settings, AccessLog(False))
-        assert app.state.services.proxy.tracing is None
+        assert app.state.services.proxy.tracing is NO_TRACING
         port = free_port()
         server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning"))  # type: ignore[arg-type]
         task = asyncio.create_task(server.serve())
@@ -350,3 +350,19 @@ def test_spans_leave_in_small_batches_unless_configured(
     assert 0 < rest <= batch
     roots = [span for span in receiver.spans() if span.name == "POST /api/generate"]
     assert len(roots) == 40  # none lost
+
+
+def test_off_every_step_is_one_shared_no_op_with_a_span_that_records_nothing() -> None:
+    headers: dict[str, str] = {}
+    steps = [
+        NO_TRACING.request("POST", "/api/chat", "chat", {}),
+        NO_TRACING.step("admission", **{"db.system.name": "redis"}),
+        NO_TRACING.upstream("chat", "m", "127.0.0.1:1", headers),
+    ]
+    assert all(step is steps[0] for step in steps)
+    for step in steps:
+        with step as span, step as nested:  # reentrant: steps nest in the request's
+            assert span is nested
+            assert not span.is_recording()
+            span.set_attribute("llm.key", "team-a")  # accepted, kept nowhere
+    assert headers == {}  # no traceparent is sent when off

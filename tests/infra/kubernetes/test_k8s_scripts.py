@@ -17,6 +17,9 @@ from llm_stack.kubernetes import drain
 from llm_stack.kubernetes.edge import RELOAD_SCRIPT
 from llm_stack.kubernetes.pull import PULL_SCRIPT, UNPINNED, WARM_SCRIPT, manifest_path
 
+# Every test here runs the pods' shell scripts (see tests/support/tiers.py).
+pytestmark = pytest.mark.process
+
 # Generous: the machine is shared; nothing here asserts a duration.
 DEADLINE_SECONDS = 60
 
