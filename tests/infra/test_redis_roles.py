@@ -21,6 +21,9 @@ from llm_stack.redis_conf import RedisRole, render_redis_conf
 from tests.support.ports import free_port
 from tests.support.processes import ManagedProcess
 
+# Every test here starts redis-server (see tests/support/tiers.py).
+pytestmark = pytest.mark.process
+
 PASSWORD = "state-and-cache-test-password"
 MAXMEMORY_MB = 16
 VALUE = b"v" * (1024 * 1024)

@@ -79,6 +79,7 @@ def test_as_root_it_says_what_it_installs_and_only_installs(tmp_path: Path) -> N
     assert set(missing) <= set(PACKAGES.values())
 
 
+@pytest.mark.process
 def test_make_local_neither_stops_services_nor_installs_ci_tools() -> None:
     dry = subprocess.run(
         ["make", "-n", "-B", "local"], cwd=REPO, capture_output=True, text=True, check=True
