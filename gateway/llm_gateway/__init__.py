@@ -27,6 +27,8 @@ A request's path through the modules, in order:
 - `replies.py`: what the client gets: a cached entry replayed (`cache/entry.py`, the
   one definition of an entry's layout; `cache/forms.py` converts NDJSON/JSON/SSE),
   the flight followed live, or a stale entry when Ollama fails.
+- `semantic.py`: the semantic cache, a rephrased question answered from the exact
+  cache's entries (its index in Redis: `cache/semantic_index.py`, `lua/semantic_add.lua`).
 - `cache/semantic_match.py` + `cache/semantic_guards.py`: the semantic cache's one
   decision (cosine similarity at a threshold, and guards for what embeddings miss:
   numbers, units, negations, direction, comparisons, opposites, names).

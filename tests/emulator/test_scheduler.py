@@ -127,12 +127,11 @@ async def test_eviction_takes_an_idle_runner_first_then_the_shortest_keep_alive(
         # for its request to end.
         other = asyncio.ensure_future(emu.ok("llama3.2:1b"))
         await emu.sleep(5)
-        started = time.monotonic()
         await emu.load("llama3.2")
-        waited = (time.monotonic() - started) * emu.scale
+        # The load waited for the victim's request to end (whatever the machine's pace).
+        assert other.done()
         await asyncio.gather(busy, other)
         assert set(emu.loaded()) == {"llama3.2:latest", "llama3.1:8b"}
-    assert 24 <= waited < 45
     assert emu.counters()["evictions"] == {"llama3.2:1b": 2, "llama3.2:latest": 1}
 
 

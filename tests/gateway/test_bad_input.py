@@ -82,14 +82,15 @@ def test_unknown_paths_and_methods(client: httpx.Client) -> None:
 def test_oversized_body_is_refused_before_it_is_read(
     small_gateway: GatewayProcess, emulator: Emulator
 ) -> None:
-    started = time.monotonic()
+    # The gigabyte never comes: an answer at all means the gateway did not wait for it
+    # (a gateway reading the body would leave `raw` to time out with nothing).
     answer = raw(
         small_gateway.port,
         b"POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
         b'Content-Length: 1000000000\r\n\r\n{"model":',
+        wait=60.0,
     )
     assert answer.startswith(b"HTTP/1.1 413")
-    assert time.monotonic() - started < 3  # not waiting for the gigabyte
     chunked = httpx.post(
         f"{small_gateway.url}/api/generate",
         content=iter([b'{"model":"llama3.2","prompt":"', b"x" * 3000, b"y" * 3000, b'"}']),

@@ -344,10 +344,11 @@ def test_usage_ranks_keys_over_the_selected_range() -> None:
 def test_value_panels_are_not_red_without_a_threshold() -> None:
     # Grafana's default thresholds turn anything from 80 red: a token count is no alarm.
     board = _board(stack_file("dev"), "usage")
-    for panel in _panels(board):
-        if panel["type"] in {"stat", "bargauge"}:
-            steps = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
-            assert all(step["color"] != "red" for step in steps), panel["title"]
+    valued = [panel for panel in _panels(board) if panel["type"] in {"stat", "bargauge"}]
+    assert valued, "the usage dashboard has no stat or bar gauge panel to check"
+    for panel in valued:
+        steps = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
+        assert all(step["color"] != "red" for step in steps), panel["title"]
 
 
 def test_rendering_is_deterministic() -> None:

@@ -9,6 +9,8 @@
 - `semantic_match.py`: the semantic cache's one decision: is a stored question the
   request's question?
 - `semantic_guards.py`: what sentence embeddings do not see; each guard refuses a hit.
+- `semantic_index.py`: the semantic index in the cache's Redis, shared by replicas.
+- `semantic_scope.py`: what a semantic hit may differ in (the last user message only).
 
 The cache is read by `admission.py` and written by `relay.py` (through
 `admission.Admitter.settle`); the request vocabulary (`Kind`, `Form`) is
