@@ -32,7 +32,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
+from llm_gateway.contract import KEY_PREFIX as KEY_PREFIX  # older imports; use contract
 from llm_gateway.contract import digest_of
+from llm_gateway.contract import mint_key as mint_key  # older imports; use contract
 from llm_gateway.settings import Settings
 from llm_gateway.vocabulary import PRIORITIES, normalize_model
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 from llm_gateway.cache import semantic_index as ix
-from llm_gateway.cache.canonical import Kind
 from llm_gateway.cache.semantic_scope import question_of, scope_key
+from llm_gateway.vocabulary import Kind
 
 
 def chat(last: str, system: str = "be terse", **extra: object) -> dict[str, object]:

@@ -14,7 +14,7 @@ import httpx
 import orjson
 import redis
 from llm_config.api_keys import keys_file_text
-from llm_gateway.keys import digest_of, mint_key
+from llm_gateway.contract import digest_of, mint_key
 from llm_stack.kubernetes import drain
 
 from tests.support.emulator import Emulator, EmulatorFactory
