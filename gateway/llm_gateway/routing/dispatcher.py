@@ -40,6 +40,8 @@ from llm_gateway.routing.estimates import (
     Measurements,
     ModelStats,
     admits,
+    contended,
+    demand,
     overtaken,
     place_in_line,
     wait_estimate,
@@ -183,7 +185,14 @@ class Dispatcher:
         )  # fmt: skip
 
     def _capacity(self, model: str) -> Capacity:
-        return Capacity.of(self.instances, model, self.fairness.replicas())
+        """The slots serving `model`, shared with the models it takes turns with when
+        capacity is short (`contended`): seen at once when an instance goes down."""
+        at = self.clock.now()
+        demands = {name: demand(stats, at) for name, stats in self.measured.models.items()}
+        return contended(
+            Capacity.of(self.instances, model, self.fairness.replicas()), model,
+            self.instances, demands, self.measured.size, self.patience.patience,
+        )  # fmt: skip
 
     def _expire(self, waiter: Waiter, ticket: Ticket) -> None:
         """The deadline passed with `waiter` still queued."""

@@ -6,7 +6,10 @@ slot is held, seconds a load takes, arrivals per class and per key) and asks her
 - `wait_estimate`: seconds until a request starts, given its place in line and the
   slots that serve its model;
 - `admits`: whether a request with that estimate is worth queueing at all;
-- `overtaken`: the queued requests that can clearly no longer start in time (the cull).
+- `overtaken`: the queued requests that can clearly no longer start in time (the cull);
+- `contended`: the share of its slots a model really gets when a model with demand
+  is loaded nowhere and can only load by evicting it (an instance lost, or more big
+  models than GPUs): the instance's time goes back and forth between them.
 
 Nothing here reads a clock or touches the queue: `now` and the waiters are passed in.
 """
@@ -15,8 +18,8 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 from llm_gateway.routing.fair_queue import Waiter
 from llm_gateway.routing.instances import Instance
@@ -129,9 +132,11 @@ def ewma(old: float, new: float) -> float:
 class Capacity:
     """The slots that serve one model now."""
 
-    slots: int  # on the instances that hold it (usable, resident)
-    cold_slots: int  # what one instance would give it once loaded (when held nowhere)
+    slots: float  # on the instances that hold it (usable, resident), times its share
+    cold_slots: float  # what one instance would give it once loaded (when held nowhere)
     replicas: int = 1  # gateway replicas sharing those slots
+    # Seconds before a model held nowhere can even start loading (its load patience).
+    delay: float = 0.0
 
     @classmethod
     def of(cls, instances: Sequence[Instance], model: str, replicas: int = 1) -> Capacity:
@@ -170,7 +175,7 @@ def wait_estimate(
     if slots == 0:
         if not stats.load:
             return None
-        slots, extra = capacity.cold_slots, stats.load
+        slots, extra = capacity.cold_slots, stats.load + capacity.delay
     priority = waiter.priority
     rate = slots / stats.service / capacity.replicas
     rate -= sum(stats.classes[higher].rate(now) for higher in range(priority))
@@ -187,6 +192,77 @@ def wait_estimate(
     left = rate - taken
     fair = (own + 1) / left if left > 0 else math.inf
     return extra + max(position, fair)
+
+
+def demand(stats: ModelStats, now: float) -> float:
+    """Slots a model keeps busy: its arrivals per second times the seconds each holds one."""
+    return sum(arrivals.rate(now) for arrivals in stats.classes) * stats.service
+
+
+def contended(
+    capacity: Capacity,
+    model: str,
+    instances: Sequence[Instance],
+    demands: Mapping[str, float],
+    sizes: Callable[[str], int],
+    patience: float,
+) -> Capacity:
+    """`capacity` as it really is when models with demand are loaded nowhere and can only
+    load by evicting others (`demands`: `demand` of every model asked for).
+
+    Such a model (homeless) takes the usable instance where it would evict the least
+    demand, after its load patience; from then on that instance's time goes to it and
+    to the models it evicts by turns, as each one's queue grows. Each of them gets the
+    instance's slots in proportion to its demand: the homeless model's cold slots, and
+    a resident model's slots on that instance, are scaled by that share. Without it,
+    the estimate of a model held nowhere counted on a whole idle instance, and a model
+    it displaced on keeping its own: after an instance was lost, requests were admitted
+    that waited most of their deadline, then were shed.
+    """
+    usable = [i for i in instances if i.usable]
+    # instance name -> (homeless models taking it, models they evict there)
+    pressure: dict[str, tuple[list[str], set[str]]] = {}
+    for other, wanted in sorted(demands.items()):
+        if wanted <= 0 or any(i.resident(other) for i in usable):
+            continue
+        options = [
+            (sum(demands.get(m, 0.0) for m in evicted), i.name, evicted)
+            for i in usable
+            if i.reserved_for in (None, other)
+            for evicted in [i.evicted_by(other, sizes(other))]
+        ]
+        if not options or min(options)[0] <= 0:
+            continue  # it loads beside the others, or evicts only idle models
+        _, name, evicted = min(options)
+        homeless, rivals = pressure.setdefault(name, ([], set()))
+        homeless.append(other)
+        rivals.update(evicted)
+    if not pressure:
+        return capacity
+
+    def share(name: str, homeless: list[str], rivals: set[str]) -> float:
+        total = sum(demands.get(m, 0.0) for m in (*homeless, *rivals))
+        return demands.get(model, 0.0) / total if total > 0 else 1.0
+
+    for name, (homeless, rivals) in sorted(pressure.items()):
+        if model in homeless:
+            reserved = any(i.reserved_for == model for i in usable)
+            mine = share(name, homeless, rivals)
+            return replace(
+                capacity,
+                cold_slots=capacity.cold_slots * mine,
+                delay=0.0 if reserved else patience,
+            )
+    slots = 0.0
+    for instance in usable:
+        if not instance.resident(model):
+            continue
+        pressed = pressure.get(instance.name)
+        mine = share(instance.name, *pressed) if pressed and model in pressed[1] else 1.0
+        slots += instance.num_parallel * mine
+    if not slots:
+        return capacity
+    return replace(capacity, slots=slots)
 
 
 def admits(estimate: float | None, deadline_seconds: float) -> bool:

@@ -136,6 +136,17 @@ class Instance:
             evict.append(candidates[0])
         return not evict, evict
 
+    def evicted_by(self, model: str, size: int) -> list[str]:
+        """The models that cannot stay beside `model` here, busy or not: what it
+        contends with for this instance (least recently used go first)."""
+        others = sorted(
+            (r for r in self.models.values() if r.model != model), key=lambda r: r.last_used
+        )
+        evicted: list[str] = []
+        while not self._fits(size, others):
+            evicted.append(others.pop(0).model)
+        return evicted
+
     def _fits(self, size: int, staying: list[Residency]) -> bool:
         if len(staying) >= self.max_loaded:
             return False

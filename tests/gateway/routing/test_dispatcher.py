@@ -20,7 +20,7 @@ from llm_gateway.routing.shed import Shed
 from llm_gateway.vocabulary import PRIORITIES
 from prometheus_client import CollectorRegistry
 
-from tests.gateway.routing.conftest import busy, instance
+from tests.gateway.routing.conftest import GB, busy, instance
 
 INTERACTIVE, BATCH = PRIORITIES.index("interactive"), PRIORITIES.index("batch")
 
@@ -321,3 +321,43 @@ def test_a_stream_that_stops_fades_then_reads_as_none() -> None:
     one = Arrivals()
     one.note(t)
     assert one.rate(t + 1) == 0.0  # one arrival says nothing of a rate
+
+
+async def test_an_instance_lost_is_seen_at_once_by_the_estimates() -> None:
+    """Two instances, each holding one big model; b's connection fails. A request for
+    big-b, now held nowhere, waits its load patience, its load and the surviving
+    instance's time only in turns with big-a: refused at arrival, not after its
+    deadline has nearly passed."""
+    a = instance("a", "big-a", num_parallel=1, vram_gb=24, sizes={"big-a": 16})
+    b = instance("b", "big-b", num_parallel=1, vram_gb=24, sizes={"big-b": 16})
+    d = dispatcher(a, b, patience=20)
+    on_a = await d.acquire(ticket("big-a", deadline=60))
+    on_b = await d.acquire(ticket("big-b", deadline=60))
+    queued = asyncio.ensure_future(d.acquire(ticket("big-b", key="j", deadline=300)))
+    await settle()
+    # Measured: big-a holds its slot 6 s, 0.1/s; big-b 5 s, 0.08/s; the last arrivals of
+    # each one gap ago, so both read 0.95 of that now: 0.57 and 0.38 of a slot.
+    now = d.clock.now()
+    for model, service, rate in (("big-a", 6.0, 0.1), ("big-b", 5.0, 0.08)):
+        stats = d.stats(model)
+        stats.service, stats.load, stats.size = service, 8.0, 16 * GB
+        stats.classes[INTERACTIVE] = steady_arrivals(rate, now - 1 / rate)
+    # With b up: 1 ahead over 1 slot of 5 s: 5 s (the fair share, 1 / 0.2, says the same).
+    probe = ticket("big-b", key="p").waiter(
+        now, asyncio.get_running_loop().create_future(), frozenset(), affinity=False
+    )
+    assert d.estimate_wait(probe) == pytest.approx(5)
+    on_b.release("down")  # the connection failed: b is down at once
+    assert not b.up
+    # Now: 20 s patience + 8 s load + 1 ahead / (0.38 / 0.95 of a slot / 5 s) = 40.5 s.
+    assert d.estimate_wait(probe) == pytest.approx(40.5)
+    with pytest.raises(Shed) as shed:
+        await d.acquire(ticket("big-b", key="p", deadline=40))
+    assert d.clock.now() == now  # refused on arrival
+    # Its own arrival counted (big-b at 0.08/s again, 0.4 of a slot, big-a at 0.57 as
+    # its last arrival is 10 s old): 28 + 1 / (0.4 / 0.97 / 5) = 40.125 s.
+    assert shed.value.estimate == pytest.approx(40.125)
+    # And big-a, which now takes turns with big-b on a, keeps 0.6 of its slot.
+    assert d._capacity("big-a").slots == pytest.approx(0.57 / 0.97)
+    queued.cancel()
+    on_a.release()

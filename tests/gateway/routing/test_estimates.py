@@ -11,13 +11,17 @@ from llm_gateway.routing.estimates import (
     Capacity,
     ModelStats,
     admits,
+    contended,
+    demand,
     overtaken,
     place_in_line,
     wait_estimate,
 )
 from llm_gateway.routing.fair_queue import FairQueue, Waiter
+from llm_gateway.routing.instances import Instance
 from llm_gateway.vocabulary import PRIORITIES
 
+from tests.gateway.routing.conftest import GB, instance
 from tests.gateway.routing.test_dispatcher import steady_arrivals
 
 INTERACTIVE, BATCH = PRIORITIES.index("interactive"), PRIORITIES.index("batch")
@@ -80,3 +84,72 @@ def test_overtaken_lists_only_the_clearly_hopeless() -> None:
     # late: 20 s against 4 s left, more than twice over; soon: 10 s against 100 s.
     assert overtaken(queue.waiters(), estimate, NOW) == [(late, 20.0)]
     assert overtaken(queue.waiters(), estimate, NOW - 6) == []  # 20 <= 2 x 10
+
+
+# -- capacity lost: models taking turns on the instances left ---------------------
+
+
+def two_big_models(b_up: bool = False) -> list[Instance]:
+    """Two 24 GB instances, one 16 GB model on each (no room for both on one); `b` down."""
+    a = instance("a", "big-a", num_parallel=1, vram_gb=24, sizes={"big-a": 16})
+    b = instance("b", "big-b", num_parallel=1, vram_gb=24, sizes={"big-b": 16})
+    b.up = b_up
+    return [a, b]
+
+
+def size_16(model: str) -> int:
+    """big-a and big-b take 16 GB loaded; small 2 GB (it fits beside either)."""
+    return 2 * GB if model == "small" else 16 * GB
+
+
+DEMANDS = {"big-a": 0.6, "big-b": 0.4, "small": 0.05}
+
+
+def test_a_model_whose_instance_is_lost_shares_the_one_left_by_demand() -> None:
+    """big-b was held only on the lost instance: it waits its load patience and its
+    load, then gets the surviving instance 0.4 / (0.4 + 0.6) of the time."""
+    instances = two_big_models()
+    stats = ModelStats(service=5.0, load=8.0)
+    naive = Capacity.of(instances, "big-b")
+    assert naive == Capacity(0, 1)
+    # Before: a whole idle instance after the load: 8 + 2 / (1 / 5) = 18 s.
+    assert wait_estimate(stats, naive, waiter(), 2, 0, NOW) == pytest.approx(18)
+    shared = contended(naive, "big-b", instances, DEMANDS, size_16, patience=20)
+    assert shared == Capacity(0, pytest.approx(0.4), delay=20)
+    # Now: 20 patience + 8 load + 2 / (0.4 / 5) = 53 s.
+    assert wait_estimate(stats, shared, waiter(), 2, 0, NOW) == pytest.approx(53)
+    # Once the instance is reserved for it, the patience is behind it.
+    instances[0].reserved_for = "big-b"
+    assert contended(naive, "big-b", instances, DEMANDS, size_16, 20).delay == 0
+
+
+def test_the_model_it_displaces_keeps_only_its_share() -> None:
+    instances = two_big_models()
+    stats = ModelStats(service=6.0)
+    naive = Capacity.of(instances, "big-a")
+    assert naive.slots == 1
+    shared = contended(naive, "big-a", instances, DEMANDS, size_16, patience=20)
+    assert shared.slots == pytest.approx(0.6)
+    # 2 ahead: 2 / (0.6 / 6) = 20 s, not 2 / (1 / 6) = 12 s.
+    assert wait_estimate(stats, shared, waiter(), 2, 0, NOW) == pytest.approx(20)
+
+
+def test_nothing_changes_while_every_model_has_room() -> None:
+    healthy = two_big_models(b_up=True)
+    for model in ("big-a", "big-b"):
+        naive = Capacity.of(healthy, model)
+        assert contended(naive, model, healthy, DEMANDS, size_16, 20) is naive
+    # A small model loaded nowhere that fits beside a big one takes nothing from it.
+    instances = two_big_models()
+    naive = Capacity.of(instances, "big-a")
+    demands = {"big-a": 0.6, "small": 0.05}
+    assert contended(naive, "big-a", instances, demands, size_16, 20) is naive
+    # Nor does a lost model nobody asks for any more.
+    assert contended(naive, "big-a", instances, {"big-a": 0.6, "big-b": 0.0}, size_16, 20) is naive
+
+
+def test_demand_is_arrivals_times_service() -> None:
+    stats = ModelStats(service=5.0)
+    stats.classes[INTERACTIVE] = steady_arrivals(0.1, NOW)
+    stats.classes[BATCH] = steady_arrivals(0.05, NOW)
+    assert demand(stats, NOW) == pytest.approx(0.75)
