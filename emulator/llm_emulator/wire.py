@@ -37,10 +37,6 @@ def rfc3339_nano(ns: int) -> str:
     return head + "." + f"{frac:09d}".rstrip("0") + "Z"
 
 
-def now_rfc3339() -> str:
-    return rfc3339_nano(time.time_ns())
-
-
 def dumps(value: Any) -> bytes:
     return orjson.dumps(value)
 
