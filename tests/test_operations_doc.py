@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from llm_stack.docker.rollout import ADMIN_KEY_ENV, DRAIN_HOOK, READMIT_HOOK, SKIP_ENV
 from llm_stack.local.layout import Layout
 
@@ -111,6 +112,7 @@ CHECKS: list[tuple[str, Callable[[str], None]]] = [
 ]
 
 
+@pytest.mark.process  # some checks run the CLI (tests/support/tiers.py)
 def test_every_command_of_the_runbook_is_exercised() -> None:
     found = commands()
     assert len(found) >= 7
