@@ -75,6 +75,7 @@ OPTION_VALUES = st.sampled_from(
 )
 
 
+@pytest.mark.slow  # hundreds of hypothesis examples
 @settings(max_examples=200, deadline=None)
 @given(
     field=st.sampled_from(sorted(GENERATE_FIELDS)),
@@ -94,6 +95,7 @@ def test_generate_requests_differing_in_an_output_field_never_share_a_key(
     assert key(a) != key(b)
 
 
+@pytest.mark.slow  # hundreds of hypothesis examples
 @settings(max_examples=200, deadline=None)
 @given(option=OPTION_VALUES, prompt=st.text(max_size=40), stream=st.booleans())
 def test_options_that_differ_never_share_a_key(
@@ -114,6 +116,7 @@ messages_strategy = st.lists(
 )
 
 
+@pytest.mark.slow  # hundreds of hypothesis examples
 @settings(max_examples=200, deadline=None)
 @given(messages=messages_strategy, data=st.data())
 def test_chat_messages_change_the_key_and_field_order_does_not(
@@ -214,6 +217,7 @@ FIELDS = ["model", "prompt", "messages", "options", "images", "input", "stop", "
           "encoding_format"]  # fmt: skip
 
 
+@pytest.mark.slow  # hundreds of hypothesis examples
 @settings(max_examples=300, deadline=None)
 @given(kind=st.sampled_from(list(Kind)), body=st.dictionaries(st.sampled_from(FIELDS), json_values))
 def test_any_json_body_gets_a_stable_key(kind: Kind, body: dict[str, Any]) -> None:

@@ -21,6 +21,9 @@ import pytest
 from tests.infra.kubernetes.manifests import manifests
 from tests.infra.stack_run import StackRun
 
+# Every manifest against three Kubernetes versions' schemas: seconds of CPU each.
+pytestmark = pytest.mark.slow
+
 KUBERNETES_VERSIONS = ("1.31", "1.33", "1.35")
 SCHEMAS = Path(__file__).parent / "schemas"
 CUSTOM = {
