@@ -237,6 +237,50 @@ def _cache_row(config: StackConfig) -> list[PanelSpec]:
             ],
             unit=units.RequestsPerMinute,
         ),
+        *_semantic_panels(config),
+    ]  # fmt: skip
+
+
+def _semantic_panels(config: StackConfig) -> list[PanelSpec]:
+    state = "on" if config.gateway.semantic_cache.enabled else "off in this stack"
+    return [
+        PanelSpec(
+            "Semantic cache lookups per minute by outcome",
+            f"The semantic cache is {state} (gateway.semanticCache). hit: a rephrased "
+            "question served from the cache; near_miss: the best candidate just under the "
+            "threshold; refused: over it but refused by a guard (numbers, negation, order); "
+            "embed_failed and redis_unavailable are misses, never errors.",
+            [Query(
+                per_minute(promql.gateway_rate("llm_semantic_cache_lookups_total", RATE,
+                                               "outcome")),
+                "{{outcome}}",
+            )],
+            unit=units.RequestsPerMinute,
+        ),
+        PanelSpec(
+            "Semantic lookup and embedding time (p95)",
+            "A lookup: the index read, the embedding when the text's vector is not stored "
+            "yet, the scan. Embedding: the calls to the stack's embedding model.",
+            [
+                Query(promql.histogram_quantile(0.95, "llm_semantic_cache_lookup_seconds",
+                                                RATE, ""), "lookup p95"),
+                Query(promql.histogram_quantile(0.95, "llm_semantic_cache_embed_seconds",
+                                                RATE, ""), "embedding p95"),
+            ],
+            unit=units.Seconds,
+        ),
+        PanelSpec(
+            "Semantic refusals by guard and embedding errors per minute",
+            "Candidates over the threshold that a guard refused (what embeddings miss), "
+            "and embedding calls that failed (each a miss).",
+            [
+                Query(per_minute(promql.gateway_rate("llm_semantic_cache_refusals_total",
+                                                     RATE, "guard")), "refused: {{guard}}"),
+                Query(per_minute(promql.gateway_rate("llm_semantic_cache_embed_errors_total",
+                                                     RATE, "reason")), "embed error: {{reason}}"),
+            ],
+            unit=units.RequestsPerMinute,
+        ),
     ]  # fmt: skip
 
 

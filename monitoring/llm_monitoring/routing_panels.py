@@ -111,6 +111,17 @@ def _instance_panels(config: StackConfig) -> list[PanelSpec]:
             kind="state-timeline", width=16,
             value_names={"0": ("not loaded", "transparent"), "1": ("loaded", "green")},
         ),
+        PanelSpec(
+            "Drain state by instance",
+            "An admin's drain (llm-gateway drain, POST /admin/instances/<name>/drain): "
+            "draining, no new request is placed there and its in-flight ones finish; "
+            "drained, nothing left in flight. Shared by every replica through Redis.",
+            [Query(f"max by ({OLLAMA_INSTANCE}) (llm_instance_drain_state{GW})", INSTANCE)],
+            kind="state-timeline", width=24, height=6,
+            value_names={
+                "0": ("serving", "green"), "1": ("draining", "orange"), "2": ("drained", "blue"),
+            },
+        ),
     ]  # fmt: skip
 
 

@@ -267,7 +267,15 @@ def test_an_ordinary_key_cannot_unload_or_pin_a_model(attack: Attack) -> None:
         assert "admin" in assert_json_error(http.post("/api/generate", json=unload), 403)
         pin = generate(LLAMA, keep_alive="876000h")
         assert http.post("/api/generate", json=pin).status_code == 200
-        [model] = [m for m in http.get("/api/ps").json()["models"] if m["name"] == LLAMA]
+        # The gateway's /api/ps joins what its poll of each instance last saw: the
+        # load just made shows up at the next poll.
+        model = poll(
+            lambda: next(
+                (m for m in http.get("/api/ps").json()["models"] if m["name"] == LLAMA), None
+            ),
+            timeout=60,
+            what=f"{LLAMA} listed by /api/ps",
+        )
     # Pinned at most for the operator's maximum (slack: the request's own time).
     expires = datetime.strptime(model["expires_at"][:19], "%Y-%m-%dT%H:%M:%S")
     left = expires.replace(tzinfo=UTC) - datetime.now(UTC)

@@ -51,6 +51,12 @@ def populated_registry() -> CollectorRegistry:
     m.affinity_cached_tokens.labels(MODEL).observe(1500)
     m.prompt_tokens_estimated.labels(OLLAMA, "cached").inc(1500)
     m.prompt_tokens_estimated.labels(OLLAMA, "evaluated").inc(40)
+    # The semantic cache.
+    m.semantic_lookups.labels(MODEL, "hit").inc()
+    m.semantic_lookup_seconds.labels(MODEL).observe(0.003)
+    m.semantic_embed_seconds.observe(0.02)
+    m.semantic_refusals.labels("numbers").inc()
+    m.semantic_embed_errors.labels("timeout").inc()
     # Usage per key.
     m.key_tokens.labels("team-a", MODEL, "prompt").inc(30)
     m.key_tokens.labels("team-a", MODEL, "completion").inc(120)
