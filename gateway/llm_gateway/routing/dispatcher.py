@@ -192,6 +192,7 @@ class Dispatcher:
         return contended(
             Capacity.of(self.instances, model, self.fairness.replicas()), model,
             self.instances, demands, self.measured.size, self.patience.patience,
+            self.stats(model).load,
         )  # fmt: skip
 
     def _expire(self, waiter: Waiter, ticket: Ticket) -> None:
@@ -220,6 +221,7 @@ class Dispatcher:
     def pump(self) -> None:
         """Dispatch, in fair order, every waiter that can be placed now."""
         self.drains.watch(self.instances)
+        self.patience.release_unwanted()
         while True:
             placeable: list[tuple[Waiter, Choice]] = []
             for model in self.queue.models():

@@ -206,6 +206,7 @@ def contended(
     demands: Mapping[str, float],
     sizes: Callable[[str], int],
     patience: float,
+    load: float = 0.0,
 ) -> Capacity:
     """`capacity` as it really is when models with demand are loaded nowhere and can only
     load by evicting others (`demands`: `demand` of every model asked for).
@@ -218,6 +219,11 @@ def contended(
     the estimate of a model held nowhere counted on a whole idle instance, and a model
     it displaced on keeping its own: after an instance was lost, requests were admitted
     that waited most of their deadline, then were shed.
+
+    Each turn begins with a load (`load`: seconds this model's take) and lasts about
+    the load patience (the other model's oldest request waits that long before the
+    instance is reserved for it again): of its share, a model uses
+    patience / (patience + load).
     """
     usable = [i for i in instances if i.usable]
     # instance name -> (homeless models taking it, models they evict there)
@@ -240,9 +246,11 @@ def contended(
     if not pressure:
         return capacity
 
+    turns = patience / (patience + load) if patience > 0 else 1.0
+
     def share(name: str, homeless: list[str], rivals: set[str]) -> float:
         total = sum(demands.get(m, 0.0) for m in (*homeless, *rivals))
-        return demands.get(model, 0.0) / total if total > 0 else 1.0
+        return turns * demands.get(model, 0.0) / total if total > 0 else 1.0
 
     for name, (homeless, rivals) in sorted(pressure.items()):
         if model in homeless:

@@ -138,9 +138,15 @@ class Instance:
 
     def evicted_by(self, model: str, size: int) -> list[str]:
         """The models that cannot stay beside `model` here, busy or not: what it
-        contends with for this instance (least recently used go first)."""
+        contends with for this instance (least recently used go first). Models a load
+        may have evicted (uncertain) are not counted: they are likely gone."""
         others = sorted(
-            (r for r in self.models.values() if r.model != model), key=lambda r: r.last_used
+            (
+                r
+                for r in self.models.values()
+                if r.model != model and r.state is not State.UNCERTAIN
+            ),
+            key=lambda r: r.last_used,
         )
         evicted: list[str] = []
         while not self._fits(size, others):

@@ -64,6 +64,19 @@ class LoadPatience:
             self._timer.cancel()
             self._timer = None
 
+    def release_unwanted(self) -> None:
+        """Free every instance reserved for a model nobody waits for any more (its
+        requests were shed, or left): else the instance would take nothing new until
+        that model's next request, even after coming back from an outage empty."""
+        for instance in self._instances:
+            model = instance.reserved_for
+            if model is not None and not self._queue.depth(model):
+                instance.reserved_for = None
+                log.debug(
+                    "released %s, reserved for %s: no request waits for it any more",
+                    instance.name, model,
+                )  # fmt: skip
+
     def check(self) -> None:
         self._timer = None
         at = self._clock.now()

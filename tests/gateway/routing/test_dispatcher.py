@@ -349,15 +349,40 @@ async def test_an_instance_lost_is_seen_at_once_by_the_estimates() -> None:
     assert d.estimate_wait(probe) == pytest.approx(5)
     on_b.release("down")  # the connection failed: b is down at once
     assert not b.up
-    # Now: 20 s patience + 8 s load + 1 ahead / (0.38 / 0.95 of a slot / 5 s) = 40.5 s.
-    assert d.estimate_wait(probe) == pytest.approx(40.5)
+    # Now: 20 s patience + 8 s load + 1 ahead / (0.38 / 0.95 of a slot, used 20 / 28 of
+    # the time, each turn starting with an 8 s load / 5 s) = 45.5 s.
+    assert d.estimate_wait(probe) == pytest.approx(45.5)
     with pytest.raises(Shed) as shed:
         await d.acquire(ticket("big-b", key="p", deadline=40))
     assert d.clock.now() == now  # refused on arrival
     # Its own arrival counted (big-b at 0.08/s again, 0.4 of a slot, big-a at 0.57 as
-    # its last arrival is 10 s old): 28 + 1 / (0.4 / 0.97 / 5) = 40.125 s.
-    assert shed.value.estimate == pytest.approx(40.125)
-    # And big-a, which now takes turns with big-b on a, keeps 0.6 of its slot.
-    assert d._capacity("big-a").slots == pytest.approx(0.57 / 0.97)
+    # its last arrival is 10 s old): 28 + 1 / (0.4 / 0.97 x 20 / 28 / 5) = 44.975 s.
+    assert shed.value.estimate == pytest.approx(44.975)
+    # And big-a, which now takes turns with big-b on a, keeps its share of its slot.
+    assert d._capacity("big-a").slots == pytest.approx(0.57 / 0.97 * 20 / 28)
     queued.cancel()
     on_a.release()
+
+
+async def test_a_reservation_nobody_waits_for_any_more_is_released() -> None:
+    """The model an instance was reserved for lost its last waiter (shed, or gone):
+    the instance takes other models' requests again at once."""
+    a = instance("a", "big-a", num_parallel=1, max_loaded=1)
+    b = instance("b", "big-b", num_parallel=1, max_loaded=1)
+    d = dispatcher(a, b, patience=20)
+    hold_a = await d.acquire(ticket("big-a"))
+    hold_b = await d.acquire(ticket("big-b"))
+    third = asyncio.ensure_future(d.acquire(ticket("third", deadline=60)))
+    await settle()
+    clock_of(d).advance(25.0)
+    victim = next(i for i in (a, b) if i.reserved_for == "third")
+    third.cancel()  # its only request goes away
+    await settle()
+    assert victim.reserved_for == "third"  # nothing looked yet
+    (hold_a if victim is a else hold_b).release()  # the next pump looks
+    assert victim.reserved_for is None
+    own = "big-a" if victim is a else "big-b"
+    grant = await asyncio.wait_for(d.acquire(ticket(own)), 5)
+    assert grant.instance is victim
+    grant.release()
+    (hold_b if victim is a else hold_a).release()

@@ -18,7 +18,7 @@ from llm_gateway.routing.estimates import (
     wait_estimate,
 )
 from llm_gateway.routing.fair_queue import FairQueue, Waiter
-from llm_gateway.routing.instances import Instance
+from llm_gateway.routing.instances import Instance, State
 from llm_gateway.vocabulary import PRIORITIES
 
 from tests.gateway.routing.conftest import GB, instance
@@ -118,6 +118,10 @@ def test_a_model_whose_instance_is_lost_shares_the_one_left_by_demand() -> None:
     assert shared == Capacity(0, pytest.approx(0.4), delay=20)
     # Now: 20 patience + 8 load + 2 / (0.4 / 5) = 53 s.
     assert wait_estimate(stats, shared, waiter(), 2, 0, NOW) == pytest.approx(53)
+    # Each turn on the instance starts with its 8 s load and lasts about the 20 s
+    # patience: it uses 20 / 28 of its share.
+    turns = contended(naive, "big-b", instances, DEMANDS, size_16, patience=20, load=8)
+    assert turns.cold_slots == pytest.approx(0.4 * 20 / 28)
     # Once the instance is reserved for it, the patience is behind it.
     instances[0].reserved_for = "big-b"
     assert contended(naive, "big-b", instances, DEMANDS, size_16, 20).delay == 0
@@ -132,6 +136,9 @@ def test_the_model_it_displaces_keeps_only_its_share() -> None:
     assert shared.slots == pytest.approx(0.6)
     # 2 ahead: 2 / (0.6 / 6) = 20 s, not 2 / (1 / 6) = 12 s.
     assert wait_estimate(stats, shared, waiter(), 2, 0, NOW) == pytest.approx(20)
+    # A model a load may have evicted from it (uncertain) is not counted as held there.
+    instances[0].models["big-a"].state = State.UNCERTAIN
+    assert instances[0].evicted_by("big-b", size_16("big-b")) == []
 
 
 def test_nothing_changes_while_every_model_has_room() -> None:
