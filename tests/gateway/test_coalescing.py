@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import Counter
 
 import httpx
@@ -51,31 +50,53 @@ def test_fifty_identical_requests_make_one_upstream_call(
 def test_streaming_followers_receive_the_stream_live(
     gateway: GatewayProcess, emulator: Emulator
 ) -> None:
-    emulator.configure(tokens=8, token_delay=0.2)
+    # No stopwatch: followers join once the leader holds two chunks, and what the leader
+    # had received when each follower's first line came says "at once, then live".
+    emulator.configure(tokens=8, token_delay=0.5)
+    leader_lines: list[bytes] = []
 
-    async def follow(http: httpx.AsyncClient, delay: float) -> tuple[str, float, float]:
-        await asyncio.sleep(delay)
-        started = time.perf_counter()
-        first = 0.0
+    async def lead(http: httpx.AsyncClient, two_in: asyncio.Event) -> str:
         async with http.stream("POST", "/api/generate", json=BODY) as response:
-            verdict = response.headers["x-cache"]
             async for line in response.aiter_lines():
-                if line and not first:
-                    first = time.perf_counter() - started
-        return verdict, first, time.perf_counter() - started
+                if line:
+                    leader_lines.append(line.encode())
+                    if len(leader_lines) == 2:
+                        two_in.set()
+            return response.headers["x-cache"]
 
-    async def run() -> list[tuple[str, float, float]]:
-        async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as http:
-            return await asyncio.gather(follow(http, 0), follow(http, 0.5), follow(http, 0.5))
+    async def follow(
+        http: httpx.AsyncClient, two_in: asyncio.Event
+    ) -> tuple[str, list[bytes], int]:
+        await two_in.wait()
+        lines: list[bytes] = []
+        leader_had = -1
+        async with http.stream("POST", "/api/generate", json=BODY) as response:
+            async for line in response.aiter_lines():
+                if line:
+                    if not lines:
+                        leader_had = len(leader_lines)
+                    lines.append(line.encode())
+            return response.headers["x-cache"], lines, leader_had
 
-    leader, *followers = asyncio.run(run())
-    assert leader[0] == "MISS"
+    async def run() -> tuple[str, list[tuple[str, list[bytes], int]]]:
+        two_in = asyncio.Event()
+        async with httpx.AsyncClient(base_url=gateway.url, timeout=60) as http:
+            leader, *followers = await asyncio.gather(
+                lead(http, two_in), follow(http, two_in), follow(http, two_in)
+            )
+        return leader, followers
+
+    leader, followers = asyncio.run(run())
+    assert leader == "MISS"
     assert emulator.count("POST /api/generate") == 1
-    for verdict, first, total in followers:
+    assert len(leader_lines) == 9  # eight tokens and the final chunk
+    assert followers
+    for verdict, lines, leader_had in followers:
         assert verdict == "COALESCED"
-        # Joined half-way: they get what was produced so far at once, then the rest live.
-        assert first < 0.3
-        assert total > 0.8
+        # Joined half-way: the whole stream, what was produced before they came included...
+        assert lines == leader_lines
+        # ...and they came while it was still going: the rest reached them live.
+        assert 2 <= leader_had < len(leader_lines)
 
 
 def test_a_follower_leaving_does_not_cancel_the_others(
