@@ -171,7 +171,7 @@ def wait_estimate(
     """
     if not stats.service:
         return None
-    slots, extra = capacity.slots, 0.0
+    slots, extra = capacity.slots, capacity.delay
     if slots == 0:
         if not stats.load:
             return None
@@ -261,16 +261,19 @@ def contended(
                 cold_slots=capacity.cold_slots * mine,
                 delay=0.0 if reserved else patience,
             )
-    slots = 0.0
+    slots, turning = 0.0, False
     for instance in usable:
         if not instance.resident(model):
             continue
         pressed = pressure.get(instance.name)
         mine = share(instance.name, *pressed) if pressed and model in pressed[1] else 1.0
+        turning = turning or mine < 1.0
         slots += instance.num_parallel * mine
     if not slots:
         return capacity
-    return replace(capacity, slots=slots)
+    # A model that takes turns waits out the other's turn (about the patience) and its
+    # own reload before its queue moves again.
+    return replace(capacity, slots=slots, delay=patience + load if turning else 0.0)
 
 
 def admits(estimate: float | None, deadline_seconds: float) -> bool:

@@ -133,9 +133,13 @@ def test_the_model_it_displaces_keeps_only_its_share() -> None:
     naive = Capacity.of(instances, "big-a")
     assert naive.slots == 1
     shared = contended(naive, "big-a", instances, DEMANDS, size_16, patience=20)
-    assert shared.slots == pytest.approx(0.6)
-    # 2 ahead: 2 / (0.6 / 6) = 20 s, not 2 / (1 / 6) = 12 s.
-    assert wait_estimate(stats, shared, waiter(), 2, 0, NOW) == pytest.approx(20)
+    assert shared == Capacity(pytest.approx(0.6), 1, delay=20)
+    # 2 ahead: the other's turn (20 s, its patience) then 2 / (0.6 / 6) = 20 s: 40 s,
+    # not 2 / (1 / 6) = 12 s.
+    assert wait_estimate(stats, shared, waiter(), 2, 0, NOW) == pytest.approx(40)
+    # Its own reload counts too: 20 + 8, and its share used 20 / 28 of the time.
+    reloads = contended(naive, "big-a", instances, DEMANDS, size_16, patience=20, load=8)
+    assert reloads == Capacity(pytest.approx(0.6 * 20 / 28), 1, delay=28)
     # A model a load may have evicted from it (uncertain) is not counted as held there.
     instances[0].models["big-a"].state = State.UNCERTAIN
     assert instances[0].evicted_by("big-b", size_16("big-b")) == []
