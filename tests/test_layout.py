@@ -180,3 +180,33 @@ def test_the_map_checker_sees_a_missing_module(tmp_path: Path) -> None:
     (tmp_path / "lua").mkdir()
     (tmp_path / "lua" / "x.lua").write_text("")
     assert unnamed_modules(tmp_path) == ["b.py", "x.lua"]
+
+
+def test_the_docker_platform_is_named_and_kubernetes_borrows_only_shared_pieces() -> None:
+    stack = PACKAGES["llm_stack"]
+    assert (stack / "docker" / "stack.py").is_file()
+    assert not (stack / "components").exists()
+    # What both platforms use lives in llm_stack.shared, never in the other platform.
+    kubernetes = [
+        f"{path.name}: {line.strip()}"
+        for path in sorted((stack / "kubernetes").glob("*.py"))
+        for line in path.read_text().splitlines()
+        if line.lstrip().startswith(("from llm_stack.docker", "import llm_stack.docker"))
+    ]
+    assert kubernetes == []
+
+
+# The router was one 643-line module with six jobs; each of its modules keeps one job.
+ROUTING_MODULE_MAX_LINES = 320
+
+
+def test_no_routing_module_grows_past_one_job() -> None:
+    routing = PACKAGES["llm_gateway"] / "routing"
+    modules = sorted(routing.glob("*.py"))
+    assert len(modules) > 5
+    long = {
+        p.name: n
+        for p in modules
+        if (n := len(p.read_text().splitlines())) > ROUTING_MODULE_MAX_LINES
+    }
+    assert long == {}

@@ -31,3 +31,13 @@ def ollama_environment(config: StackConfig) -> dict[str, str]:
         # The one runner shape of every model (the gateway strips num_ctx & co.).
         env["OLLAMA_CONTEXT_LENGTH"] = str(ollama.context_length)
     return env
+
+
+def gpu_environment(gpu: str | None) -> dict[str, str]:
+    """The NVIDIA variables that pin a container to `gpu`, whatever the host's runtime.
+
+    The image sets NVIDIA_VISIBLE_DEVICES=all: on a host whose default runtime is nvidia
+    that alone exposes every GPU, next to the `gpus` device request. A CPU-only
+    instance sees none.
+    """
+    return {"NVIDIA_VISIBLE_DEVICES": gpu if gpu is not None else "void"}

@@ -17,6 +17,8 @@
   `Shedder` (counts and narrates each one).
 - `estimates.py`: measured service and load times, arrival rates, the wait estimate,
   admission and the cull predicate: pure functions of (stats, queue view, now).
+- `waits.py`: `Waits`, a queued request's wait estimate from the router's live state
+  (its place in line, its model's stats, the slots serving it now).
 - `fairness.py`: which replica's waiting request takes a freed slot (cross-replica).
 - `patience.py`: load patience: an instance reserved for a model loaded nowhere.
 - `drains.py`: instances an admin drained (nothing new placed there), shared between

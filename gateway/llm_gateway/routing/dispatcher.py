@@ -1,28 +1,15 @@
 """Admission and dispatch with model-aware routing: who goes where, who waits, who is shed.
 
 Every generation request (every flight: coalesced followers never queue) asks for a
-slot with `acquire`. It is queued (fair per key, by priority: `fair_queue.py`) and the
-queue is pumped at once: whatever can be placed now (`placement.py`) leaves, in fair
-order, so an idle stack adds no wait. A request that cannot be placed waits until a
-slot frees, a load becomes possible, or its deadline. Each instance takes at most
-`num_parallel` requests per loaded model from this gateway; the rest wait here,
-where they can be ordered, counted, and shed early, rather than inside Ollama
-(where they wait without bound and in arrival order).
-
-Shedding (`Shed`): a full queue, or a request that the estimate (`estimates.py`) says
-cannot start before its deadline, is refused at once with 503 and a `Retry-After`
-from that estimate; a request whose deadline passes in the queue is refused then, and
-one overtaken so far that it clearly cannot start in time is refused as soon as that
-shows. With nothing measured yet nobody is shed early.
-
-With prefix affinity (`prefix.py`), a request that can start now goes to the instance
-likely to hold its prompt's prefix in its caches, within a bound on load
-(`placement.py`); what was sent where is the estimate of those caches.
-
-Across replicas, a freed slot goes to the best waiting request of any replica
-(`fairness.py`); a model loaded nowhere gets an instance reserved after its load
-patience (`patience.py`). Each decision is logged at debug level
-(`llm_gateway.routing`): placed, queued, shed, reserved, drained.
+slot with `acquire`. It is queued fairly (`fair_queue.py`) and the queue is pumped at
+once: whatever can be placed now (`placement.py`, with prefix affinity: `prefix.py`)
+leaves in fair order, so an idle stack adds no wait. Each instance takes at most
+`num_parallel` requests per loaded model from this gateway; the rest wait here, where
+they can be ordered, counted and shed early (`Shed`: a full queue, or a wait estimate,
+`waits.py`, past the deadline), rather than inside Ollama, unbounded and in arrival
+order. Across replicas a freed slot goes to the best waiting request of any replica
+(`fairness.py`); a model loaded nowhere gets an instance after its load patience
+(`patience.py`). Each decision is logged at debug level on `llm_gateway.routing`.
 """
 
 from __future__ import annotations
@@ -40,11 +27,8 @@ from llm_gateway.routing.estimates import (
     Measurements,
     ModelStats,
     admits,
-    contended,
-    demand,
     overtaken,
     place_in_line,
-    wait_estimate,
 )
 from llm_gateway.routing.fair_queue import FairQueue, QueueFull, Waiter
 from llm_gateway.routing.fairness import CrossReplica
@@ -64,6 +48,7 @@ from llm_gateway.routing.shed import (
     shutting_down,
     too_long,
 )
+from llm_gateway.routing.waits import Waits
 from llm_gateway.upstream import Upstream
 from llm_gateway.vocabulary import PRIORITIES
 
@@ -106,6 +91,8 @@ class Dispatcher:
             self.instances, poll_seconds, self.pump, self._loaded_elsewhere, self.clock
         )
         self.patience = LoadPatience(self.clock, load_patience, self.instances, queue, self.pump)
+        self.waits = Waits(self.clock, queue, self.measured, self.instances, self.fairness,
+                           self.patience)  # fmt: skip
         self._gauges = InstanceGauges(metrics, label)
         self._shedder = Shedder(metrics, self.clock)
         self._next_cull = 0.0
@@ -149,7 +136,7 @@ class Dispatcher:
         self.pump()
         if not waiter.future.done():
             ahead, own = place_in_line(self.queue.waiters(), waiter)
-            estimate = self._estimate(waiter, ahead, own)
+            estimate = self.waits.at_place(waiter, ahead, own)
             if not admits(estimate, ticket.deadline_seconds):
                 assert estimate is not None
                 self._leave(waiter)
@@ -175,25 +162,7 @@ class Dispatcher:
 
     def estimate_wait(self, waiter: Waiter) -> float | None:
         """Seconds until `waiter` would start, as things stand; None: cannot tell yet."""
-        ahead, own = place_in_line(self.queue.waiters(), waiter)
-        return self._estimate(waiter, ahead, own)
-
-    def _estimate(self, waiter: Waiter, ahead: int, own: int) -> float | None:
-        return wait_estimate(
-            self.stats(waiter.model), self._capacity(waiter.model), waiter, ahead, own,
-            self.clock.now(),
-        )  # fmt: skip
-
-    def _capacity(self, model: str) -> Capacity:
-        """The slots serving `model`, shared with the models it takes turns with when
-        capacity is short (`contended`): seen at once when an instance goes down."""
-        at = self.clock.now()
-        demands = {name: demand(stats, at) for name, stats in self.measured.models.items()}
-        return contended(
-            Capacity.of(self.instances, model, self.fairness.replicas()), model,
-            self.instances, demands, self.measured.size, self.patience.patience,
-            self.stats(model).load,
-        )  # fmt: skip
+        return self.waits.of(waiter)
 
     def _expire(self, waiter: Waiter, ticket: Ticket) -> None:
         """The deadline passed with `waiter` still queued."""
@@ -281,7 +250,7 @@ class Dispatcher:
         if at < self._next_cull or not len(self.queue):
             return
         self._next_cull = at + _CULL_SECONDS
-        for waiter, estimate in overtaken(list(self.queue.waiters()), self._estimate, at):
+        for waiter, estimate in overtaken(list(self.queue.waiters()), self.waits.at_place, at):
             self._refuse(waiter, overtaken_in_queue(estimate))
 
     # -- a grant's life -----------------------------------------------------------

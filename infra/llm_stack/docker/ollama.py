@@ -26,6 +26,7 @@ from llm_stack.docker import containers as c
 from llm_stack.docker.network import StackNetworks
 from llm_stack.docker.rollout import GatewayAdmin, OllamaHooks
 from llm_stack.docker.volumes import StackVolumes
+from llm_stack.ollama_env import gpu_environment
 from llm_stack.shared.labels import MODEL_PULLER, OLLAMA
 from llm_stack.shared.names import OLLAMA_PORT, StackNames
 
@@ -62,16 +63,6 @@ ollama list
 def gpu_device(gpu: str) -> str:
     """`gpus` value pinning a container to one GPU (an index or a UUID)."""
     return f"device={gpu}"
-
-
-def gpu_environment(gpu: str | None) -> dict[str, str]:
-    """The NVIDIA variables that pin a container to `gpu`, whatever the host's runtime.
-
-    The image sets NVIDIA_VISIBLE_DEVICES=all: on a host whose default runtime is nvidia
-    that alone exposes every GPU, next to the `gpus` device request. A CPU-only
-    instance sees none.
-    """
-    return {"NVIDIA_VISIBLE_DEVICES": gpu if gpu is not None else "void"}
 
 
 def require_pulled(puller_name: str, exit_code: int | None, logs: str | None) -> str:

@@ -28,12 +28,11 @@ import pulumi
 import pulumi_kubernetes as k8s
 from llm_config.model import StackConfig
 
-from llm_stack.docker.ollama import gpu_environment
 from llm_stack.kubernetes import drain, shutdown
 from llm_stack.kubernetes import names as n
 from llm_stack.kubernetes import workload as w
 from llm_stack.kubernetes.pull import PULL_SCRIPT, WARM_SCRIPT, pull_arguments
-from llm_stack.ollama_env import ollama_environment
+from llm_stack.ollama_env import gpu_environment, ollama_environment
 from llm_stack.shared.names import OLLAMA_PORT, StackNames
 
 MODELS_DIR = "/models"

@@ -359,8 +359,8 @@ async def test_an_instance_lost_is_seen_at_once_by_the_estimates() -> None:
     # its last arrival is 10 s old): 28 + 1 / (0.4 / 0.97 x 20 / 28 / 5) = 44.975 s.
     assert shed.value.estimate == pytest.approx(44.975)
     # And big-a, which now takes turns with big-b on a, keeps its share of its slot.
-    assert d._capacity("big-a").slots == pytest.approx(0.57 / 0.97 * 20 / 28)
-    assert d._capacity("big-a").delay == 28  # big-b's turn, then its own reload
+    assert d.waits.capacity("big-a").slots == pytest.approx(0.57 / 0.97 * 20 / 28)
+    assert d.waits.capacity("big-a").delay == 28  # big-b's turn, then its own reload
     queued.cancel()
     on_a.release()
 
