@@ -12,6 +12,7 @@ import redis
 from llm_gateway.contract import digest_of, mint_key
 from llm_gateway.quotas import utc_day
 
+from tests.gateway.utc_day import assert_counts_to_utc_midnight
 from tests.support.emulator import Emulator
 from tests.support.gateway import GatewayFactory, GatewayProcess, metric_value
 from tests.support.redis_server import RedisServer
@@ -112,11 +113,12 @@ def test_a_daily_quota_refuses_until_midnight_utc(
     gateway = start(gateway_factory, emulator, redis_server, keys, GATEWAY_CACHE_MODE="off")
     with httpx.Client(base_url=gateway.url, headers=keys.auth("team"), timeout=10) as http:
         assert http.post("/api/generate", json=generate("a", 100)).status_code == 200
+        sent = time.time()
         refused = http.post("/api/generate", json=generate("b", 100))
+        answered = time.time()
     assert refused.status_code == 429
     assert refused.json() == {"error": "token quota exceeded: 150 tokens per day (UTC)"}
-    to_midnight = 86400 - time.time() % 86400
-    assert abs(int(refused.headers["Retry-After"]) - to_midnight) < 5
+    assert_counts_to_utc_midnight(int(refused.headers["Retry-After"]), sent, answered)
 
 
 def test_cache_hits_cost_no_tokens_unless_configured(
