@@ -18,37 +18,20 @@ from dataclasses import dataclass
 import orjson
 import pytest
 
-from tests.nginx.conftest import EchoBackend
-from tests.nginx.stacks import small_stack
+from tests.nginx.conftest import EchoBackend, generous_edge
 from tests.support.nginx_server import NginxServer, TlsFiles
 
 # Every test here starts a process (see tests/support/tiers.py).
 pytestmark = pytest.mark.process
 
-GENEROUS_LIMITS = {"rateLimitPerSecond": 10000, "rateLimitBurst": 10000, "maxBodyMb": 1}
 KEY = "llmsk-" + "Zk3" * 14
-
-
-@pytest.fixture(scope="module")
-def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EchoBackend]:
-    server = EchoBackend(tmp_path_factory.mktemp("echo")).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")
 def edge(
     tmp_path_factory: pytest.TempPathFactory, tls_files: TlsFiles, backend: EchoBackend
 ) -> Iterator[NginxServer]:
-    server = NginxServer(
-        tmp_path_factory.mktemp("edge"),
-        small_stack(edge=GENEROUS_LIMITS),
-        tls_files,
-        gateways=[backend.address],
-        ollamas=["127.0.0.1:9"],
-    ).start()
-    yield server
-    server.stop()
+    yield from generous_edge(tmp_path_factory, tls_files, backend, max_body_mb=1)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.nginx.conftest import EchoBackend, EchoFactory
+from tests.nginx.conftest import EchoBackend, EchoFactory, generous_edge, generous_limits
 from tests.nginx.stacks import small_stack
 from tests.support.nginx_server import NginxFactory, NginxServer, TlsFiles
 from tests.support.ports import free_port
@@ -27,14 +27,7 @@ from tests.support.ports import free_port
 pytestmark = pytest.mark.process
 
 BODY_CAP_MB = 2
-GENEROUS_LIMITS = {"rateLimitPerSecond": 10000, "rateLimitBurst": 10000, "maxBodyMb": BODY_CAP_MB}
-
-
-@pytest.fixture(scope="module")
-def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EchoBackend]:
-    server = EchoBackend(tmp_path_factory.mktemp("echo")).start()
-    yield server
-    server.stop()
+GENEROUS_LIMITS = generous_limits(BODY_CAP_MB)
 
 
 @pytest.fixture(scope="module")
@@ -42,15 +35,7 @@ def edge(
     tmp_path_factory: pytest.TempPathFactory, tls_files: TlsFiles, backend: EchoBackend
 ) -> Iterator[NginxServer]:
     """One edge for the tests that do not depend on the rate limit (set out of reach)."""
-    server = NginxServer(
-        tmp_path_factory.mktemp("edge"),
-        small_stack(edge=GENEROUS_LIMITS),
-        tls_files,
-        gateways=[backend.address],
-        ollamas=["127.0.0.1:9"],
-    ).start()
-    yield server
-    server.stop()
+    yield from generous_edge(tmp_path_factory, tls_files, backend, max_body_mb=BODY_CAP_MB)
 
 
 @pytest.fixture
