@@ -176,12 +176,13 @@ class Relay:
         self, flight: Flight, out: Outbound, dispatcher: Dispatcher, ticket: Ticket
     ) -> int:
         exclude: frozenset[str] = frozenset()
+        lost = False
         for attempt in (1, 2):
             asked = time.perf_counter()
             with self._tracing.step(
                 "queued", **{"gen_ai.request.model": ticket.model, "llm.priority": ticket.priority}
             ) as span:
-                grant = await dispatcher.acquire(ticket, exclude)
+                grant = await dispatcher.acquire(ticket, exclude, lost)
                 span.set_attribute("llm.instance", grant.instance.name)
             flight.queued_seconds += time.perf_counter() - asked
             outcome = await self._attempt(flight, out, grant, last=attempt == 2)
@@ -189,6 +190,7 @@ class Relay:
                 return outcome
             self._metrics.upstream_retries.labels(outcome).inc()
             exclude = frozenset({grant.instance.name})
+            lost = outcome in _DOWN
         raise AssertionError("the last attempt returns or raises")
 
     async def _attempt(self, flight: Flight, out: Outbound, grant: Grant, last: bool) -> str | int:

@@ -49,8 +49,9 @@ def _queue_panels(config: StackConfig) -> list[PanelSpec]:
             "Requests refused with 503 and Retry-After before reaching Ollama. queue_full: "
             "the replica's queue was full; overloaded: the estimate said the request could "
             "not start before its deadline; deadline: it waited until its deadline; "
-            "shutdown: a replica stopping. Cheaper for clients than a timeout, but each "
-            "one is a request not served.",
+            "instance_lost: its instance went down before its first token and no other "
+            "could start it in time; shutdown: a replica stopping. Cheaper for clients "
+            "than a timeout, but each one is a request not served.",
             [Query(
                 per_minute(promql.gateway_rate("llm_shed_total", RATE, "reason, priority")),
                 "{{reason}} {{priority}}",

@@ -158,6 +158,21 @@ def test_w6_phases_cuts_and_shed_waits() -> None:
     assert [v.passed for v in verdicts] == [False, False, True]
 
 
+def test_w6_a_request_refused_after_its_instance_went_is_cut_not_a_shed_wait() -> None:
+    # Queued 30 s before the loss, then dispatched to the instance that went: the gateway
+    # sent it again and refused it (instance_lost). It was admitted; its 503 did not
+    # keep it waiting to be refused.
+    lost = _request(270.0, "shed", None, 300.5)
+    lost.detail = (
+        '{"error":"the instance serving this request went down before its first token, '
+        'and no other can start it within its deadline (120s): it would wait about 140s"}'
+    )
+    outcomes = [lost, _request(350.0, "shed", None, 350.1)]
+    stats = drop_stats("model-aware", outcomes, 1.0, 300.0, 600.0)
+    assert (stats.shed, stats.admitted, stats.cut, stats.failed) == (1, 1, 1, 0)
+    assert stats.shed_wait_max == pytest.approx(0.1)
+
+
 def test_counters_of_a_restarted_instance_count_from_zero() -> None:
     before = Counters(prompt_tokens=10, prompt_evaluated=5, evaluated=(5, 0), busy=(30.0, 10.0))
     after = Counters(prompt_tokens=30, prompt_evaluated=15, evaluated=(12, 3), busy=(50.0, 4.0))

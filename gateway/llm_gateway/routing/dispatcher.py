@@ -122,11 +122,15 @@ class Dispatcher:
 
     # -- acquiring a slot ---------------------------------------------------------
 
-    async def acquire(self, ticket: Ticket, exclude: frozenset[str] = frozenset()) -> Grant:
+    async def acquire(
+        self, ticket: Ticket, exclude: frozenset[str] = frozenset(), lost: bool = False
+    ) -> Grant:
+        """A slot for `ticket`, or `Shed`. `exclude`: instances not to use (a retry);
+        `lost`: the retry of a request whose instance went down under it."""
         arrived = self.clock.now()
         self.stats(ticket.model).note_arrival(ticket.priority, ticket.key, ticket.weight, arrived)
         future = asyncio.get_running_loop().create_future()
-        waiter = ticket.waiter(arrived, future, exclude, affinity=self.affinity is not None)
+        waiter = ticket.waiter(arrived, future, exclude, self.affinity is not None, lost)
         try:
             self.queue.push(waiter)
         except QueueFull:

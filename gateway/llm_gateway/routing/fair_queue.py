@@ -40,6 +40,8 @@ class Waiter:
     seq: int = 0
     # Instances this waiter must not go to (one that just failed it).
     exclude: frozenset[str] = frozenset()
+    # Sent again after the instance serving it went down (refused as `instance_lost`).
+    lost: bool = False
     active: bool = True
     # Prefix affinity: the prompt's chained block hashes and its length (`prefix.py`).
     prefix: tuple[bytes, ...] = ()

@@ -38,14 +38,20 @@ class Ticket:
     prompt_chars: int = 0
 
     def waiter(
-        self, at: float, future: asyncio.Future[Any], exclude: frozenset[str], affinity: bool
+        self,
+        at: float,
+        future: asyncio.Future[Any],
+        exclude: frozenset[str],
+        affinity: bool,
+        lost: bool = False,
     ) -> Waiter:
         """This request, queued at `at` (it leaves by its deadline at the latest);
-        `affinity`: with its prefix, for placement by prefix affinity."""
+        `affinity`: with its prefix, for placement by prefix affinity; `lost`: sent
+        again after its instance went down under it."""
         return Waiter(
             self.model, self.key, self.priority, self.weight, enqueued_at=at,
             deadline=at + self.deadline_seconds, future=future, exclude=exclude,
-            prefix=self.prefix if affinity else (), prompt_chars=self.prompt_chars,
+            lost=lost, prefix=self.prefix if affinity else (), prompt_chars=self.prompt_chars,
         )  # fmt: skip
 
 

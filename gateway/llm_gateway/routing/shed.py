@@ -1,7 +1,9 @@
 """A request the gateway refuses itself: its own outcome, not an upstream failure.
 
 The dispatcher raises `Shed` when a request cannot be served in time (a full queue,
-an estimate past its deadline, a deadline passed in the queue, a shutdown). It reaches
+an estimate past its deadline, a deadline passed in the queue, a shutdown, or the
+instance serving it lost before its first byte with no other able to start it in
+time). It reaches
 the client as 503 with a `Retry-After` from the estimate, and it is counted as
 `llm_shed_total`, never as an upstream error: Ollama was never asked.
 """
@@ -46,6 +48,8 @@ class Shedder:
         self._clock = clock
 
     def counted(self, waiter: Waiter, shed: Shed) -> Shed:
+        if waiter.lost and shed.reason != "shutdown":
+            shed = instance_lost(shed.estimate, waiter.deadline - waiter.enqueued_at)
         priority = PRIORITIES[waiter.priority]
         self._metrics.shed.labels(shed.reason, priority).inc()
         log.debug(
@@ -80,6 +84,19 @@ def too_long(estimate: float, deadline_seconds: float) -> Shed:
         estimate,
         f"server busy: this request would wait {wait_text(estimate)} for a slot, "
         f"longer than its deadline ({deadline_seconds:g}s)",
+    )
+
+
+def instance_lost(estimate: float, deadline_seconds: float) -> Shed:
+    """A request already dispatched whose instance went down before its first byte: it
+    is sent again elsewhere, and refused when no other instance can start it in time.
+    Not a wait it was kept in: the client learns what happened, not "server busy"."""
+    return Shed(
+        "instance_lost",
+        estimate,
+        "the instance serving this request went down before its first token, and no "
+        f"other can start it within its deadline ({deadline_seconds:g}s): it would wait "
+        f"{wait_text(estimate)}",
     )
 
 

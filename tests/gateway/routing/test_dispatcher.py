@@ -223,6 +223,28 @@ async def test_a_retry_never_goes_back_to_the_instance_that_failed_it() -> None:
     grant.release()
 
 
+async def test_a_retry_after_its_instance_went_down_is_refused_as_instance_lost() -> None:
+    """Its instance went down before the first byte and the other cannot start it in
+    time: the client is told what happened (and W6 counts it as cut), not that the
+    server is busy; an ordinary arrival in the same state is `overloaded`."""
+    d = dispatcher(instance("a", "m", num_parallel=1), instance("b", "m", num_parallel=1))
+    d.stats("m").service = 100.0  # the remaining slot is held ~100 s: past 30 s
+    holding = await d.acquire(ticket())
+    cut = await d.acquire(ticket())
+    gone = cut.instance
+    cut.release("down")
+    with pytest.raises(Shed) as shed:
+        await d.acquire(ticket(), exclude=frozenset({gone.name}), lost=True)
+    assert shed.value.reason == "instance_lost"
+    assert "went down before its first token" in shed.value.message
+    labels = {"priority": "interactive"}
+    assert sample(d, "llm_shed_total", {"reason": "instance_lost", **labels}) == 1
+    with pytest.raises(Shed) as busy_now:
+        await d.acquire(ticket())
+    assert busy_now.value.reason == "overloaded"
+    holding.release()
+
+
 async def test_a_queued_request_overtaken_past_its_deadline_is_shed_then() -> None:
     """Admitted on one estimate, then overtaken by interactive requests: it is told as
     soon as it can no longer start in time, not when its deadline has passed."""
