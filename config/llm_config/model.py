@@ -162,9 +162,12 @@ class GatewayConfig(_Section):
     # Prefix affinity (model-aware routing): a request that can start now goes to the
     # instance likely to hold its prompt's prefix in its KV/prompt caches (a chat's
     # follow-up, a shared system prompt), unless that puts the instance more than
-    # `affinity_load_share` x the mean load; never waits for a busy instance for it.
+    # `affinity_load_share` x the mean load. With `affinity_wait`, a request whose
+    # holder is busy waits for it only when a slot there is expected to free before the
+    # prefill it would pay elsewhere is done (its sooner first token), never longer.
     prefix_affinity: bool = True
     affinity_load_share: float = Field(1.25, ge=1.0, le=10.0)
+    affinity_wait: bool = True
     # strip: runner options that force a reload (num_ctx, num_batch, num_gpu, main_gpu,
     # use_mmap, num_thread) are removed from requests; pass: sent on as clients wrote them.
     runner_options: Literal["strip", "pass"] = "strip"

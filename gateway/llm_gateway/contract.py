@@ -77,6 +77,7 @@ ENV_NAMES = frozenset(
         "RUNNER_OPTIONS",
         "PREFIX_AFFINITY",
         "AFFINITY_LOAD_SHARE",
+        "AFFINITY_WAIT",
         "AFFINITY_CACHE_TOKENS",
         "MODEL_REFRESH_SECONDS",
         "SHUTDOWN_GRACE_SECONDS",

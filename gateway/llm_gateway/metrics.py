@@ -156,6 +156,13 @@ class GatewayMetrics:
             "Requests sent to an instance estimated to hold a prefix of their prompt.",
             ["ollama_instance", "model"], registry=r,
         )  # fmt: skip
+        self.affinity_waits = Counter(
+            "llm_affinity_waits",
+            "Requests that waited for the busy instance holding their prompt's prefix (it "
+            "was their sooner start): held, then placed on that instance (holder) or, "
+            "once it was no longer sooner, elsewhere.",
+            ["model", "outcome"], registry=r,
+        )  # fmt: skip
         self.affinity_cached_tokens = Histogram(
             "llm_affinity_cached_tokens",
             "Prompt tokens per request estimated to be cached where it was sent.",

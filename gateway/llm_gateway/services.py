@@ -105,7 +105,11 @@ class Services:
                 poll_seconds=settings.poll_seconds,
                 load_patience=settings.load_patience_seconds,
                 weights_size=lambda model: catalog_holder[0].size(model),
-                affinity=Affinity(settings.affinity_cache_tokens, settings.affinity_load_share)
+                affinity=Affinity(
+                    settings.affinity_cache_tokens,
+                    settings.affinity_load_share,
+                    settings.affinity_wait,
+                )
                 if settings.prefix_affinity
                 else None,
                 clock=clock,

@@ -123,6 +123,9 @@ class Settings(BaseSettings):
     # one instance's caches hold (its slots' contexts and llama-server's host cache).
     prefix_affinity: bool = True
     affinity_load_share: float = Field(1.25, ge=1.0, le=10.0)
+    # A request whose prefix's holder is busy waits for it when a slot there is expected
+    # to free before the prefill it would pay elsewhere (`routing/holds.py`).
+    affinity_wait: bool = True
     affinity_cache_tokens: int = Field(65536, ge=1024)
 
     # How often /api/tags is read to learn model digests (a re-pull changes the key).

@@ -140,6 +140,7 @@ def gateway_environment(
             "GATEWAY_SHARE_IN_FLIGHT": _flag(gateway.share_in_flight),
             "GATEWAY_PREFIX_AFFINITY": _flag(gateway.prefix_affinity),
             "GATEWAY_AFFINITY_LOAD_SHARE": _number(gateway.affinity_load_share),
+            "GATEWAY_AFFINITY_WAIT": _flag(gateway.affinity_wait),
         }
         if ollama.vram_gb is not None:
             env["GATEWAY_INSTANCE_VRAM_GB"] = _number(ollama.vram_gb)

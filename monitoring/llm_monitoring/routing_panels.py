@@ -171,13 +171,23 @@ def _affinity_panels(config: StackConfig) -> list[PanelSpec]:
             "their prompt in its KV or prompt cache (a chat's follow-up, a shared system "
             f"prompt): there only the rest of the prompt is evaluated. Affinity is {state}; "
             "it yields to load (no instance more than "
-            f"{gateway.affinity_load_share:g}x the mean) and never waits for a busy instance.",
-            [Query(
-                per_minute(promql.gateway_rate(
-                    "llm_affinity_hits_total", RATE, f"{OLLAMA_INSTANCE}"
-                )),
-                INSTANCE,
-            )],
+            f"{gateway.affinity_load_share:g}x the mean). waits: requests that waited for "
+            "that instance while it was busy, because a slot there was expected to free "
+            "before their prefill elsewhere would end (held), and where they then went "
+            "(holder, or elsewhere once waiting was no longer sooner); "
+            f"{'on' if gateway.affinity_wait else 'off (gateway.affinityWait)'}.",
+            [
+                Query(
+                    per_minute(promql.gateway_rate(
+                        "llm_affinity_hits_total", RATE, f"{OLLAMA_INSTANCE}"
+                    )),
+                    INSTANCE,
+                ),
+                Query(
+                    per_minute(promql.gateway_rate("llm_affinity_waits_total", RATE, "outcome")),
+                    "waits {{outcome}}",
+                ),
+            ],
             unit=units.RequestsPerMinute, width=8,
         ),
         PanelSpec(

@@ -49,6 +49,7 @@ def populated_registry() -> CollectorRegistry:
     m.upstream_retries.labels("busy").inc()
     m.affinity_hits.labels(OLLAMA, MODEL).inc()
     m.affinity_cached_tokens.labels(MODEL).observe(1500)
+    m.affinity_waits.labels(MODEL, "held").inc()
     m.prompt_tokens_estimated.labels(OLLAMA, "cached").inc(1500)
     m.prompt_tokens_estimated.labels(OLLAMA, "evaluated").inc(40)
     # The semantic cache.

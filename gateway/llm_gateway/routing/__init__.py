@@ -8,13 +8,17 @@
 - `prefix.py`: prefix affinity: a prompt's chained block hashes, and per instance the
   blocks it was sent (an estimate of its KV and prompt caches); `AffinityStep`, its
   part in the dispatcher (what placement is given, what a dispatch teaches it).
+- `holds.py`: a request whose prefix's holder is busy waits for it only when a slot
+  there is expected to free sooner than the prefill it would pay elsewhere (the
+  prefill speed learnt from answers), and no longer than that.
 - `fair_queue.py`: the waiting requests, by priority class, weighted fair per key.
 - `dispatcher.py`: `Dispatcher`: acquire (queue, admit or shed), pump and dispatch in
   fair order whenever a slot frees or a load becomes possible, release; each decision
   logged at debug level.
 - `grant.py`: the `Ticket` a request asks with and the `Grant` of a slot it holds.
 - `shed.py`: `Shed`, the gateway's own refusal (503 + Retry-After), its messages, and
-  `Shedder` (counts and narrates each one).
+  `Shedder` (takes requests out of the queue, counts and narrates each refusal, culls
+  the queue of those that can no longer start in time).
 - `estimates.py`: measured service and load times, arrival rates, the wait estimate,
   admission and the cull predicate: pure functions of (stats, queue view, now).
 - `waits.py`: `Waits`, a queued request's wait estimate from the router's live state

@@ -27,12 +27,12 @@ from llm_gateway.routing.estimates import (
     Measurements,
     ModelStats,
     admits,
-    overtaken,
     place_in_line,
 )
 from llm_gateway.routing.fair_queue import FairQueue, QueueFull, Waiter
 from llm_gateway.routing.fairness import CrossReplica
 from llm_gateway.routing.grant import Grant, Ticket
+from llm_gateway.routing.holds import Holds
 from llm_gateway.routing.instances import Instance, InstancePoller
 from llm_gateway.routing.patience import LoadPatience
 from llm_gateway.routing.peers import PeerSync, PeerView
@@ -40,11 +40,9 @@ from llm_gateway.routing.placement import Choice, choose
 from llm_gateway.routing.prefix import Affinity, AffinityStep
 from llm_gateway.routing.report import InstanceGauges, snapshot
 from llm_gateway.routing.shed import (
-    Shed,
     Shedder,
     deadline_passed,
     full_queue,
-    overtaken_in_queue,
     shutting_down,
     too_long,
 )
@@ -53,9 +51,6 @@ from llm_gateway.upstream import Upstream
 from llm_gateway.vocabulary import PRIORITIES
 
 log = logging.getLogger("llm_gateway.routing")
-
-# How often the queue is looked at again for requests that can no longer start in time.
-_CULL_SECONDS = 0.1
 
 
 class Dispatcher:
@@ -75,7 +70,9 @@ class Dispatcher:
         self.clock: Clock = clock or SystemClock()
         # Prefix affinity (`prefix.py`); None: off.
         self.affinity = affinity
-        self._affinity = AffinityStep(affinity, metrics, label) if affinity else None
+        # With the requests waiting for the busy instance holding their prefix (`holds.py`).
+        holds = Holds(self.clock, self.pump) if affinity and affinity.wait else None
+        self._affinity = AffinityStep(affinity, metrics, label, holds) if affinity else None
         # What admins drained (`drains.py`); shared through Redis when given a guard.
         self.drains = drains or Drains(self.clock)
         self.drains.listen(self.apply_drains)
@@ -94,8 +91,7 @@ class Dispatcher:
         self.waits = Waits(self.clock, queue, self.measured, self.instances, self.fairness,
                            self.patience)  # fmt: skip
         self._gauges = InstanceGauges(metrics, label)
-        self._shedder = Shedder(metrics, self.clock)
-        self._next_cull = 0.0
+        self._shedder = Shedder(metrics, self.clock, queue, label)
 
     async def start(self) -> None:
         await self.drains.start()
@@ -110,7 +106,7 @@ class Dispatcher:
             await self.peers.stop()
         self.patience.stop()
         for waiter in list(self.queue.waiters()):
-            self._refuse(waiter, shutting_down())
+            self._shedder.drop(waiter, shutting_down())
 
     def stats(self, model: str) -> ModelStats:
         return self.measured[model]
@@ -136,14 +132,14 @@ class Dispatcher:
         except QueueFull:
             retry = self.estimate_wait(waiter) or 1.0
             raise self._shedder.counted(waiter, full_queue(self.queue.max_depth, retry)) from None
-        self._gauge(waiter, +1)
+        self._shedder.gauge(waiter, +1)
         self.pump()
         if not waiter.future.done():
             ahead, own = place_in_line(self.queue.waiters(), waiter)
             estimate = self.waits.at_place(waiter, ahead, own)
             if not admits(estimate, ticket.deadline_seconds):
                 assert estimate is not None
-                self._leave(waiter)
+                self._shedder.leave(waiter)
                 raise self._shedder.counted(waiter, too_long(estimate, ticket.deadline_seconds))
             log.debug(
                 "queued %s request of key %s (%s): %d ahead, estimated wait %s, deadline %gs",
@@ -155,7 +151,7 @@ class Dispatcher:
         try:
             grant: Grant = await waiter.future
         except asyncio.CancelledError:
-            self._leave(waiter)  # the client went away while queued
+            self._shedder.leave(waiter)  # the client went away while queued
             future = waiter.future
             if future.done() and not future.cancelled() and future.exception() is None:
                 future.result().release()  # dispatched in the same instant
@@ -172,22 +168,7 @@ class Dispatcher:
         """The deadline passed with `waiter` still queued."""
         if not waiter.future.done():
             retry = self.estimate_wait(waiter) or ticket.deadline_seconds
-            self._refuse(waiter, deadline_passed(ticket.deadline_seconds, retry))
-
-    def _leave(self, waiter: Waiter) -> None:
-        if waiter.active:
-            self.queue.remove(waiter)
-            self._gauge(waiter, -1)
-
-    def _refuse(self, waiter: Waiter, shed: Shed) -> None:
-        """Shed `waiter` from the queue (unless it was answered in this very instant)."""
-        self._leave(waiter)
-        self._shedder.refuse(waiter, shed)
-
-    def _gauge(self, waiter: Waiter, change: int) -> None:
-        self._metrics.queue_depth.labels(
-            self._label(waiter.model), PRIORITIES[waiter.priority]
-        ).inc(change)
+            self._shedder.drop(waiter, deadline_passed(ticket.deadline_seconds, retry))
 
     # -- dispatching --------------------------------------------------------------
 
@@ -195,29 +176,45 @@ class Dispatcher:
         """Dispatch, in fair order, every waiter that can be placed now."""
         self.drains.watch(self.instances)
         self.patience.release_unwanted()
+        if self._affinity is not None:
+            self._affinity.settle(self.instances)
         while True:
-            placeable: list[tuple[Waiter, Choice]] = []
-            for model in self.queue.models():
-                waiter = self.queue.best([model])
-                if waiter is None or self.fairness.yields(waiter):
-                    continue
-                affinity = self._affinity
-                prefix = affinity.choose_args(waiter, self.instances) if affinity else {}
-                choice = choose(
-                    self.instances, model, self.measured.size(model),
-                    replicate=self._wants_copy(model), exclude=waiter.exclude, **prefix,
-                )  # fmt: skip
-                if choice is not None:
-                    placeable.append((waiter, choice))
+            placeable = [p for p in map(self._placeable, self.queue.models()) if p is not None]
             if not placeable:
                 break
             waiter, choice = min(placeable, key=lambda pair: pair[0].order)
             self._dispatch(waiter, choice)
-        self._cull()
+        self._shedder.cull(self.waits.at_place)
         self.measured.learn_sizes(self.instances)
         self._gauges.update(self.instances, self.drains.all())
         if self.peers is not None:
             self.peers.changed()
+
+    def _placeable(self, model: str) -> tuple[Waiter, Choice] | None:
+        """The next waiter for `model` and where it goes now (None: nobody can go). A
+        waiter that would rather wait for the busy holder of its prefix is held and
+        passed over, and the next one looked at (`holds.py`)."""
+        held, affinity = frozenset[Waiter](), self._affinity
+        ready = affinity.ready(model, self.instances) if affinity else []
+        held = affinity.held() if affinity else held
+        while (waiter := self.queue.best([model], skip=held)) is not None or ready:
+            if ready and (waiter is None or ready[0][0].order < waiter.order):
+                first, holder = ready[0]  # the slot it waited for
+                return first, Choice(holder, loads=False, why="waited there for its prefix")
+            assert waiter is not None
+            if self.fairness.yields(waiter):
+                return None
+            prefix = affinity.choose_args(waiter, self.instances) if affinity else {}
+            choice = choose(
+                self.instances, model, self.measured.size(model),
+                replicate=self._wants_copy(model), exclude=waiter.exclude, **prefix,
+            )  # fmt: skip
+            if choice is None or affinity is None:
+                return None if choice is None else (waiter, choice)
+            if not affinity.waits(waiter, choice.instance, self.instances, self.stats(model)):
+                return waiter, choice
+            held = affinity.held()
+        return None
 
     def _wants_copy(self, model: str) -> bool:
         """A second copy of a loaded model pays off when a slot's worth of work waits."""
@@ -225,14 +222,13 @@ class Dispatcher:
 
     def _dispatch(self, waiter: Waiter, choice: Choice) -> None:
         self.queue.take(waiter)
-        self._gauge(waiter, -1)
+        self._shedder.gauge(waiter, -1)
         instance, model = choice.instance, waiter.model
         at = self.clock.now()
         loads = instance.dispatched(model, self.measured.size(model), at)
         if loads:
             self._metrics.model_loads.labels(instance.name, self._label(model)).inc()
-        if self._affinity is not None:
-            self._affinity.dispatched(instance, waiter, loads)
+        evaluated = self._affinity.dispatched(instance, waiter, loads) if self._affinity else 0
         waited = at - waiter.enqueued_at
         self._metrics.queue_wait.labels(self._label(model), PRIORITIES[waiter.priority]).observe(
             waited
@@ -242,34 +238,30 @@ class Dispatcher:
             model, waiter.key, instance.name, waited, choice.why,
         )  # fmt: skip
         grant = Grant(self, instance, model, waiter.key, loads, at)
+        grant.evaluated_chars = evaluated
         self.fairness.served(model, waiter.key, waiter.weight)
         if waiter.future.done():  # cancelled in this very instant
             grant.release()
             return
         waiter.future.set_result(grant)
 
-    def _cull(self) -> None:
-        """Shed, as soon as it shows, every waiter that clearly cannot start in time."""
-        at = self.clock.now()
-        if at < self._next_cull or not len(self.queue):
-            return
-        self._next_cull = at + _CULL_SECONDS
-        for waiter, estimate in overtaken(list(self.queue.waiters()), self.waits.at_place, at):
-            self._refuse(waiter, overtaken_in_queue(estimate))
-
     # -- a grant's life -----------------------------------------------------------
 
     def answered(self, grant: Grant) -> None:
-        """`grant`'s first byte arrived: a load it started has finished."""
+        """`grant`'s first byte arrived: a load it started has finished; else the time
+        to it is mostly its prompt's prefill (the speed holds are weighed with)."""
         grant.instance.answered(grant.model)
+        seconds = self.clock.now() - grant.dispatched_at
         if grant.loads:
-            self.stats(grant.model).note_load(self.clock.now() - grant.dispatched_at)
+            self.stats(grant.model).note_load(seconds)
+        elif self._affinity is not None:
+            self._affinity.prefill(grant.model, grant.evaluated_chars, seconds)
 
     def released(self, grant: Grant, failure: str | None) -> None:
         """`grant`'s slot is free again (call `Grant.release`, which calls this once)."""
         instance, model = grant.instance, grant.model
         at = self.clock.now()
-        instance.finished(model, at)
+        instance.finished(model, at, grant.dispatched_at)
         if failure == "down":
             instance.up = False  # passive health: the poll brings it back
             if self.affinity is not None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,24 +110,36 @@ class FairQueue:
             heapq.heappop(heap)
         return None
 
-    def best(self, models: Iterable[str], instance: str | None = None) -> Waiter | None:
+    def best(
+        self,
+        models: Iterable[str],
+        instance: str | None = None,
+        skip: Collection[Waiter] = (),
+    ) -> Waiter | None:
         """The waiter that goes next among `models` (None: nobody waits for them).
 
-        With `instance`, waiters that must not go there are passed over.
+        With `instance`, waiters that must not go there are passed over; so are those in
+        `skip` (waiting for one instance: `holds.py`).
         """
         chosen: Waiter | None = None
         for model in models:
             for priority in range(len(PRIORITIES)):
                 waiter = self._head(model, priority)
-                if waiter is not None and instance is not None and instance in waiter.exclude:
-                    waiter = self._first_allowed(model, priority, instance)
+                if waiter is not None and (
+                    (instance is not None and instance in waiter.exclude) or waiter in skip
+                ):
+                    waiter = self._first_allowed(model, priority, instance, skip)
                 if waiter is not None and (chosen is None or waiter.order < chosen.order):
                     chosen = waiter
         return chosen
 
-    def _first_allowed(self, model: str, priority: int, instance: str) -> Waiter | None:
+    def _first_allowed(
+        self, model: str, priority: int, instance: str | None, skip: Collection[Waiter]
+    ) -> Waiter | None:
         heap = self._heaps.get((model, priority), [])
-        allowed = [w for _, _, w in heap if w.active and instance not in w.exclude]
+        allowed = [
+            w for _, _, w in heap if w.active and instance not in w.exclude and w not in skip
+        ]
         return min(allowed, key=lambda w: w.order, default=None)
 
     def take(self, waiter: Waiter) -> None:

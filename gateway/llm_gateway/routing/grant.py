@@ -58,7 +58,10 @@ class Ticket:
 class Grant:
     """A slot on one instance, held from dispatch until `release`."""
 
-    __slots__ = ("_owner", "_released", "dispatched_at", "instance", "key", "loads", "model")
+    __slots__ = (
+        "_owner", "_released", "dispatched_at", "evaluated_chars", "instance", "key", "loads",
+        "model",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -75,6 +78,8 @@ class Grant:
         self.key = key
         self.loads = loads
         self.dispatched_at = dispatched_at
+        # Prompt characters the router estimated were not cached there (prefix affinity).
+        self.evaluated_chars = 0
         self._released = False
 
     @property

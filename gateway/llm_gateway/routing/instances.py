@@ -57,6 +57,8 @@ class Residency:
     # What the other gateway replicas have in flight here (shared through Redis, when on).
     elsewhere: int = 0
     last_used: float = 0.0
+    # When each of this gateway's requests in flight here was dispatched (`holds.py`).
+    starts: list[float] = field(default_factory=list)
     context_length: int = 0
     expires_at: str = ""
 
@@ -183,6 +185,7 @@ class Instance:
             self.loads[model] = self.loads.get(model, 0) + 1
         assert residency is not None
         residency.in_flight += 1
+        residency.starts.append(now)
         residency.last_used = now
         if self.reserved_for == model:
             self.reserved_for = None
@@ -194,10 +197,13 @@ class Instance:
         if residency is not None and residency.state is State.LOADING:
             residency.state = State.LOADED
 
-    def finished(self, model: str, now: float) -> None:
+    def finished(self, model: str, now: float, started: float) -> None:
+        """A request of `model` dispatched here at `started` ended."""
         residency = self.models.get(model)
         if residency is not None:
             residency.in_flight = max(0, residency.in_flight - 1)
+            with contextlib.suppress(ValueError):
+                residency.starts.remove(started)
             residency.last_used = now
 
     # -- what the other replicas say ------------------------------------------------

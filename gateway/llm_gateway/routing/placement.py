@@ -59,11 +59,17 @@ def _within_bound(instance: Instance, model: str, usable: Sequence[Instance], sh
     return instance.models[model].total + 1 <= bound
 
 
-def _affinity_rank(instance: Instance, model: str) -> tuple[int, int, float, str]:
-    """Among equally good holders: fewest in flight, then the least recently used (a
-    prefix many requests share, such as a system prompt, is spread, not piled up)."""
+def _affinity_rank(
+    instance: Instance, model: str, recent: float
+) -> tuple[float, int, int, float, str]:
+    """Among equally good holders: the smallest share of the model's recent requests
+    (`recent`), then fewest in flight, then the least recently used. A prefix many
+    requests share, such as a system prompt, is spread, not piled up; and the
+    conversations that start on it are spread by how much each instance has been
+    given lately, not by the moment's in-flight count, which misses the
+    conversations between two turns that will come back to it."""
     residency = instance.models[model]
-    return (residency.in_flight, instance.in_flight, residency.last_used, instance.name)
+    return (recent, residency.in_flight, instance.in_flight, residency.last_used, instance.name)
 
 
 def _by_prefix(
@@ -73,6 +79,7 @@ def _by_prefix(
     prefix: Callable[[Instance], int],
     share: float,
     over_share: Callable[[Instance], bool],
+    recent: Callable[[Instance], float],
 ) -> Choice | None:
     """The ready instance likely holding the longest prefix, within the load bounds."""
     scored = [(prefix(i), i) for i in ready]
@@ -84,7 +91,9 @@ def _by_prefix(
     best = max((m for m, _ in scored), default=0)
     if not best:
         return None
-    instance = min((i for m, i in scored if m == best), key=lambda i: _affinity_rank(i, model))
+    instance = min(
+        (i for m, i in scored if m == best), key=lambda i: _affinity_rank(i, model, recent(i))
+    )
     why = f"holds {best} blocks of the prompt's prefix (estimated), {instance.in_flight} in flight"
     return Choice(instance, loads=False, why=why, matched=best)
 
@@ -99,10 +108,12 @@ def choose(
     prefix: Callable[[Instance], int] | None = None,
     load_share: float = 1.25,
     over_share: Callable[[Instance], bool] = lambda instance: False,
+    recent: Callable[[Instance], float] = lambda instance: 0.0,
 ) -> Choice | None:
     """Where the request goes now, or None (it waits). `prefix`: leading prompt blocks
     an instance likely holds (prefix affinity; None: off); `over_share`: the instance
-    took more than its share of the model's recent requests (no affinity to it then)."""
+    took more than its share of the model's recent requests (no affinity to it then);
+    `recent`: its share of them (the first tie-break among equal holders)."""
     usable = [
         i
         for i in instances
@@ -110,7 +121,7 @@ def choose(
     ]
     ready = [i for i in usable if i.free_slot(model)]
     if ready and prefix is not None:
-        followed = _by_prefix(ready, usable, model, prefix, load_share, over_share)
+        followed = _by_prefix(ready, usable, model, prefix, load_share, over_share, recent)
         if followed is not None:
             return followed
     if ready:

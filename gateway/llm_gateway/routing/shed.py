@@ -12,16 +12,20 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 
 from llm_gateway.metrics import GatewayMetrics
 from llm_gateway.routing.clock import Clock
-from llm_gateway.routing.fair_queue import Waiter
+from llm_gateway.routing.estimates import overtaken
+from llm_gateway.routing.fair_queue import FairQueue, Waiter
 from llm_gateway.vocabulary import PRIORITIES
 
 log = logging.getLogger("llm_gateway.routing")
 
 # The longest Retry-After the gateway answers with.
 MAX_RETRY_AFTER = 600.0
+# How often the queue is looked at again for requests that can no longer start in time.
+CULL_SECONDS = 0.1
 
 
 class Shed(Exception):
@@ -41,11 +45,47 @@ class Shed(Exception):
 
 class Shedder:
     """Sheds a waiting request: counts it (`llm_shed_total`), says why at debug level,
-    and fails its wait with the `Shed`."""
+    and fails its wait with the `Shed`; takes requests out of the queue (and its
+    depth gauge) whichever way they leave it other than dispatch."""
 
-    def __init__(self, metrics: GatewayMetrics, clock: Clock) -> None:
+    def __init__(
+        self,
+        metrics: GatewayMetrics,
+        clock: Clock,
+        queue: FairQueue,
+        label: Callable[[str], str],
+    ) -> None:
         self._metrics = metrics
         self._clock = clock
+        self._queue = queue
+        self._label = label
+        self._next_cull = 0.0
+
+    def gauge(self, waiter: Waiter, change: int) -> None:
+        self._metrics.queue_depth.labels(
+            self._label(waiter.model), PRIORITIES[waiter.priority]
+        ).inc(change)
+
+    def leave(self, waiter: Waiter) -> None:
+        """`waiter` leaves the queue (shed, or its client went away)."""
+        if waiter.active:
+            self._queue.remove(waiter)
+            self.gauge(waiter, -1)
+
+    def drop(self, waiter: Waiter, shed: Shed) -> None:
+        """Shed `waiter` from the queue (unless it was answered in this very instant)."""
+        self.leave(waiter)
+        self.refuse(waiter, shed)
+
+    def cull(self, at_place: Callable[[Waiter, int, int], float | None]) -> None:
+        """Shed, as soon as it shows, every waiter that clearly cannot start in time
+        (at most every CULL_SECONDS: `at_place` is the wait estimate at a place)."""
+        at = self._clock.now()
+        if at < self._next_cull or not len(self._queue):
+            return
+        self._next_cull = at + CULL_SECONDS
+        for waiter, estimate in overtaken(list(self._queue.waiters()), at_place, at):
+            self.drop(waiter, overtaken_in_queue(estimate))
 
     def counted(self, waiter: Waiter, shed: Shed) -> Shed:
         if waiter.lost and shed.reason != "shutdown":

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from llm_gateway.metrics import GatewayMetrics
 from llm_gateway.routing.clock import ManualClock
 from llm_gateway.routing.dispatcher import Dispatcher
@@ -130,6 +131,24 @@ def test_load_stays_bounded_above_the_mean() -> None:
     choice = choose([a, b, c], "m", load_share=3.0, **prefer_a)
     assert choice is not None
     assert choice.instance.name == "a"
+
+
+def test_equal_holders_go_by_their_share_of_recent_requests_first() -> None:
+    """Every instance holds the shared system prompt: a new conversation starts on the
+    one given the least lately, though it has one more in flight now (the others'
+    conversations, between two turns, will come back to them)."""
+    affinity = Affinity(capacity_tokens=100_000, load_share=1.25)
+    for name in ("a", "a", "b", "b", "b", "c"):
+        affinity.dispatched("m", name)
+    assert affinity.share("m", "c") == pytest.approx(1 / 6)
+    assert affinity.share("other", "a") == 0.0
+    a, b, c = instance("a", "m"), busy(instance("b", "m"), "m", 1), busy(instance("c", "m"), "m", 1)
+    choice = choose(
+        [a, b, c], "m", prefix=lambda i: 3,
+        recent=lambda i: affinity.share("m", i.name),
+    )  # fmt: skip
+    assert choice is not None
+    assert choice.instance.name == "c"
 
 
 def test_an_instance_over_its_share_of_recent_requests_gets_no_affinity() -> None:
