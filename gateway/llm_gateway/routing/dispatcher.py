@@ -307,4 +307,5 @@ class Dispatcher:
             self.drains.all(),
             self.clock.now(),
             self.affinity,
+            self._affinity.holds if self._affinity else None,
         )

@@ -15,6 +15,7 @@ from llm_gateway.metrics import GatewayMetrics
 from llm_gateway.routing.drains import Drain, state
 from llm_gateway.routing.estimates import ModelStats
 from llm_gateway.routing.fair_queue import FairQueue
+from llm_gateway.routing.holds import Holds
 from llm_gateway.routing.instances import Instance, State
 from llm_gateway.routing.prefix import Affinity
 from llm_gateway.vocabulary import PRIORITIES
@@ -27,9 +28,11 @@ def snapshot(
     drains: Mapping[str, Drain],
     now: float,
     affinity: Affinity | None = None,
+    holds: Holds | None = None,
 ) -> dict[str, Any]:
     """GET /admin/queue: each model's queue and measurements, each instance's state
-    (with prefix affinity, what the router estimates its caches hold)."""
+    (with prefix affinity, what the router estimates its caches hold, and how many
+    queued requests wait for it because it holds their prefix)."""
     queues: dict[str, dict[str, Any]] = {}
     for model in queue.models():
         oldest = queue.oldest(model)
@@ -40,6 +43,9 @@ def snapshot(
             "service_seconds": round(measured.service, 3),
             "load_seconds": round(measured.load, 3),
         }
+        per_char = holds.speed.per_char(model) if holds is not None else None
+        if per_char is not None:  # what a wait for a prefix's holder is weighed with
+            queues[model]["prefill_seconds_per_1000_chars"] = round(per_char * 1000, 4)
     return {
         "routing": "model-aware",
         "queued": len(queue),
@@ -65,6 +71,7 @@ def snapshot(
                 },
                 "loads_started": dict(i.loads),
                 **({"affinity": affinity.view(i.name)} if affinity is not None else {}),
+                **({"waiting_for_prefix": holds.on(i.name)} if holds is not None else {}),
             }
             for i in instances
         ],

@@ -138,6 +138,10 @@ async def test_a_follow_up_waits_for_its_home_when_a_slot_frees_sooner_than_pref
     await settle()
     assert not follow.done()  # the other instance is free, but the home is sooner
     assert waits(d, "held") == 1
+    snap = d.snapshot()  # what /admin/queue shows
+    waiting = {i["name"]: i["waiting_for_prefix"] for i in snap["instances"]}
+    assert waiting == {home: 1, ({"a", "b"} - {home}).pop(): 0}
+    assert snap["queues"]["m"]["prefill_seconds_per_1000_chars"] == pytest.approx(1.0)
     clock.advance(3.0)
     blocking.release()
     grant = await asyncio.wait_for(follow, 5)
