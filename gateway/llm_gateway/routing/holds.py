@@ -43,15 +43,15 @@ SPEED_SAMPLES = 4
 # estimate is off by up to one block, which would swamp a short one.
 SPEED_MIN_CHARS = 2048
 # Wait only when a slot is expected to free within this share of the prefill saved
-# (1: whenever the first token is expected sooner there). Measured in bench-system W5
-# (three runs each): 0.75 held too few to matter; 2 and 4 held requests whose slot came
-# later than the prefill would have taken, and their time to first token grew.
+# (1: whenever the first token is expected sooner there). 2 and 4 were tried in
+# bench-system W5: no fewer prompt tokens evaluated, and later first tokens.
 WAIT_SHARE = 1.0
 
 
 @dataclass(slots=True)
 class PrefillSpeed:
-    """Seconds of prefill per prompt character, per model, from the answers."""
+    """Seconds of prefill per prompt character, per model: each request's time from
+    dispatch to first byte over the characters estimated uncached where it went."""
 
     samples: dict[str, deque[float]] = field(default_factory=dict)
 
