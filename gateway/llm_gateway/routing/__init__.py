@@ -6,8 +6,10 @@
   candidate ranked (`_ready_rank`, `_load_rank`, prefix affinity within a load bound),
   with the reason for the log.
 - `prefix.py`: prefix affinity: a prompt's chained block hashes, and per instance the
-  blocks it was sent (an estimate of its KV and prompt caches); `AffinityStep`, its
-  part in the dispatcher (what placement is given, what a dispatch teaches it).
+  blocks it was sent (an estimate of its KV and prompt caches).
+- `affinity_step.py`: prefix affinity's part in the dispatcher: what placement is
+  given, whether a request waits for its prefix's busy holder and when the freed slot
+  is its own, what a dispatch and a first byte teach the estimate.
 - `holds.py`: a request whose prefix's holder is busy waits for it only when a slot
   there is expected to free sooner than the prefill it would pay elsewhere (the
   prefill speed learnt from answers), and no longer than that.

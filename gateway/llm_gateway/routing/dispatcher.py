@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from llm_gateway.metrics import GatewayMetrics
+from llm_gateway.routing.affinity_step import AffinityStep
 from llm_gateway.routing.clock import Clock, SystemClock
 from llm_gateway.routing.drains import Drains
 from llm_gateway.routing.estimates import (
@@ -37,7 +38,7 @@ from llm_gateway.routing.instances import Instance, InstancePoller
 from llm_gateway.routing.patience import LoadPatience
 from llm_gateway.routing.peers import PeerSync, PeerView
 from llm_gateway.routing.placement import Choice, choose
-from llm_gateway.routing.prefix import Affinity, AffinityStep
+from llm_gateway.routing.prefix import Affinity
 from llm_gateway.routing.report import InstanceGauges, snapshot
 from llm_gateway.routing.shed import (
     Shedder,

@@ -115,17 +115,29 @@ class Holds:
     def held(self) -> frozenset[Waiter]:
         return frozenset(self._holds)
 
-    def ready(self, model: str, instances: Sequence[Instance]) -> list[tuple[Waiter, Instance]]:
-        """Held requests for `model` whose holder has a slot free now, in queue order:
-        the slot they waited for is theirs before a request that did not wait."""
+    def ready(
+        self,
+        model: str,
+        instances: Sequence[Instance],
+        allowed: Callable[[Instance], bool] = lambda holder: True,
+    ) -> list[tuple[Waiter, Instance]]:
+        """Held requests for `model` whose holder has a slot free now and is `allowed`
+        (the load bounds), in queue order: the slot they waited for is theirs before a
+        request that did not wait."""
         by_name = {i.name: i for i in instances}
-        ready = [
+        free = [
             (waiter, holder)
             for waiter, hold in self._holds.items()
             if waiter.model == model
             and (holder := by_name.get(hold.instance)) is not None
             and holder.free_slot(model)
         ]
+        ready = []
+        for waiter, holder in free:
+            if allowed(holder):
+                ready.append((waiter, holder))
+            else:  # a slot there, but over the bounds: it goes where placement says
+                self._end(waiter)
         return sorted(ready, key=lambda pair: pair[0].order)
 
     def on(self, instance: str) -> int:

@@ -50,7 +50,7 @@ def _load_rank(instance: Instance, beside: bool, evicted: int) -> tuple[int, int
     return (instance.loading, 0 if beside else 1, evicted, instance.in_flight, instance.name)
 
 
-def _within_bound(instance: Instance, model: str, usable: Sequence[Instance], share: float) -> bool:
+def within_bound(instance: Instance, model: str, usable: Sequence[Instance], share: float) -> bool:
     """Bounded loads: one more request keeps `instance` within `share` above the mean
     of the instances serving the model (busy ones included), rounded up."""
     serving = [i for i in usable if i.resident(model) is not None]
@@ -86,7 +86,7 @@ def _by_prefix(
     scored = [
         (m, i)
         for m, i in scored
-        if m and _within_bound(i, model, usable, share) and not over_share(i)
+        if m and within_bound(i, model, usable, share) and not over_share(i)
     ]
     best = max((m for m, _ in scored), default=0)
     if not best:

@@ -87,11 +87,11 @@ def ticket(data: dict[str, Any], key: str = "k") -> Ticket:
     return Ticket("m", key, 0, prefix=prompt_blocks(text, "m"), prompt_chars=len(text))
 
 
-def dispatcher(*instances: Instance, wait: bool = True) -> Dispatcher:
+def dispatcher(*instances: Instance, wait: bool = True, share: float = 10.0) -> Dispatcher:
     d = Dispatcher(
         list(instances), FairQueue(100), GatewayMetrics(CollectorRegistry()),
         label=lambda model: model, poll_seconds=60, load_patience=60, clock=ManualClock(),
-        affinity=Affinity(capacity_tokens=100_000, load_share=10.0, wait=wait),
+        affinity=Affinity(capacity_tokens=100_000, load_share=share, wait=wait),
     )  # fmt: skip
     d.stats("m").service = SERVICE
     assert d._affinity is not None
@@ -199,6 +199,33 @@ async def test_a_held_request_does_not_keep_others_from_a_free_slot() -> None:
     assert grant.instance.name == home
     for g in (grant, other):
         g.release()
+
+
+async def test_a_freed_slot_past_the_load_bound_is_not_taken_by_the_waiting_request() -> None:
+    """Its home frees a slot, but with the other instances idle one more request there
+    would be over 1.25x the mean: the bound decides, and it starts elsewhere at once."""
+    a, b, c = (instance(n, "m", num_parallel=2) for n in "abc")
+    d = dispatcher(a, b, c, share=1.25)
+    clock = d.clock
+    assert isinstance(clock, ManualClock)
+    first = await asyncio.wait_for(d.acquire(ticket(chat(HISTORY))), 5)
+    home = first.instance
+    first.release()
+    clock.advance(1.0)
+    # Two requests run there, both started long enough ago that a slot frees soon.
+    started = clock.now() - SERVICE + 2.0
+    for _ in range(2):
+        home.dispatched("m", 0, started)
+    follow = asyncio.ensure_future(d.acquire(ticket(chat(HISTORY, "an answer", "and?"))))
+    await settle()
+    assert not follow.done()
+    assert waits(d, "held") == 1
+    home.finished("m", clock.now(), started)  # one slot free there: 2 of 2 in flight
+    d.pump()  # would be over the bound, the other instances idle
+    grant = await asyncio.wait_for(follow, 5)
+    assert grant.instance is not home
+    assert waits(d, "elsewhere") == 1
+    grant.release()
 
 
 async def test_without_waiting_a_busy_home_is_never_waited_for() -> None:
