@@ -113,9 +113,16 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
-async def a_busy_home(d: Dispatcher, clock: ManualClock, busy_for: float) -> tuple[Grant, str]:
-    """The conversation's first turn went to an instance, whose one slot is now taken
-    by another request that started `SERVICE - busy_for` seconds ago."""
+async def a_busy_home(
+    busy_for: float, wait: bool = True
+) -> tuple[Dispatcher, ManualClock, Grant, str]:
+    """Two one-slot instances. A conversation's first turn went to one of them (its
+    home), whose slot is now taken by another request that started `SERVICE - busy_for`
+    seconds ago; the other instance is idle."""
+    d = dispatcher(instance("a", "m", num_parallel=1), instance("b", "m", num_parallel=1),
+                   wait=wait)  # fmt: skip
+    clock = d.clock
+    assert isinstance(clock, ManualClock)
     first = await asyncio.wait_for(d.acquire(ticket(chat(HISTORY))), 5)
     home = first.instance.name
     first.release()
@@ -125,15 +132,11 @@ async def a_busy_home(d: Dispatcher, clock: ManualClock, busy_for: float) -> tup
     other = await asyncio.wait_for(d.acquire(ticket(chat("unrelated " * 10), key="o")), 5)
     assert other.instance.name == home
     clock.advance(SERVICE - busy_for)
-    return other, home
+    return d, clock, other, home
 
 
 async def test_a_follow_up_waits_for_its_home_when_a_slot_frees_sooner_than_prefill() -> None:
-    a, b = instance("a", "m", num_parallel=1), instance("b", "m", num_parallel=1)
-    d = dispatcher(a, b)
-    clock = d.clock
-    assert isinstance(clock, ManualClock)
-    blocking, home = await a_busy_home(d, clock, busy_for=3.0)  # frees in 3 s, prefill 10 s
+    d, clock, blocking, home = await a_busy_home(busy_for=3.0)  # frees in 3 s, prefill 10 s
     follow = asyncio.ensure_future(d.acquire(ticket(chat(HISTORY, "an answer", "and then?"))))
     await settle()
     assert not follow.done()  # the other instance is free, but the home is sooner
@@ -151,11 +154,7 @@ async def test_a_follow_up_waits_for_its_home_when_a_slot_frees_sooner_than_pref
 
 
 async def test_it_starts_elsewhere_at_once_when_the_home_frees_later_than_prefill() -> None:
-    a, b = instance("a", "m", num_parallel=1), instance("b", "m", num_parallel=1)
-    d = dispatcher(a, b)
-    clock = d.clock
-    assert isinstance(clock, ManualClock)
-    blocking, home = await a_busy_home(d, clock, busy_for=15.0)  # 15 s against 10 s
+    d, _, blocking, home = await a_busy_home(busy_for=15.0)  # 15 s against 10 s
     grant = await asyncio.wait_for(d.acquire(ticket(chat(HISTORY, "an answer", "and?"))), 5)
     assert grant.instance.name != home
     assert waits(d, "held") == 0
@@ -164,11 +163,7 @@ async def test_it_starts_elsewhere_at_once_when_the_home_frees_later_than_prefil
 
 
 async def test_a_wait_ends_at_the_prefill_it_saves_and_the_request_goes_elsewhere() -> None:
-    a, b = instance("a", "m", num_parallel=1), instance("b", "m", num_parallel=1)
-    d = dispatcher(a, b)
-    clock = d.clock
-    assert isinstance(clock, ManualClock)
-    blocking, home = await a_busy_home(d, clock, busy_for=3.0)
+    d, clock, blocking, home = await a_busy_home(busy_for=3.0)
     follow = asyncio.ensure_future(d.acquire(ticket(chat(HISTORY, "an answer", "and?"))))
     await settle()
     assert not follow.done()
@@ -184,11 +179,7 @@ async def test_a_wait_ends_at_the_prefill_it_saves_and_the_request_goes_elsewher
 
 
 async def test_a_held_request_does_not_keep_others_from_a_free_slot() -> None:
-    a, b = instance("a", "m", num_parallel=1), instance("b", "m", num_parallel=1)
-    d = dispatcher(a, b)
-    clock = d.clock
-    assert isinstance(clock, ManualClock)
-    blocking, home = await a_busy_home(d, clock, busy_for=3.0)
+    d, _, blocking, home = await a_busy_home(busy_for=3.0)
     follow = asyncio.ensure_future(d.acquire(ticket(chat(HISTORY, "an answer", "and?"))))
     await settle()
     assert not follow.done()
@@ -229,11 +220,7 @@ async def test_a_freed_slot_past_the_load_bound_is_not_taken_by_the_waiting_requ
 
 
 async def test_without_waiting_a_busy_home_is_never_waited_for() -> None:
-    a, b = instance("a", "m", num_parallel=1), instance("b", "m", num_parallel=1)
-    d = dispatcher(a, b, wait=False)
-    clock = d.clock
-    assert isinstance(clock, ManualClock)
-    blocking, home = await a_busy_home(d, clock, busy_for=3.0)
+    d, _, blocking, home = await a_busy_home(busy_for=3.0, wait=False)
     grant = await asyncio.wait_for(d.acquire(ticket(chat(HISTORY, "an answer", "and?"))), 5)
     assert grant.instance.name != home
     grant.release()
@@ -241,14 +228,10 @@ async def test_without_waiting_a_busy_home_is_never_waited_for() -> None:
 
 
 async def test_nobody_waits_before_the_prefill_speed_is_known() -> None:
-    a, b = instance("a", "m", num_parallel=1), instance("b", "m", num_parallel=1)
-    d = dispatcher(a, b)
+    d, _, blocking, home = await a_busy_home(busy_for=3.0)
     assert d._affinity is not None
     assert d._affinity.holds is not None
-    d._affinity.holds.speed.samples.clear()
-    clock = d.clock
-    assert isinstance(clock, ManualClock)
-    blocking, home = await a_busy_home(d, clock, busy_for=3.0)
+    d._affinity.holds.speed.samples.clear()  # no answer has taught it yet
     grant = await asyncio.wait_for(d.acquire(ticket(chat(HISTORY, "an answer", "and?"))), 5)
     assert grant.instance.name != home
     grant.release()
