@@ -21,6 +21,11 @@ from llm_gateway.routing.placement import within_bound
 from llm_gateway.routing.prefix import BLOCK_CHARS, Affinity
 
 
+def _serving(instances: Sequence[Instance], model: str) -> int:
+    """Instances that can take `model`'s requests now: the even share's denominator."""
+    return sum(1 for i in instances if i.usable and i.resident(model))
+
+
 class AffinityStep:
     """Prefix affinity as a step of the dispatcher: what `choose` is given for a waiter,
     whether it waits for the busy holder of its prefix instead (`holds`), and what a
@@ -52,7 +57,7 @@ class AffinityStep:
             return []
         affinity = self.affinity
         usable = [i for i in instances if i.usable]
-        serving = sum(1 for i in usable if i.resident(model))
+        serving = _serving(usable, model)
 
         def allowed(holder: Instance) -> bool:
             return within_bound(
@@ -85,7 +90,7 @@ class AffinityStep:
         affinity, blocks, model = self.affinity, waiter.prefix, waiter.model
         if not blocks:
             return {}
-        serving = sum(1 for i in instances if i.usable and i.resident(model))
+        serving = _serving(instances, model)
         return {
             "prefix": lambda instance: affinity.matched(instance.name, blocks),
             "load_share": affinity.load_share,

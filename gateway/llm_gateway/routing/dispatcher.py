@@ -195,9 +195,9 @@ class Dispatcher:
         """The next waiter for `model` and where it goes now (None: nobody can go). A
         waiter that would rather wait for the busy holder of its prefix is held and
         passed over, and the next one looked at (`holds.py`)."""
-        held, affinity = frozenset[Waiter](), self._affinity
+        affinity = self._affinity
         ready = affinity.ready(model, self.instances) if affinity else []
-        held = affinity.held() if affinity else held
+        held = affinity.held() if affinity else frozenset[Waiter]()
         while (waiter := self.queue.best([model], skip=held)) is not None or ready:
             if ready and (waiter is None or ready[0][0].order < waiter.order):
                 first, holder = ready[0]  # the slot it waited for

@@ -109,9 +109,6 @@ class Holds:
         self._bounds: dict[Waiter, tuple[float, str]] = {}
         self.speed = PrefillSpeed()
 
-    def __len__(self) -> int:
-        return len(self._holds)
-
     def held(self) -> frozenset[Waiter]:
         return frozenset(self._holds)
 
