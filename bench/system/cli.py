@@ -210,15 +210,20 @@ class Bench:
         for mode in workload.modes:
             self.run_mode(workload, mode, plan)
 
-    def _drop_events(self, workload: Workload) -> list[tuple[float, Event]]:
+    def _drop_events(self, workload: Workload, meter: cpu.CpuMeter) -> list[tuple[float, Event]]:
         drop = workload.drop
         if drop is None:
             return []
         stack = self.stack
 
+        def stop() -> None:
+            # The instance's CPU so far: its process is gone when the run's CPU is read.
+            meter.note()
+            stack.stop_instance(drop.instance)
+
         async def down() -> None:
             _progress(f"  {workload.name}: instance {drop.instance} stopped")
-            await asyncio.to_thread(stack.stop_instance, drop.instance)
+            await asyncio.to_thread(stop)
 
         async def back() -> None:
             await asyncio.to_thread(stack.start_instance, drop.instance)
@@ -266,17 +271,19 @@ class Bench:
         mode: Mode,
         gateways: Gateways | None,
         load: Any,
+        meter: cpu.CpuMeter | None = None,
     ) -> tuple[RunSummary, LoadResult, Counters]:
-        """Run `load()` between counter and CPU readings; the run's summary is kept."""
+        """Run `load()` between counter and CPU readings (`meter`'s, if `load` stops
+        one of the stack's processes); the run's summary is kept."""
         stack, scale = self.stack, self.scale
         model_aware = mode.routing == "model-aware" and gateways is not None
+        if meter is None:
+            meter = cpu.CpuMeter(lambda: stack.pids(gateways))
         try:
             before = stack.counters()
-            cpu_before = cpu.snapshot(stack.pids(gateways), time.perf_counter())
+            meter.start()
             result: LoadResult = load()
-            cpu_used = cpu.usage(
-                cpu_before, cpu.snapshot(stack.pids(gateways), time.perf_counter())
-            )
+            cpu_used = meter.stop()
             counters = stack.counters().minus(before)
             urls = [] if gateways is None else gateways.urls
             snapshots = [stack.admin_queue(url) for url in urls] if model_aware else []
@@ -318,7 +325,8 @@ class Bench:
             except BaseException:
                 gateways.stop()
                 raise
-        events = self._drop_events(workload)
+        meter = cpu.CpuMeter(lambda: stack.pids(gateways))
+        events = self._drop_events(workload, meter)
 
         def load() -> LoadResult:
             return loadgen.run(
@@ -329,7 +337,7 @@ class Bench:
                 )
             )  # fmt: skip
 
-        run, result, _ = self._measure(workload, mode, gateways, load)
+        run, result, _ = self._measure(workload, mode, gateways, load, meter)
         if workload.drop is not None:
             drop = workload.drop
             self.drops.append(
