@@ -5,7 +5,7 @@ VENV := .venv/.synced
 STACK ?= dev
 STATE_DIR ?= $(HOME)/.pulumi-llm-stack
 
-.PHONY: setup system-deps local-deps up preview down docker-engine local test test-fast lint typecheck unit bench bench-system bench-rollout semantic-eval
+.PHONY: setup system-deps local-deps up preview down docker-engine local test test-fast lint typecheck unit bench bench-system bench-fair-burst bench-rollout semantic-eval
 
 $(VENV): pyproject.toml gateway/pyproject.toml uv.lock
 	@command -v $(UV) >/dev/null || python3 -m pip install -q uv
@@ -95,6 +95,11 @@ semantic-eval: $(VENV)
 # (about 9 minutes real); tables on stdout and in bench/system/results.md, plots beside it.
 bench-system: system-deps $(VENV)
 	$(UV) run --frozen python -m bench.system
+
+# The fair queue's burst credit on a seeded model of W3 (the gateway's own queue,
+# two slots, a light key beside a flooding one; under a second): a table on stdout.
+bench-fair-burst: $(VENV)
+	$(UV) run --frozen python -m bench.fair_burst
 
 # Day-two operations under steady streaming load on the local stack (2 emulated Ollama
 # instances, 2 gateways, the TLS edge): each Ollama instance and gateway replaced and the

@@ -71,6 +71,7 @@ ENV_NAMES = frozenset(
         "POLL_SECONDS",
         "QUEUE_MAX_DEPTH",
         "QUEUE_DEADLINE_SECONDS",
+        "QUEUE_BURST",
         "LOAD_PATIENCE_SECONDS",
         "SHARE_IN_FLIGHT",
         "SHARE_HEARTBEAT_SECONDS",

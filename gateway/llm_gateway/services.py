@@ -99,7 +99,7 @@ class Services:
             ]
             dispatcher = Dispatcher(
                 instances,
-                FairQueue(settings.queue_max_depth),
+                FairQueue(settings.queue_max_depth, settings.queue_burst),
                 metrics,
                 label=lambda model: catalog_holder[0].label(model),
                 poll_seconds=settings.poll_seconds,

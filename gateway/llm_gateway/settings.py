@@ -108,6 +108,9 @@ class Settings(BaseSettings):
     poll_seconds: float = Field(1.5, gt=0)
     queue_max_depth: int = Field(1000, ge=1)
     queue_deadline_seconds: float = Field(120.0, gt=0)
+    # Requests of credit a key under its fair share banks to go first when it bursts
+    # (`routing/fair_queue.py`); 0 is plain start-time fair queueing.
+    queue_burst: float = Field(12.0, ge=0, le=10000)
     # How long a model loaded nowhere waits before a busy instance is drained for it.
     load_patience_seconds: float = Field(20.0, ge=0)
     # Replicas tell each other (through Redis) what they have in flight and waiting, so

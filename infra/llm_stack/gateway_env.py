@@ -136,6 +136,7 @@ def gateway_environment(
             "GATEWAY_POLL_SECONDS": _number(gateway.poll_seconds),
             "GATEWAY_QUEUE_MAX_DEPTH": str(queue.max_depth),
             "GATEWAY_QUEUE_DEADLINE_SECONDS": _number(queue.deadline_seconds),
+            "GATEWAY_QUEUE_BURST": _number(queue.burst),
             "GATEWAY_LOAD_PATIENCE_SECONDS": _number(queue.load_patience_seconds),
             "GATEWAY_SHARE_IN_FLIGHT": _flag(gateway.share_in_flight),
             "GATEWAY_PREFIX_AFFINITY": _flag(gateway.prefix_affinity),

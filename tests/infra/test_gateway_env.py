@@ -177,7 +177,8 @@ def test_routing_quotas_and_tracing_are_read_back(
                 {
                     **prod_config.gateway.model_dump(by_alias=True),
                     "routing": "model-aware",
-                    "queue": {"maxDepth": 50, "deadlineSeconds": 30, "loadPatienceSeconds": 5},
+                    "queue": {"maxDepth": 50, "deadlineSeconds": 30, "loadPatienceSeconds": 5,
+                              "burst": 4},
                     "pollSeconds": 0.5,
                     "quotas": {"tokensPerMinute": 20000, "tokensPerDay": 1000000,
                                "estimateTokens": 128, "hitsCostTokens": True},
@@ -201,6 +202,7 @@ def test_routing_quotas_and_tracing_are_read_back(
     assert settings.max_loaded_models == config.ollama.max_loaded_models
     assert settings.instance_vram_gb == 24.0
     assert (settings.queue_max_depth, settings.queue_deadline_seconds) == (50, 30)
+    assert settings.queue_burst == 4
     assert settings.load_patience_seconds == 5
     assert settings.poll_seconds == 0.5
     assert (settings.tokens_per_minute, settings.tokens_per_day) == (20000, 1000000)

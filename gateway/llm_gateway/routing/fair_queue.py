@@ -1,11 +1,20 @@
 """Requests waiting for a slot: strict priority between classes, weighted fair between keys.
 
 Within a priority class, start-time fair queueing (SFQ): a request of key k gets the
-start tag `max(V, last_finish[k])` and its key's next request starts `1 / weight`
-later, where V is the start tag of the last request dispatched in that class. A key
-that floods the queue pushes only its own requests into the virtual future; a key
-that sends a steady trickle keeps starting near V and goes first. Weights come from
-the keys file (`weight`, default 1).
+start tag `max(V - burst, last_finish[k])` and its key's next request starts
+`1 / weight` later, where V is the start tag of the last request dispatched in that
+class. A key that floods the queue pushes only its own requests into the virtual
+future; a key that sends a steady trickle keeps starting near V and goes first.
+Weights come from the keys file (`weight`, default 1).
+
+`burst` is the credit a key under its fair share banks: V runs ahead of its last
+finish while the backlogged keys are served more than it, and up to `burst` requests
+of that lead are kept. Plain SFQ (`burst` 0) forgets it at once, so a light key that
+sends a few requests together gets only an even split of the slots against a flooding
+key and waits behind its requests already queued; with the credit its burst goes
+first, up to `burst` requests (weight 1; a key of weight w banks w x `burst`), and
+the flooding key, always backlogged, never banks any. `bench/fair_burst.py` measures
+the trade on this class.
 
 Dispatch is by model: a free slot for model M takes the best waiter for M (lowest
 class, then smallest start tag); a free place to load a model takes the best waiter
@@ -62,9 +71,14 @@ class QueueFull(Exception):
     """The queue holds its maximum depth already."""
 
 
+# Requests of credit a key under its fair share keeps (see the module doc).
+DEFAULT_BURST = 12.0
+
+
 class FairQueue:
-    def __init__(self, max_depth: int) -> None:
+    def __init__(self, max_depth: int, burst: float = DEFAULT_BURST) -> None:
         self.max_depth = max_depth
+        self.burst = burst
         self._classes = [_ClassState() for _ in PRIORITIES]
         # (model, class) -> heap of (start, seq, waiter); inactive waiters are skipped.
         self._heaps: dict[tuple[str, int], list[tuple[float, int, Waiter]]] = {}
@@ -80,7 +94,11 @@ class FairQueue:
         if self._size >= self.max_depth:
             raise QueueFull
         state = self._classes[waiter.priority]
-        waiter.start = max(state.virtual, state.last_finish.get(waiter.key, 0.0))
+        last = state.last_finish.get(waiter.key)
+        # The same floor for every key: keys spending credit together share in
+        # proportion to their weights, as when they are backlogged.
+        floor = state.virtual - self.burst
+        waiter.start = floor if last is None else max(floor, last)
         state.last_finish[waiter.key] = waiter.start + 1.0 / waiter.weight
         waiter.seq = next(self._seq)
         slot = (waiter.model, waiter.priority)
@@ -147,6 +165,10 @@ class FairQueue:
         self.remove(waiter)
         state = self._classes[waiter.priority]
         state.virtual = max(state.virtual, waiter.start)
+
+    def virtual_time(self, priority: int) -> float:
+        """The start tag of the class's last dispatched request (V)."""
+        return self._classes[priority].virtual
 
     def depth(self, model: str, priority: int | None = None) -> int:
         if priority is not None:

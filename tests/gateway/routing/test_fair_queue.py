@@ -142,3 +142,73 @@ async def test_many_departures_do_not_pile_up() -> None:
         queue.remove(w)
     assert len(queue._heaps[("m", INTERACTIVE)]) < 100
     assert drain(queue) == ["a"]
+
+
+def backlogged(queue: FairQueue, key: str, queued: int, served: int) -> None:
+    """`key` queues `queued` requests and `served` of them are dispatched: it runs
+    ahead of the class's virtual time as a flooding key does."""
+    for _ in range(queued):
+        queue.push(waiter(key))
+    for _ in range(served):
+        queue.take(queue.best(["m"]))
+
+
+@pytest.mark.parametrize(("burst", "steady_first"), [(0.0, 1), (12.0, 5)])
+async def test_a_light_key_that_bursts_goes_first_on_its_credit(
+    burst: float, steady_first: int
+) -> None:
+    """A key that sent nothing while a flooding key was served sends 5 requests at
+    once. Plain SFQ (burst 0) gives it every other slot; with credit its 5 go first."""
+    queue = FairQueue(100, burst=burst)
+    backlogged(queue, "flood", queued=40, served=20)
+    for _ in range(5):
+        queue.push(waiter("steady"))
+    order = drain(queue)
+    assert order[:steady_first] == ["steady"] * steady_first
+    assert order[steady_first] == "flood"
+    assert order.count("steady") == 5
+
+
+async def test_the_credit_is_bounded() -> None:
+    """However long a key stayed quiet, it goes ahead of a backlogged key by `burst`
+    requests more than plain SFQ's one (the request at the virtual time); then the two
+    alternate."""
+    queue = FairQueue(200, burst=4)
+    backlogged(queue, "flood", queued=100, served=60)
+    for _ in range(10):
+        queue.push(waiter("steady"))
+    order = drain(queue)
+    assert order[:5] == ["steady"] * 5
+    assert order[5:15] == ["flood", "steady"] * 5
+
+
+async def test_credit_spent_is_earned_again_only_by_waiting() -> None:
+    """A key that spent its credit does not jump the queue again at once: the next
+    request it sends alternates with the backlogged key's."""
+    queue = FairQueue(200, burst=3)
+    backlogged(queue, "flood", queued=100, served=50)
+    for _ in range(3):
+        queue.push(waiter("steady"))
+    assert drain_n(queue, 3) == ["steady"] * 3
+    queue.push(waiter("steady"))
+    queue.push(waiter("steady"))
+    assert drain_n(queue, 4) == ["steady", "flood", "steady", "flood"]
+
+
+async def test_a_backlogged_key_banks_no_credit() -> None:
+    """The flooding key's own requests start at or after the virtual time: credit only
+    helps a key that has been served less than the others."""
+    queue = FairQueue(200, burst=12)
+    backlogged(queue, "flood", queued=50, served=30)
+    queue.push(late := waiter("flood"))
+    assert late.start >= queue.best(["m"]).start
+
+
+def drain_n(queue: FairQueue, n: int) -> list[str]:
+    order = []
+    for _ in range(n):
+        head = queue.best(["m"])
+        assert head is not None
+        queue.take(head)
+        order.append(head.key)
+    return order
