@@ -52,10 +52,14 @@ def _load_rank(instance: Instance, beside: bool, evicted: int) -> tuple[int, int
 
 def within_bound(instance: Instance, model: str, usable: Sequence[Instance], share: float) -> bool:
     """Bounded loads: one more request keeps `instance` within `share` above the mean
-    of the instances serving the model (busy ones included), rounded up."""
+    of the instances serving the model (busy ones included), rounded up, or within one
+    request above the mean, whichever is more. Without that slack a small count cannot
+    follow its prefix at all: with one request in flight on three instances the
+    share bound is 1, so a conversation's next turn would leave the instance holding
+    its history for an idle one whenever anything else runs there."""
     serving = [i for i in usable if i.resident(model) is not None]
-    total = sum(i.models[model].total for i in serving) + 1
-    bound = math.ceil(share * total / max(len(serving), 1))
+    mean = (sum(i.models[model].total for i in serving) + 1) / max(len(serving), 1)
+    bound = max(math.ceil(share * mean), math.ceil(mean) + 1)
     return instance.models[model].total + 1 <= bound
 
 

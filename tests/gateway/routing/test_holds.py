@@ -194,8 +194,9 @@ async def test_a_held_request_does_not_keep_others_from_a_free_slot() -> None:
 
 async def test_a_freed_slot_past_the_load_bound_is_not_taken_by_the_waiting_request() -> None:
     """Its home frees a slot, but with the other instances idle one more request there
-    would be over 1.25x the mean: the bound decides, and it starts elsewhere at once."""
-    a, b, c = (instance(n, "m", num_parallel=2) for n in "abc")
+    would be over the bound (3 of 3 in flight against a mean of 1): the bound decides,
+    and it starts elsewhere at once."""
+    a, b, c = (instance(n, "m", num_parallel=3) for n in "abc")
     d = dispatcher(a, b, c, share=1.25)
     clock = d.clock
     assert isinstance(clock, ManualClock)
@@ -203,15 +204,15 @@ async def test_a_freed_slot_past_the_load_bound_is_not_taken_by_the_waiting_requ
     home = first.instance
     first.release()
     clock.advance(1.0)
-    # Two requests run there, both started long enough ago that a slot frees soon.
+    # Three requests run there, all started long enough ago that a slot frees soon.
     started = clock.now() - SERVICE + 2.0
-    for _ in range(2):
+    for _ in range(3):
         home.dispatched("m", 0, started)
     follow = asyncio.ensure_future(d.acquire(ticket(chat(HISTORY, "an answer", "and?"))))
     await settle()
     assert not follow.done()
     assert waits(d, "held") == 1
-    home.finished("m", clock.now(), started)  # one slot free there: 2 of 2 in flight
+    home.finished("m", clock.now(), started)  # one slot free there: 2 of 3 in flight
     d.pump()  # would be over the bound, the other instances idle
     grant = await asyncio.wait_for(follow, 5)
     assert grant.instance is not home

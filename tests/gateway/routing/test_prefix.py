@@ -123,7 +123,8 @@ def test_load_stays_bounded_above_the_mean() -> None:
     b = instance("b", "m", num_parallel=8)
     c = instance("c", "m", num_parallel=8)
     prefer_a = {"prefix": lambda i: 4 if i.name == "a" else 0}
-    # 3 in flight + this one over 3 instances: mean 1.33; 1.25x that, rounded up, is 2.
+    # 3 in flight + this one over 3 instances: mean 1.33; 1.25x that, rounded up, is 2,
+    # and one above the mean, rounded up, is 3: a would have 4.
     choice = choose([a, b, c], "m", load_share=1.25, **prefer_a)
     assert choice is not None
     assert choice.instance.name != "a"
@@ -131,6 +132,23 @@ def test_load_stays_bounded_above_the_mean() -> None:
     choice = choose([a, b, c], "m", load_share=3.0, **prefer_a)
     assert choice is not None
     assert choice.instance.name == "a"
+
+
+def test_at_a_small_count_the_holder_may_take_one_more_than_the_mean() -> None:
+    """One request in flight, on the holder, over three instances: the share bound alone
+    (1.25 x 2/3, rounded up: 1) would send the conversation's next turn away from its
+    history to an idle instance. One request above the mean is always allowed."""
+    a = busy(instance("a", "m"), "m", 1)
+    b, c = instance("b", "m"), instance("c", "m")
+    choice = choose([a, b, c], "m", load_share=1.25, prefix=lambda i: 6 if i.name == "a" else 0)
+    assert choice is not None
+    assert (choice.instance.name, choice.matched) == ("a", 6)
+    # Two more than the mean is past it: a with 2 in flight of 2 total + this one.
+    a = busy(instance("a", "m", num_parallel=4), "m", 2)
+    b, c = instance("b", "m", num_parallel=4), instance("c", "m", num_parallel=4)
+    choice = choose([a, b, c], "m", load_share=1.25, prefix=lambda i: 6 if i.name == "a" else 0)
+    assert choice is not None
+    assert choice.instance.name != "a"
 
 
 def test_equal_holders_go_by_their_share_of_recent_requests_first() -> None:
