@@ -48,7 +48,7 @@ from llm_gateway.request_id import SCOPE_KEY
 from llm_gateway.routes import ProxyRoute
 from llm_gateway.routing.dispatcher import Dispatcher
 from llm_gateway.routing.grant import Ticket
-from llm_gateway.routing.prefix import prompt_blocks, rendered
+from llm_gateway.routing.prefix import opens_conversation, prompt_blocks, rendered
 from llm_gateway.routing.report import joined_ps
 from llm_gateway.routing.runner_options import strip_runner_options
 from llm_gateway.semantic import Lookup, SemanticCache, SemanticHit
@@ -228,7 +228,8 @@ class Proxy:
             if self.dispatcher.affinity is not None:
                 text = rendered(kind, call.data)
                 blocks = prompt_blocks(text, ticket.model)
-                ticket = replace(ticket, prefix=blocks, prompt_chars=len(text))
+                opening = opens_conversation(kind, call.data)
+                ticket = replace(ticket, prefix=blocks, prompt_chars=len(text), opening=opening)
             call.ticket = ticket
         call.estimate = estimate(kind, call.data, settings.quota_estimate_tokens)
         call.usage = UsageTarget(call.record.key, call.record.model, utc_day())

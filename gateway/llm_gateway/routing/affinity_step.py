@@ -86,10 +86,13 @@ class AffinityStep:
             self.holds.speed.note(model, evaluated_chars, seconds)
 
     def choose_args(self, waiter: Waiter, instances: Sequence[Instance]) -> dict[str, Any]:
-        """choose()'s prefix arguments for `waiter` (none without a prefix)."""
+        """choose()'s prefix arguments for `waiter` (none without a prefix; a chat's
+        first turn follows no prefix but still spreads by recent share)."""
         affinity, blocks, model = self.affinity, waiter.prefix, waiter.model
         if not blocks:
             return {}
+        if waiter.opening:
+            return {"recent": lambda instance: affinity.share(model, instance.name)}
         serving = _serving(instances, model)
         return {
             "prefix": lambda instance: affinity.matched(instance.name, blocks),
@@ -106,7 +109,7 @@ class AffinityStep:
         None when none holds more, or one that does was passed over with a free slot
         (a load bound: the bound decides, not the cache)."""
         blocks, model = waiter.prefix, waiter.model
-        if not blocks:
+        if not blocks or waiter.opening:
             return None
         affinity = self.affinity
         here = affinity.matched(chosen.name, blocks)

@@ -55,6 +55,7 @@ class Waiter:
     # Prefix affinity: the prompt's chained block hashes and its length (`prefix.py`).
     prefix: tuple[bytes, ...] = ()
     prompt_chars: int = 0
+    opening: bool = False  # a chat's first turn: placed by load (`prefix.py`)
 
     @property
     def order(self) -> tuple[int, float, int]:

@@ -36,6 +36,8 @@ class Ticket:
     # Prefix affinity (`prefix.py`): the prompt's chained block hashes and its length.
     prefix: tuple[bytes, ...] = ()
     prompt_chars: int = 0
+    # A chat's first turn: placed by load, not by its system prompt (`prefix.py`).
+    opening: bool = False
 
     def waiter(
         self,
@@ -52,6 +54,7 @@ class Ticket:
             self.model, self.key, self.priority, self.weight, enqueued_at=at,
             deadline=at + self.deadline_seconds, future=future, exclude=exclude,
             lost=lost, prefix=self.prefix if affinity else (), prompt_chars=self.prompt_chars,
+            opening=self.opening,
         )  # fmt: skip
 
 

@@ -39,9 +39,11 @@ class Choice:
     matched: int = 0  # leading prompt blocks the instance likely holds (prefix affinity)
 
 
-def _ready_rank(instance: Instance, model: str) -> tuple[int, int, str]:
-    """Among instances with the model loaded and a free slot: fewest in flight first."""
-    return (instance.models[model].in_flight, instance.in_flight, instance.name)
+def _ready_rank(instance: Instance, model: str, recent: float) -> tuple[int, float, int, str]:
+    """Among instances with the model loaded and a free slot: fewest in flight first,
+    then the smallest share of the model's recent requests (`recent`, with prefix
+    affinity: a new conversation goes where fewer conversations come back to)."""
+    return (instance.models[model].in_flight, recent, instance.in_flight, instance.name)
 
 
 def _load_rank(instance: Instance, beside: bool, evicted: int) -> tuple[int, int, int, int, str]:
@@ -129,7 +131,7 @@ def choose(
         if followed is not None:
             return followed
     if ready:
-        best = min(ready, key=lambda i: _ready_rank(i, model))
+        best = min(ready, key=lambda i: _ready_rank(i, model, recent(i)))
         why = f"loaded there, {best.models[model].total} of its {best.num_parallel} slots taken"
         return Choice(best, loads=False, why=why)
     loaded_elsewhere = any(i.resident(model) is not None for i in instances if i.usable)

@@ -15,6 +15,9 @@ to what its caches hold (`capacity_tokens`, at `CHARS_PER_TOKEN`); older blocks 
 forgotten as the instance's caches would have dropped them. A new runner (a load) or
 an instance that went down starts empty.
 
+A chat's first turn (`opens_conversation`) is not followed to its system prompt's
+holders: it goes by load, and only its later turns follow their own history.
+
 The choice among instances that can start a request now is `placement.py`'s: this
 module only says how many leading blocks each instance likely holds.
 `affinity_step.py` is its part in the dispatcher.
@@ -63,6 +66,26 @@ def rendered(kind: Kind, data: Mapping[str, Any]) -> str:
         parts.append(prompt if isinstance(prompt, str) else "")
         return _SEP.join(parts)
     return ""  # embeddings: no generation, nothing cached worth following
+
+
+def opens_conversation(kind: Kind, data: Mapping[str, Any]) -> bool:
+    """A chat's first turn: no answer of the model in its messages yet.
+
+    Its only prefix worth following is its system prompt, shared by every conversation
+    started on it, so it is placed by load instead (`affinity_step.py`): following the
+    system prompt piles one prompt's conversations onto the instances that hold it, and
+    there llama-server overwrites their histories. A new request takes the idle slot
+    sharing the longest prefix with it (the same system prompt, another conversation's
+    slot) and keeps it without saving the rest to host memory when the shared part is
+    at least half of that slot (`get_available_slot`, `f_keep >= 0.5`), so that
+    conversation's next turn pays its whole history again. The system prompt itself is
+    soon cached everywhere (in a slot or the host prompt cache)."""
+    if kind not in (Kind.CHAT, Kind.OPENAI_CHAT):
+        return False
+    messages = data.get("messages")
+    if not isinstance(messages, list):
+        return False
+    return not any(isinstance(m, dict) and m.get("role") == "assistant" for m in messages)
 
 
 def prompt_blocks(text: str, model: str) -> tuple[bytes, ...]:

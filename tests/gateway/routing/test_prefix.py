@@ -9,6 +9,7 @@ can start a request now, the one holding the longest prefix (`placement.py`).
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -25,6 +26,7 @@ from llm_gateway.routing.prefix import (
     Affinity,
     PrefixIndex,
     block_tokens,
+    opens_conversation,
     prompt_blocks,
     rendered,
 )
@@ -203,8 +205,51 @@ def dispatcher(*instances: Instance, affinity: Affinity | None) -> Dispatcher:
 
 
 def ticket(data: dict[str, Any]) -> Ticket:
+    """As the proxy makes it for a chat (`proxy.py`)."""
     text = rendered(Kind.CHAT, data)
-    return Ticket("m", "k", 0, prefix=prompt_blocks(text, "m"), prompt_chars=len(text))
+    return Ticket(
+        "m", "k", 0, prefix=prompt_blocks(text, "m"), prompt_chars=len(text),
+        opening=opens_conversation(Kind.CHAT, data),
+    )  # fmt: skip
+
+
+def test_a_chat_opens_a_conversation_until_the_model_has_answered() -> None:
+    assert opens_conversation(Kind.CHAT, chat("hello"))
+    assert not opens_conversation(Kind.CHAT, chat("hello", "hi", "how are you?"))
+    assert opens_conversation(Kind.OPENAI_CHAT, {"messages": [{"role": "user", "content": "x"}]})
+    assert not opens_conversation(Kind.OPENAI_CHAT, chat("q", "a", "q2"))
+    # A prompt has no turns to tell: it follows its prefix (a RAG template, say).
+    assert not opens_conversation(Kind.GENERATE, {"prompt": "hello"})
+    assert not opens_conversation(Kind.CHAT, {"messages": "not a list"})
+
+
+async def test_a_new_conversation_goes_by_load_not_to_its_system_prompts_holder() -> None:
+    """Conversation x started on one instance, which therefore holds the shared system
+    prompt, and runs there now. A second conversation on the same system prompt starts
+    on an idle instance (followed to the holder, it would share x's instance and could
+    overwrite x's history there); its next turn follows its own history."""
+    a, b, c = instance("a", "m"), instance("b", "m"), instance("c", "m")
+    affinity = Affinity(capacity_tokens=100_000, load_share=10.0)
+    d = dispatcher(a, b, c, affinity=affinity)
+    x = await asyncio.wait_for(d.acquire(ticket(chat("conversation x " * 50))), 5)
+    holder = x.instance.name
+    y_turn = chat("conversation y " * 50)
+    assert affinity.matched(holder, ticket(y_turn).prefix) >= 3  # the system prompt
+    # Not known to open a conversation (as a raw prompt would not be), the same first
+    # turn follows the system prompt to its holder.
+    same = await asyncio.wait_for(d.acquire(replace(ticket(y_turn), opening=False)), 5)
+    assert same.instance.name == holder
+    same.release()
+    y = await asyncio.wait_for(d.acquire(ticket(y_turn)), 5)
+    assert y.instance.name != holder
+    y_home = y.instance.name
+    y.release()
+    follow = await asyncio.wait_for(
+        d.acquire(ticket(chat("conversation y " * 50, "an answer " * 40, "and?"))), 5
+    )
+    assert follow.instance.name == y_home
+    follow.release()
+    x.release()
 
 
 async def test_each_conversation_stays_on_the_instance_that_served_it() -> None:
