@@ -167,6 +167,20 @@ class FairQueue:
         state = self._classes[waiter.priority]
         state.virtual = max(state.virtual, waiter.start)
 
+    def credits(self) -> dict[str, dict[str, float]]:
+        """Per class, the keys with credit banked now (requests they may send ahead of
+        a backlogged key): for /admin/queue."""
+        banked: dict[str, dict[str, float]] = {}
+        for name, state in zip(PRIORITIES, self._classes, strict=True):
+            keys = {
+                key: round(min(self.burst, state.virtual - last), 2)
+                for key, last in state.last_finish.items()
+                if last < state.virtual
+            }
+            if keys:
+                banked[name] = keys
+        return banked
+
     def virtual_time(self, priority: int) -> float:
         """The start tag of the class's last dispatched request (V)."""
         return self._classes[priority].virtual

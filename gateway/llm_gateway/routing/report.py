@@ -50,6 +50,9 @@ def snapshot(
         "routing": "model-aware",
         "queued": len(queue),
         "max_depth": queue.max_depth,
+        # Burst credit (`fair_queue.py`): what keys under their share have banked.
+        "burst": queue.burst,
+        "credit": queue.credits(),
         "prefix_affinity": affinity is not None,
         "queues": queues,
         "instances": [

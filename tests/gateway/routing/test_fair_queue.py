@@ -195,6 +195,22 @@ async def test_credit_spent_is_earned_again_only_by_waiting() -> None:
     assert drain_n(queue, 4) == ["steady", "flood", "steady", "flood"]
 
 
+async def test_the_credit_banked_is_reported_per_class_and_key() -> None:
+    """/admin/queue shows it: a request sent spends one of the light key's credit, and
+    the flooding key's service earns it back, up to the burst."""
+    queue = FairQueue(200, burst=4)
+    backlogged(queue, "flood", queued=60, served=20)
+    queue.push(waiter("steady"))
+    assert queue.best(["m"]).key == "steady"
+    queue.take(queue.best(["m"]))
+    credit = queue.credits()["interactive"]
+    assert "flood" not in credit  # backlogged: at or past the virtual time
+    assert credit["steady"] == 3
+    for _ in range(10):
+        queue.take(queue.best(["m"]))  # the flooding key is served meanwhile
+    assert queue.credits()["interactive"]["steady"] == 4  # capped at the burst
+
+
 async def test_a_backlogged_key_banks_no_credit() -> None:
     """The flooding key's own requests start at or after the virtual time: credit only
     helps a key that has been served less than the others."""
