@@ -93,6 +93,7 @@ def test_each_conversation_keeps_to_the_instance_holding_its_history(
     assert sum(served) == 12
     assert all(count % 4 == 0 for count in served), served
     assert queue["prefix_affinity"] is True
+    assert queue["burst"] == 12  # the fair queue's default credit, shown beside it
     hits = sum(i["affinity"]["hits"] for i in queue["instances"])
     assert hits >= 9  # every follow-up (3 x 3), and first turns sharing the system prompt
     assert metric_value(metrics, "llm_affinity_hits_total") == hits
