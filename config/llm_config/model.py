@@ -102,7 +102,8 @@ class QueueConfig(_Section):
     # evicts a busy model for it (it stops feeding that instance, then loads).
     load_patience_seconds: float = Field(20.0, ge=0, le=3600)
     # Requests a key that used less than its fair share may send ahead of a key that
-    # floods, when it bursts (credit it banked while the others were served more).
+    # floods (has more than this many waiting), when it bursts (credit it banked while
+    # the others were served more).
     # 0: plain start-time fair queueing, an even split from the first request.
     burst: float = Field(12.0, ge=0, le=10000)
 

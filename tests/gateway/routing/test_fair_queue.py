@@ -211,6 +211,17 @@ async def test_the_credit_banked_is_reported_per_class_and_key() -> None:
     assert queue.credits()["interactive"]["steady"] == 4  # capped at the burst
 
 
+async def test_without_a_flooding_key_credit_is_not_spent() -> None:
+    """Keys that merely take turns (none with more requests waiting than the burst)
+    are served in plain SFQ order: a key that was served less lately does not jump
+    the other's few waiting requests (it would only lengthen that key's tail)."""
+    queue = FairQueue(200, burst=12)
+    backlogged(queue, "busy", queued=30, served=24)  # 6 left waiting: not a flood
+    for _ in range(3):
+        queue.push(waiter("quiet"))
+    assert drain_n(queue, 4) == ["quiet", "busy", "quiet", "busy"]
+
+
 async def test_a_backlogged_key_banks_no_credit() -> None:
     """The flooding key's own requests start at or after the virtual time: credit only
     helps a key that has been served less than the others."""
