@@ -59,11 +59,6 @@ def run(seed: int, burst: float, loop: asyncio.AbstractEventLoop) -> Run:
     queue = FairQueue(10_000, burst=burst)
     for _ in range(FLOOD_QUEUED):
         queue.push(_waiter(loop, "flood", 0.0))
-    # The flooding key has been backlogged a while: the credit it came with as a new
-    # key is spent, and its requests start at the virtual time or later.
-    while (head := queue.best(["m"])) is not None and head.start < queue.virtual_time(INTERACTIVE):
-        queue.take(head)
-        queue.push(_waiter(loop, "flood", 0.0))
     frees = [0.0] * SLOTS  # both slots start with a flood request ending now
     heapq.heapify(frees)
     waits: list[float] = []

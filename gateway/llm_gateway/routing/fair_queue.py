@@ -208,10 +208,6 @@ class FairQueue:
                 banked[name] = keys
         return banked
 
-    def virtual_time(self, priority: int) -> float:
-        """The start tag of the class's last dispatched request (V)."""
-        return self._classes[priority].virtual
-
     def depth(self, model: str, priority: int | None = None) -> int:
         if priority is not None:
             return self._depth.get((model, priority), 0)
